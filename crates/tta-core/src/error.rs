@@ -1,0 +1,556 @@
+//! The one error type every primitive returns.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ledger::TokenUsage;
+
+/// A boxed error, as used by tower and most async libraries.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The error returned by every [`WorkflowPrimitive`](crate::WorkflowPrimitive).
+///
+/// Opaque on purpose: match on [`Error::kind`] or use the `is_*` predicates. The source
+/// chain is kept, and a user's own error type can be recovered with
+/// [`Error::downcast_ref`]. Cloning is cheap (an `Arc` inside), so one failure can be
+/// handed to every waiter of a coalesced call.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{Error, ErrorKind};
+///
+/// #[derive(Debug)]
+/// struct QuotaExceeded;
+/// impl std::fmt::Display for QuotaExceeded {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("quota exceeded")
+///     }
+/// }
+/// impl std::error::Error for QuotaExceeded {}
+///
+/// let err = Error::inner(QuotaExceeded);
+/// assert_eq!(err.kind(), ErrorKind::Inner);
+/// assert!(err.downcast_ref::<QuotaExceeded>().is_some());
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    repr: Arc<Repr>,
+}
+
+struct Repr {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    primitive: Option<Arc<str>>,
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+    billed_usage: Option<TokenUsage>,
+    attempts: Vec<AttemptError>,
+}
+
+/// What went wrong, in a bounded set fit for a metric label.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{Error, ErrorKind};
+///
+/// let err = Error::timeout("llm-call", "no answer within 2s");
+/// assert_eq!(err.kind(), ErrorKind::Timeout);
+/// assert_eq!(err.kind().as_str(), "timeout");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A timeout primitive gave up on its inner primitive.
+    Timeout,
+    /// The workflow was cancelled through its [`WorkflowContext`](crate::WorkflowContext).
+    Cancelled,
+    /// No route could be tried (every route cooling down, or no budget left).
+    NoRoute,
+    /// Every route that was tried failed; see [`Error::attempts`].
+    AllRoutesFailed,
+    /// A backing service (a store, an exporter) failed.
+    Backend,
+    /// A configuration value was rejected.
+    InvalidConfig,
+    /// The user's own primitive failed; its error is the source.
+    Inner,
+}
+
+impl ErrorKind {
+    /// A stable, low-cardinality name, usable as a metric label value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::ErrorKind::AllRoutesFailed.as_str(), "all_routes_failed");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::AllRoutesFailed => "all_routes_failed",
+            ErrorKind::Backend => "backend",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::Inner => "inner",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed attempt of a router: which route, and how it failed.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{AttemptError, Error};
+///
+/// let attempt = AttemptError::new("openai", Error::timeout("openai", "slow"));
+/// assert_eq!(attempt.route(), "openai");
+/// assert!(attempt.error().is_timeout());
+/// ```
+#[derive(Clone, Debug)]
+pub struct AttemptError {
+    route: Arc<str>,
+    error: Error,
+}
+
+impl AttemptError {
+    /// Records that `route` failed with `error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = tta_core::AttemptError::new("b", tta_core::Error::cancelled());
+    /// assert!(a.error().is_cancelled());
+    /// ```
+    pub fn new(route: impl Into<Arc<str>>, error: Error) -> Self {
+        Self {
+            route: route.into(),
+            error,
+        }
+    }
+
+    /// The route's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = tta_core::AttemptError::new("b", tta_core::Error::cancelled());
+    /// assert_eq!(a.route(), "b");
+    /// ```
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The route's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = tta_core::AttemptError::new("b", tta_core::Error::cancelled());
+    /// assert_eq!(a.error().kind(), tta_core::ErrorKind::Cancelled);
+    /// ```
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl Error {
+    fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            repr: Arc::new(Repr {
+                kind,
+                message: message.into(),
+                primitive: None,
+                source: None,
+                billed_usage: None,
+                attempts: Vec::new(),
+            }),
+        }
+    }
+
+    fn map_repr(self, f: impl FnOnce(&mut Repr)) -> Self {
+        let mut repr = match Arc::try_unwrap(self.repr) {
+            Ok(repr) => repr,
+            Err(shared) => Repr {
+                kind: shared.kind,
+                message: shared.message.clone(),
+                primitive: shared.primitive.clone(),
+                source: shared.source.clone(),
+                billed_usage: shared.billed_usage,
+                attempts: shared.attempts.clone(),
+            },
+        };
+        f(&mut repr);
+        Self {
+            repr: Arc::new(repr),
+        }
+    }
+
+    /// The primitive named `primitive` gave up waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = tta_core::Error::timeout("llm", "hard limit of 3s reached");
+    /// assert!(err.is_timeout());
+    /// assert_eq!(err.primitive(), Some("llm"));
+    /// ```
+    pub fn timeout(primitive: impl Into<Arc<str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Timeout, message).with_primitive(primitive)
+    }
+
+    /// The workflow was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::cancelled().is_cancelled());
+    /// ```
+    pub fn cancelled() -> Self {
+        Self::new(ErrorKind::Cancelled, "workflow cancelled")
+    }
+
+    /// No route could be tried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::no_route("every route is cooling down").is_no_route());
+    /// ```
+    pub fn no_route(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NoRoute, message)
+    }
+
+    /// Every route that was tried failed; each attempt is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{AttemptError, Error};
+    ///
+    /// let err = Error::all_routes_failed(vec![
+    ///     AttemptError::new("a", Error::msg("503")),
+    ///     AttemptError::new("b", Error::timeout("b", "slow")),
+    /// ]);
+    /// assert!(err.is_all_routes_failed());
+    /// assert_eq!(err.attempts().len(), 2);
+    /// ```
+    pub fn all_routes_failed(attempts: Vec<AttemptError>) -> Self {
+        let message = format!("all {} attempted routes failed", attempts.len());
+        Self::new(ErrorKind::AllRoutesFailed, message).map_repr(|r| r.attempts = attempts)
+    }
+
+    /// A backing service failed (a store, an exporter); the cause is kept as the source.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let io = std::io::Error::other("connection refused");
+    /// let err = tta_core::Error::backend(io);
+    /// assert!(err.is_backend());
+    /// assert!(err.downcast_ref::<std::io::Error>().is_some());
+    /// ```
+    pub fn backend(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::new(ErrorKind::Backend, "backend failure").with_source(source)
+    }
+
+    /// A configuration value was rejected; the typed cause is kept as the source.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cause = tta_core::PrimitiveName::new("").unwrap_err();
+    /// let err = tta_core::Error::invalid_config(cause);
+    /// assert!(err.is_invalid_config());
+    /// ```
+    pub fn invalid_config(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::new(ErrorKind::InvalidConfig, "invalid configuration").with_source(source)
+    }
+
+    /// Wraps a user's error without losing its type.
+    ///
+    /// An `Error` passed in is returned unchanged, so wrapping twice keeps the kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = tta_core::Error::inner(std::fmt::Error);
+    /// assert!(err.is_inner());
+    /// assert!(err.downcast_ref::<std::fmt::Error>().is_some());
+    /// ```
+    pub fn inner(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::from_boxed(Box::new(source))
+    }
+
+    /// Wraps a boxed error (tower's `BoxError`); an `Error` inside is unwrapped, not nested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{BoxError, Error};
+    ///
+    /// let boxed: BoxError = Box::new(Error::cancelled());
+    /// assert!(Error::from_boxed(boxed).is_cancelled());
+    /// ```
+    pub fn from_boxed(source: BoxError) -> Self {
+        match source.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(source) => Self::new(ErrorKind::Inner, "inner primitive failed").map_repr(|r| {
+                r.source = Some(Arc::from(source));
+            }),
+        }
+    }
+
+    /// An inner failure described only by a message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = tta_core::Error::msg("provider returned 503");
+    /// assert!(err.is_inner());
+    /// assert_eq!(err.to_string(), "inner: provider returned 503");
+    /// ```
+    pub fn msg(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Inner, message)
+    }
+
+    /// Names the primitive that produced this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = tta_core::Error::msg("boom").with_primitive("step-1");
+    /// assert_eq!(err.primitive(), Some("step-1"));
+    /// ```
+    pub fn with_primitive(self, primitive: impl Into<Arc<str>>) -> Self {
+        self.map_repr(|r| r.primitive = Some(primitive.into()))
+    }
+
+    /// Attaches a source error (the cause).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let err = tta_core::Error::msg("read failed").with_source(std::fmt::Error);
+    /// assert!(err.source().is_some());
+    /// ```
+    pub fn with_source(self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.map_repr(|r| r.source = Some(Arc::new(source)))
+    }
+
+    /// Records that the failed call was still billed for these tokens (a provider that
+    /// charged for a prompt and then failed). Routers record it as a failed-but-billed
+    /// attempt in the cost ledger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Error, TokenUsage};
+    ///
+    /// let err = Error::msg("stream cut").with_billed_usage(TokenUsage::new(1200, 40));
+    /// assert_eq!(err.billed_usage(), Some(TokenUsage::new(1200, 40)));
+    /// ```
+    pub fn with_billed_usage(self, usage: TokenUsage) -> Self {
+        self.map_repr(|r| r.billed_usage = Some(usage))
+    }
+
+    /// What went wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::Error::cancelled().kind(), tta_core::ErrorKind::Cancelled);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.repr.kind
+    }
+
+    /// The primitive that produced this error, when known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::Error::cancelled().primitive(), None);
+    /// ```
+    pub fn primitive(&self) -> Option<&str> {
+        self.repr.primitive.as_deref()
+    }
+
+    /// Tokens a provider billed for the failed call, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::Error::msg("x").billed_usage(), None);
+    /// ```
+    pub fn billed_usage(&self) -> Option<TokenUsage> {
+        self.repr.billed_usage
+    }
+
+    /// For [`ErrorKind::AllRoutesFailed`]: every attempt in order; empty otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::msg("x").attempts().is_empty());
+    /// ```
+    pub fn attempts(&self) -> &[AttemptError] {
+        &self.repr.attempts
+    }
+
+    /// Finds an error of type `T` in the source chain.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = tta_core::Error::inner(std::fmt::Error);
+    /// assert!(err.downcast_ref::<std::fmt::Error>().is_some());
+    /// assert!(err.downcast_ref::<std::io::Error>().is_none());
+    /// ```
+    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
+        let mut next: Option<&(dyn StdError + 'static)> = self
+            .repr
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static));
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<T>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// `true` for [`ErrorKind::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::timeout("t", "late").is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// `true` for [`ErrorKind::Cancelled`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::cancelled().is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.kind() == ErrorKind::Cancelled
+    }
+
+    /// `true` for [`ErrorKind::NoRoute`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!tta_core::Error::cancelled().is_no_route());
+    /// ```
+    pub fn is_no_route(&self) -> bool {
+        self.kind() == ErrorKind::NoRoute
+    }
+
+    /// `true` for [`ErrorKind::AllRoutesFailed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::all_routes_failed(vec![]).is_all_routes_failed());
+    /// ```
+    pub fn is_all_routes_failed(&self) -> bool {
+        self.kind() == ErrorKind::AllRoutesFailed
+    }
+
+    /// `true` for [`ErrorKind::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::backend(std::fmt::Error).is_backend());
+    /// ```
+    pub fn is_backend(&self) -> bool {
+        self.kind() == ErrorKind::Backend
+    }
+
+    /// `true` for [`ErrorKind::InvalidConfig`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::invalid_config(std::fmt::Error).is_invalid_config());
+    /// ```
+    pub fn is_invalid_config(&self) -> bool {
+        self.kind() == ErrorKind::InvalidConfig
+    }
+
+    /// `true` for [`ErrorKind::Inner`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::Error::msg("x").is_inner());
+    /// ```
+    pub fn is_inner(&self) -> bool {
+        self.kind() == ErrorKind::Inner
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.repr.kind)
+            .field("message", &self.repr.message);
+        if let Some(p) = &self.repr.primitive {
+            d.field("primitive", p);
+        }
+        if let Some(s) = &self.repr.source {
+            d.field("source", s);
+        }
+        if let Some(u) = &self.repr.billed_usage {
+            d.field("billed_usage", u);
+        }
+        if !self.repr.attempts.is_empty() {
+            d.field("attempts", &self.repr.attempts);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.repr.kind)?;
+        if let Some(p) = &self.repr.primitive {
+            write!(f, " in `{p}`")?;
+        }
+        write!(f, ": {}", self.repr.message)?;
+        for attempt in &self.repr.attempts {
+            write!(f, "; {}: {}", attempt.route, attempt.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.repr
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,494 @@
+//! The span and the two generic metrics every primitive emits per execution.
+//!
+//! A primitive builds one [`Instrumentation`] when it is built: the instruments and every
+//! label set are made then, so an execution only starts a span, reads the clock and adds
+//! to pre-resolved instruments.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+
+use futures_util::future::{Either, select};
+use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use tokio::time::Instant;
+
+use crate::semconv;
+use crate::{Error, ErrorKind, PrimitiveName, WorkflowContext};
+
+/// The instrumentation scope name of every tta meter and tracer.
+pub const SCOPE_NAME: &str = "tta";
+
+/// Where primitives get their meter and tracer.
+///
+/// [`Telemetry::global`] (what builders use unless told otherwise) reads the global
+/// providers **when the primitive is built**, so install them (for example with
+/// `tta_apm::init`) before building primitives. Tests and multi-tenant programs can
+/// hand explicit providers to [`Telemetry::new`] instead.
+///
+/// # Examples
+///
+/// ```
+/// use opentelemetry::trace::noop::NoopTracerProvider;
+/// use opentelemetry::metrics::noop::NoopMeterProvider;
+/// use tta_core::Telemetry;
+///
+/// let telemetry = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
+/// # let _ = telemetry;
+/// let global = Telemetry::global();
+/// # let _ = global;
+/// ```
+#[derive(Clone)]
+pub struct Telemetry {
+    meter: Meter,
+    tracer: Arc<BoxedTracer>,
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+impl Telemetry {
+    /// The globally installed meter and tracer providers, as they are now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = tta_core::Telemetry::global();
+    /// ```
+    pub fn global() -> Self {
+        Self {
+            meter: global::meter_with_scope(scope()),
+            tracer: Arc::new(global::tracer_with_scope(scope())),
+        }
+    }
+
+    /// Explicit providers, for tests or for programs with several pipelines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opentelemetry::trace::noop::NoopTracerProvider;
+    /// use opentelemetry::metrics::noop::NoopMeterProvider;
+    ///
+    /// let t = tta_core::Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
+    /// # let _ = t;
+    /// ```
+    pub fn new<M, T>(meter_provider: &M, tracer_provider: &T) -> Self
+    where
+        M: MeterProvider + ?Sized,
+        T: ObjectSafeTracerProvider + ?Sized,
+    {
+        Self {
+            meter: meter_provider.meter_with_scope(scope()),
+            tracer: Arc::new(BoxedTracer::new(tracer_provider.boxed_tracer(scope()))),
+        }
+    }
+
+    /// The meter, for a primitive's own instruments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let counter = tta_core::Telemetry::global().meter().u64_counter("my.counter").build();
+    /// counter.add(1, &[]);
+    /// ```
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// The tracer, for a primitive's own child spans.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opentelemetry::trace::{Span, Tracer};
+    /// let mut span = tta_core::Telemetry::global().tracer().start("work");
+    /// span.end();
+    /// ```
+    pub fn tracer(&self) -> &BoxedTracer {
+        &self.tracer
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::global()
+    }
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+/// How one execution ended: the `outcome` label of the generic metrics.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{Error, Outcome};
+///
+/// assert_eq!(Outcome::of(&Ok::<_, Error>(())), Outcome::Ok);
+/// assert_eq!(Outcome::of::<()>(&Err(Error::timeout("t", "late"))), Outcome::Timeout);
+/// assert_eq!(Outcome::Cancelled.as_str(), "cancelled");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Finished with a value.
+    Ok,
+    /// Finished with an error other than a timeout or cancellation.
+    Error,
+    /// Finished with an error of kind timeout.
+    Timeout,
+    /// Cancelled through the context, or its future was dropped before it finished.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in label-set order.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::Cancelled,
+    ];
+
+    /// The label value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::Outcome::Ok.as_str(), "ok");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome of a finished execution.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Error, Outcome};
+    /// assert_eq!(Outcome::of::<()>(&Err(Error::msg("x"))), Outcome::Error);
+    /// ```
+    pub fn of<T>(result: &Result<T, Error>) -> Self {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => match e.kind() {
+                ErrorKind::Timeout => Outcome::Timeout,
+                ErrorKind::Cancelled => Outcome::Cancelled,
+                _ => Outcome::Error,
+            },
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Error => 1,
+            Outcome::Timeout => 2,
+            Outcome::Cancelled => 3,
+        }
+    }
+}
+
+/// A primitive's span and generic metrics (`tta.primitive.executions`,
+/// `tta.primitive.duration`), prepared once when the primitive is built.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{Instrumentation, PrimitiveName, Telemetry, WorkflowContext};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let inst = Instrumentation::new("echo", PrimitiveName::new("echo").unwrap(), &Telemetry::global());
+/// let cx = WorkflowContext::new();
+/// let out = inst.run(&cx, |_child| async { Ok::<_, tta_core::Error>(7) }).await;
+/// assert_eq!(out.unwrap(), 7);
+/// # }
+/// ```
+pub struct Instrumentation {
+    kind: &'static str,
+    name: PrimitiveName,
+    tracer: Arc<BoxedTracer>,
+    executions: Counter<u64>,
+    duration: Histogram<f64>,
+    labels: [[KeyValue; 3]; 4],
+}
+
+impl Instrumentation {
+    /// Creates the instruments and label sets for a primitive of `kind` named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Instrumentation, PrimitiveName, Telemetry};
+    /// let inst = Instrumentation::new("cache", PrimitiveName::new("answers").unwrap(), &Telemetry::global());
+    /// assert_eq!(inst.kind(), "cache");
+    /// assert_eq!(inst.name().as_str(), "answers");
+    /// ```
+    pub fn new(kind: &'static str, name: PrimitiveName, telemetry: &Telemetry) -> Self {
+        let meter = telemetry.meter();
+        let executions = meter
+            .u64_counter(semconv::PRIMITIVE_EXECUTIONS)
+            .with_description("Executions of tta workflow primitives, by outcome.")
+            .build();
+        let duration = meter
+            .f64_histogram(semconv::PRIMITIVE_DURATION)
+            .with_description("Duration of tta workflow primitive executions.")
+            .with_unit("s")
+            .with_boundaries(semconv::DURATION_BUCKETS_SECONDS.to_vec())
+            .build();
+        let labels = Outcome::ALL.map(|outcome| {
+            [
+                KeyValue::new(semconv::LABEL_PRIMITIVE, name.to_arc()),
+                KeyValue::new(semconv::LABEL_KIND, kind),
+                KeyValue::new(semconv::LABEL_OUTCOME, outcome.as_str()),
+            ]
+        });
+        Self {
+            kind,
+            name,
+            tracer: Arc::clone(&telemetry.tracer),
+            executions,
+            duration,
+            labels,
+        }
+    }
+
+    /// The primitive's kind (its span name).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// assert_eq!(i.kind(), "fn");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The primitive's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// assert_eq!(i.name().as_str(), "f");
+    /// ```
+    pub fn name(&self) -> &PrimitiveName {
+        &self.name
+    }
+
+    /// The label set `{primitive, kind, outcome}` for `outcome`, for a primitive's own
+    /// per-outcome instruments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// assert_eq!(i.labels(Outcome::Ok).len(), 3);
+    /// ```
+    pub fn labels(&self, outcome: Outcome) -> &[KeyValue] {
+        &self.labels[outcome.index()]
+    }
+
+    /// Starts an execution: a span named after the kind, child of the context's span.
+    /// The returned [`Execution`] records the metrics when finished, or as cancelled
+    /// when dropped unfinished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// let exec = i.start(&WorkflowContext::new());
+    /// exec.finish(Outcome::Ok);
+    /// ```
+    pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
+        let builder = SpanBuilder::from_name(Cow::Borrowed(self.kind))
+            .with_kind(SpanKind::Internal)
+            .with_attributes([
+                KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
+                KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
+                KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
+            ]);
+        let span = self.tracer.build_with_context(builder, cx.otel_context());
+        let child = cx.with_otel_context(cx.otel_context().with_span(span));
+        Execution {
+            inst: self,
+            started: Instant::now(),
+            cx: child,
+            finished: false,
+        }
+    }
+
+    /// Runs `f` inside an execution: `f` gets the child context (whose span is this
+    /// execution's span); cancellation of the context ends the execution with
+    /// [`Error::cancelled`]; the outcome is recorded from the result.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `f` returns, or a cancelled error when the context is cancelled first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// let cx = WorkflowContext::new();
+    /// cx.cancel();
+    /// let r = i.run(&cx, |_| async { Ok::<_, Error>(()) }).await;
+    /// assert!(r.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub async fn run<T, F, Fut>(&self, cx: &WorkflowContext, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(WorkflowContext) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let exec = self.start(cx);
+        let child = exec.context().clone();
+        let result = if child.is_cancelled() {
+            Err(self.cancelled())
+        } else {
+            let token = child.cancellation_token().clone();
+            let work = pin!(f(child));
+            let cancelled = pin!(token.cancelled());
+            // `select` polls the work first, so a ready result wins over a cancellation
+            // that arrives in the same poll.
+            match select(work, cancelled).await {
+                Either::Left((result, _)) => result,
+                Either::Right(((), _)) => Err(self.cancelled()),
+            }
+        };
+        exec.finish(Outcome::of(&result));
+        result
+    }
+
+    fn cancelled(&self) -> Error {
+        Error::cancelled().with_primitive(self.name.to_arc())
+    }
+
+    fn record(&self, outcome: Outcome, started: Instant, cx: &WorkflowContext) {
+        let labels = self.labels(outcome);
+        self.executions.add(1, labels);
+        self.duration
+            .record(started.elapsed().as_secs_f64(), labels);
+        let span = cx.otel_context().span();
+        if outcome != Outcome::Ok {
+            let error_type = match outcome {
+                Outcome::Timeout => ErrorKind::Timeout.as_str(),
+                Outcome::Cancelled => ErrorKind::Cancelled.as_str(),
+                _ => "error",
+            };
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+            span.set_status(Status::error(error_type));
+        }
+        span.end();
+    }
+}
+
+impl std::fmt::Debug for Instrumentation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumentation")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One running execution of an instrumented primitive.
+///
+/// Finish it with [`Execution::finish`]; dropping it unfinished (the caller's future
+/// was dropped) records the outcome `cancelled` and ends the span.
+#[must_use = "an execution records its metrics when finished or dropped"]
+pub struct Execution<'a> {
+    inst: &'a Instrumentation,
+    started: Instant,
+    cx: WorkflowContext,
+    finished: bool,
+}
+
+impl Execution<'_> {
+    /// The child context: pass it to inner primitives so their spans nest under this one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// use opentelemetry::trace::TraceContextExt;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// let exec = i.start(&WorkflowContext::new());
+    /// assert!(exec.context().otel_context().has_active_span());
+    /// exec.finish(Outcome::Ok);
+    /// ```
+    pub fn context(&self) -> &WorkflowContext {
+        &self.cx
+    }
+
+    /// When the execution started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// let exec = i.start(&WorkflowContext::new());
+    /// assert!(exec.started() <= tokio::time::Instant::now());
+    /// exec.finish(Outcome::Ok);
+    /// ```
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Records the outcome and ends the span.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// i.start(&WorkflowContext::new()).finish(Outcome::Error);
+    /// ```
+    pub fn finish(mut self, outcome: Outcome) {
+        self.finished = true;
+        self.inst.record(outcome, self.started, &self.cx);
+    }
+}
+
+impl Drop for Execution<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.inst.record(Outcome::Cancelled, self.started, &self.cx);
+        }
+    }
+}
+
+impl std::fmt::Debug for Execution<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution")
+            .field("kind", &self.inst.kind)
+            .field("name", &self.inst.name)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}

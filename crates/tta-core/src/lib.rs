@@ -1,0 +1,48 @@
+//! The shared core of tta: the [`WorkflowPrimitive`] trait, composition with `>>` and `|`,
+//! the [`WorkflowContext`] every step receives, the exact [`CostLedger`], the one
+//! [`Error`] type, and the [`Instrumentation`] every primitive uses for its span and
+//! metrics.
+//!
+//! Library code here uses the OpenTelemetry **API** only; install an SDK (for example
+//! with `tta-apm`) in the application to export anything.
+//!
+//! # Examples
+//!
+//! ```
+//! use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+//! let clean = from_fn(|s: String, _| async move { Ok::<_, Error>(s.trim().to_owned()) });
+//! let words = from_fn(|s: String, _| async move { Ok::<_, Error>(s.split_whitespace().count()) });
+//! let chars = from_fn(|s: String, _| async move { Ok::<_, Error>(s.chars().count()) });
+//!
+//! // Sequence, then two branches in parallel on the same input.
+//! let flow = clean >> (words | chars);
+//! let cx = WorkflowContext::new();
+//! assert_eq!(flow.execute("  hello tta  ".into(), &cx).await?, (2, 9));
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `tower`: [`tower::PrimitiveService`] and [`tower::ServicePrimitive`].
+#![doc(test(attr(deny(warnings))))]
+
+mod compose;
+mod context;
+mod error;
+mod instrument;
+mod ledger;
+mod name;
+mod primitive;
+pub mod semconv;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+pub use compose::{Join, Parallel, Then, parallel};
+pub use context::{ContextError, WorkflowContext, WorkflowContextBuilder};
+pub use error::{AttemptError, BoxError, Error, ErrorKind};
+pub use instrument::{Execution, Instrumentation, Outcome, SCOPE_NAME, Telemetry};
+pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, TokenUsage, Usd};
+pub use name::{InvalidName, PrimitiveName};
+pub use primitive::{BoxPrimitive, Flow, FnPrimitive, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn};

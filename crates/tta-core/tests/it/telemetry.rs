@@ -1,0 +1,184 @@
+use std::time::Duration;
+
+use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
+use tta_core::{Error, Flow, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn, semconv};
+use tta_tests::telemetry::{PointValue, TestTelemetry, parent_of, span_attr};
+
+fn step(name: &str, t: &Telemetry) -> Flow<impl WorkflowPrimitive<String, Output = String> + use<>> {
+    let suffix = name.to_owned();
+    Flow::new(
+        from_fn(move |s: String, _| {
+            let suffix = suffix.clone();
+            async move { Ok::<_, Error>(format!("{s}{suffix}")) }
+        })
+        .named(name)
+        .unwrap()
+        .with_telemetry(t),
+    )
+}
+
+#[tokio::test]
+async fn a_then_b_or_c_gives_b_and_c_as_siblings_under_the_parallel_span() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let flow = step("a", &t) >> (step("b", &t) | step("c", &t)).with_telemetry(&t);
+
+    let root = tt.tracer_provider().tracer("test").start("request");
+    let root_cx = opentelemetry::Context::new().with_span(root);
+    let cx = WorkflowContext::builder()
+        .workflow_id("wf-tree")
+        .otel_context(root_cx.clone())
+        .build();
+    let out = flow.execute("x".into(), &cx).await.unwrap();
+    assert_eq!(out, ("xab".to_owned(), "xac".to_owned()));
+    root_cx.span().end();
+
+    let spans = tt.spans();
+    let by_name = |n: &str| {
+        spans
+            .iter()
+            .find(|s| span_attr(s, semconv::PRIMITIVE_NAME).as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("no span for {n}"))
+    };
+    let request = spans.iter().find(|s| s.name == "request").unwrap();
+    let (a, b, c, par) = (by_name("a"), by_name("b"), by_name("c"), by_name("parallel"));
+    assert_eq!(a.name, "fn");
+    assert_eq!(par.name, "parallel");
+    assert_eq!(parent_of(&spans, a).unwrap().name, "request");
+    assert_eq!(parent_of(&spans, par).unwrap().name, "request");
+    assert_eq!(parent_of(&spans, b).unwrap().span_context.span_id(), par.span_context.span_id());
+    assert_eq!(parent_of(&spans, c).unwrap().span_context.span_id(), par.span_context.span_id());
+    assert!(spans.iter().all(|s| s.span_context.trace_id() == request.span_context.trace_id()));
+    assert_eq!(span_attr(a, semconv::WORKFLOW_ID).as_deref(), Some("wf-tree"));
+    assert_eq!(span_attr(par, semconv::PRIMITIVE_KIND).as_deref(), Some("parallel"));
+    assert_eq!(spans.len(), 5, "sequential composition adds no span of its own");
+}
+
+#[tokio::test]
+async fn regrouping_a_sequence_gives_the_same_trace_shape() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let left = (step("a", &t) >> step("b", &t)) >> step("c", &t);
+    let right = step("a", &t) >> (step("b", &t) >> step("c", &t));
+    let shape = |tt: &TestTelemetry| {
+        let spans = tt.spans();
+        spans
+            .iter()
+            .map(|s| {
+                (
+                    span_attr(s, semconv::PRIMITIVE_NAME).unwrap(),
+                    parent_of(&spans, s).map(|p| p.name.to_string()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    left.execute(String::new(), &WorkflowContext::new()).await.unwrap();
+    let l = shape(&tt);
+    right.execute(String::new(), &WorkflowContext::new()).await.unwrap();
+    let both = shape(&tt);
+    assert_eq!(l.len(), 3);
+    assert_eq!(&both[3..], &l[..]);
+    assert!(l.iter().all(|(_, parent)| parent.is_none()));
+}
+
+#[tokio::test]
+async fn executions_are_counted_by_outcome() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let flaky = from_fn(|fail: bool, _| async move {
+        if fail { Err(Error::msg("nope")) } else { Ok(()) }
+    })
+    .named("flaky")
+    .unwrap()
+    .with_telemetry(&t);
+    let cx = WorkflowContext::new();
+    for i in 0..10 {
+        let _ = flaky.execute(i % 3 == 0, &cx).await;
+    }
+    let attrs = |o| [("primitive", "flaky"), ("kind", "fn"), ("outcome", o)];
+    assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("ok")), 6.0);
+    assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("error")), 4.0);
+    assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("timeout")), 0.0);
+
+    let spans = tt.spans();
+    let failed: Vec<_> = spans
+        .iter()
+        .filter(|s| matches!(s.status, Status::Error { .. }))
+        .collect();
+    assert_eq!(failed.len(), 4);
+    assert_eq!(span_attr(failed[0], semconv::ERROR_TYPE).as_deref(), Some("error"));
+    // The error message (user data) never reaches the span.
+    assert!(spans.iter().all(|s| s.attributes.iter().all(|kv| !kv.value.to_string().contains("nope"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_are_seconds_with_second_scale_buckets() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let slow = from_fn(|ms: u64, _| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, Error>(())
+    })
+    .named("slow")
+    .unwrap()
+    .with_telemetry(&t);
+    let cx = WorkflowContext::new();
+    slow.execute(300, &cx).await.unwrap();
+    slow.execute(1_500, &cx).await.unwrap();
+    let point = tt.points_matching(semconv::PRIMITIVE_DURATION, &[("primitive", "slow"), ("outcome", "ok")]);
+    assert_eq!(point.len(), 1);
+    assert_eq!(point[0].unit, "s");
+    let PointValue::Histogram { count, sum, bounds, buckets } = &point[0].value else {
+        panic!("not a histogram: {point:?}");
+    };
+    assert_eq!(*count, 2);
+    assert!((sum - 1.8).abs() < 1e-6, "sum {sum}");
+    assert_eq!(bounds.as_slice(), semconv::DURATION_BUCKETS_SECONDS);
+    let idx = |v: f64| bounds.iter().position(|b| v <= *b).unwrap();
+    assert_eq!(buckets[idx(0.3)], 1);
+    assert_eq!(buckets[idx(1.5)], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_execution_is_recorded_as_cancelled() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let hang = from_fn(|(), _| async {
+        std::future::pending::<()>().await;
+        Ok::<(), Error>(())
+    })
+    .named("hang")
+    .unwrap()
+    .with_telemetry(&t);
+    let cx = WorkflowContext::new();
+    let res = tokio::time::timeout(Duration::from_millis(10), hang.execute((), &cx)).await;
+    assert!(res.is_err());
+    assert_eq!(
+        tt.counter(semconv::PRIMITIVE_EXECUTIONS, &[("primitive", "hang"), ("outcome", "cancelled")]),
+        1.0
+    );
+    let spans = tt.spans_named("fn");
+    assert_eq!(spans.len(), 1, "the span of a dropped execution still ends");
+    assert_eq!(span_attr(&spans[0], semconv::ERROR_TYPE).as_deref(), Some("cancelled"));
+}
+
+#[tokio::test]
+async fn many_executions_reuse_one_series_per_outcome() {
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let echo = from_fn(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .named("echo")
+        .unwrap()
+        .with_telemetry(&t);
+    let cx = WorkflowContext::new();
+    for i in 0..500 {
+        echo.execute(i, &cx).await.unwrap();
+    }
+    let series = tt.points_matching(semconv::PRIMITIVE_EXECUTIONS, &[("primitive", "echo")]);
+    assert_eq!(series.len(), 1, "inputs never become labels: {series:?}");
+    assert_eq!(series[0].value, PointValue::Sum(500.0));
+    assert_eq!(
+        series[0].attrs.keys().collect::<Vec<_>>(),
+        ["kind", "outcome", "primitive"]
+    );
+}
