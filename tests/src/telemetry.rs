@@ -93,7 +93,10 @@ impl TestTelemetry {
 
     /// The finished spans named `name`.
     pub fn spans_named(&self, name: &str) -> Vec<SpanData> {
-        self.spans().into_iter().filter(|s| s.name == name).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
     }
 
     /// Collects and returns every data point of the latest collection.

@@ -10,7 +10,10 @@ use std::future::Future;
 use futures_util::future::{try_join, try_join_all};
 
 use crate::primitive::BoxPrimitive;
-use crate::{Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, WorkflowContext, WorkflowPrimitive};
+use crate::{
+    Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, WorkflowContext,
+    WorkflowPrimitive,
+};
 
 /// Implements `>>` ([`Then`]) and `|` ([`Join`]) for a primitive type.
 ///
@@ -155,7 +158,10 @@ impl<A, B> Join<A, B> {
         Self {
             left,
             right,
-            inst: parallel_instrumentation(PrimitiveName::from_static("parallel"), &Telemetry::global()),
+            inst: parallel_instrumentation(
+                PrimitiveName::from_static("parallel"),
+                &Telemetry::global(),
+            ),
         }
     }
 
@@ -264,7 +270,10 @@ pub struct Parallel<I, O> {
 pub fn parallel<I, O>(branches: Vec<BoxPrimitive<I, O>>) -> Parallel<I, O> {
     Parallel {
         branches,
-        inst: parallel_instrumentation(PrimitiveName::from_static("parallel"), &Telemetry::global()),
+        inst: parallel_instrumentation(
+            PrimitiveName::from_static("parallel"),
+            &Telemetry::global(),
+        ),
     }
 }
 

@@ -425,7 +425,10 @@ fn check_value(value: &str) -> Result<(), &'static str> {
 
 fn check_id(field: &'static str, value: &str) -> Result<Arc<str>, ContextError> {
     if value.is_empty() {
-        return Err(ContextError::Id { field, reason: "empty" });
+        return Err(ContextError::Id {
+            field,
+            reason: "empty",
+        });
     }
     check_value(value).map_err(|reason| ContextError::Id { field, reason })?;
     Ok(Arc::from(value))

@@ -133,7 +133,8 @@ impl Usd {
     pub fn from_dollars(dollars: f64) -> Option<Self> {
         let picos = (dollars * Self::PICOS_PER_DOLLAR).round();
         // `u64::MAX as f64` rounds up to 2^64, so a strict comparison keeps the cast exact.
-        (dollars.is_finite() && picos >= 0.0 && picos < u64::MAX as f64).then_some(Self(picos as u64))
+        (dollars.is_finite() && picos >= 0.0 && picos < u64::MAX as f64)
+            .then_some(Self(picos as u64))
     }
 
     /// Whole pico-dollars.
@@ -283,7 +284,12 @@ impl CostEntry {
     /// let e = CostEntry::spent(AttemptKind::Fallback, "b", TokenUsage::new(1, 1), Usd::ZERO);
     /// assert_eq!(e.kind, AttemptKind::Fallback);
     /// ```
-    pub fn spent(kind: AttemptKind, source: impl Into<Arc<str>>, usage: TokenUsage, spent: Usd) -> Self {
+    pub fn spent(
+        kind: AttemptKind,
+        source: impl Into<Arc<str>>,
+        usage: TokenUsage,
+        spent: Usd,
+    ) -> Self {
         Self {
             kind,
             source: source.into(),

@@ -45,4 +45,6 @@ pub use error::{AttemptError, BoxError, Error, ErrorKind};
 pub use instrument::{Execution, Instrumentation, Outcome, SCOPE_NAME, Telemetry};
 pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, TokenUsage, Usd};
 pub use name::{InvalidName, PrimitiveName};
-pub use primitive::{BoxPrimitive, Flow, FnPrimitive, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn};
+pub use primitive::{
+    BoxPrimitive, Flow, FnPrimitive, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn,
+};

@@ -46,7 +46,9 @@ pub enum InvalidName {
         max: usize,
     },
     /// The name holds a character outside `[A-Za-z0-9_.-]`.
-    #[error("name has {ch:?} at byte {index}; only ASCII letters, digits, '_', '-' and '.' are allowed")]
+    #[error(
+        "name has {ch:?} at byte {index}; only ASCII letters, digits, '_', '-' and '.' are allowed"
+    )]
     Char {
         /// The first offending character.
         ch: char,

@@ -132,7 +132,11 @@ impl<I, P: WorkflowPrimitive<I>> WorkflowPrimitiveExt<I> for P {}
 
 trait DynPrimitive<I, O>: Send + Sync {
     fn dyn_name(&self) -> &str;
-    fn execute_boxed<'a>(&'a self, input: I, cx: &'a WorkflowContext) -> BoxFuture<'a, Result<O, Error>>
+    fn execute_boxed<'a>(
+        &'a self,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> BoxFuture<'a, Result<O, Error>>
     where
         I: 'a;
 }
@@ -336,11 +340,7 @@ where
 {
     FnPrimitive {
         f,
-        inst: Instrumentation::new(
-            "fn",
-            PrimitiveName::from_static("fn"),
-            &Telemetry::global(),
-        ),
+        inst: Instrumentation::new("fn", PrimitiveName::from_static("fn"), &Telemetry::global()),
     }
 }
 

@@ -136,7 +136,11 @@ impl<S> ServicePrimitive<S> {
     pub fn new(service: S) -> Self {
         Self {
             service,
-            inst: Instrumentation::new("service", PrimitiveName::from_static("service"), &Telemetry::global()),
+            inst: Instrumentation::new(
+                "service",
+                PrimitiveName::from_static("service"),
+                &Telemetry::global(),
+            ),
         }
     }
 

@@ -80,7 +80,10 @@ fn clones_and_children_share_ids_metadata_and_ledger() {
     assert_eq!(child.workflow_id(), "wf-7");
     assert_eq!(child.session_id(), Some("sess"));
     assert_eq!(child.correlation_id(), Some("corr"));
-    assert_eq!(child.metadata_iter().collect::<Vec<_>>(), vec![("tenant", "acme")]);
+    assert_eq!(
+        child.metadata_iter().collect::<Vec<_>>(),
+        vec![("tenant", "acme")]
+    );
     assert!(std::ptr::eq(root.ledger(), child.ledger()));
     let other = WorkflowContext::new();
     assert_ne!(other.workflow_id(), WorkflowContext::new().workflow_id());
@@ -101,7 +104,13 @@ fn bad_metadata_and_ids_are_typed_errors() {
         b().metadata("k", &"x".repeat(WorkflowContext::MAX_VALUE_LEN + 1)),
         Err(ContextError::MetadataValue { .. })
     ));
-    assert!(matches!(b().session_id(""), Err(ContextError::Id { field: "session id", .. })));
+    assert!(matches!(
+        b().session_id(""),
+        Err(ContextError::Id {
+            field: "session id",
+            ..
+        })
+    ));
     assert!(b().try_workflow_id("tab\there").is_err());
     let mut full = b();
     for i in 0..WorkflowContext::MAX_METADATA_ENTRIES {

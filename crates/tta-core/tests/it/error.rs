@@ -37,9 +37,21 @@ fn each_kind_has_its_predicate_and_label() {
         (Error::timeout("t", "late"), ErrorKind::Timeout, "timeout"),
         (Error::cancelled(), ErrorKind::Cancelled, "cancelled"),
         (Error::no_route("cooling"), ErrorKind::NoRoute, "no_route"),
-        (Error::all_routes_failed(vec![]), ErrorKind::AllRoutesFailed, "all_routes_failed"),
-        (Error::backend(std::fmt::Error), ErrorKind::Backend, "backend"),
-        (Error::invalid_config(std::fmt::Error), ErrorKind::InvalidConfig, "invalid_config"),
+        (
+            Error::all_routes_failed(vec![]),
+            ErrorKind::AllRoutesFailed,
+            "all_routes_failed",
+        ),
+        (
+            Error::backend(std::fmt::Error),
+            ErrorKind::Backend,
+            "backend",
+        ),
+        (
+            Error::invalid_config(std::fmt::Error),
+            ErrorKind::InvalidConfig,
+            "invalid_config",
+        ),
         (Error::msg("x"), ErrorKind::Inner, "inner"),
     ];
     for (err, kind, label) in cases {
@@ -68,7 +80,10 @@ fn user_errors_keep_their_type_through_the_source_chain() {
     assert!(err.downcast_ref::<Wrapper>().is_some());
     let source = err.source().unwrap();
     assert_eq!(source.to_string(), "call failed");
-    assert_eq!(source.source().unwrap().to_string(), "rate limited, retry after 30s");
+    assert_eq!(
+        source.source().unwrap().to_string(),
+        "rate limited, retry after 30s"
+    );
     // Clones share the same source.
     assert!(err.clone().downcast_ref::<RateLimited>().is_some());
 }
@@ -117,8 +132,9 @@ fn names_are_validated() {
         Err(InvalidName::TooLong { len: 65, max: 64 })
     );
     assert!(PrimitiveName::new(&"n".repeat(64)).is_ok());
-    let err = tta_core::from_fn(|(): (), _: tta_core::WorkflowContext| async { Ok::<(), Error>(()) })
-        .named("new\nline")
-        .unwrap_err();
+    let err =
+        tta_core::from_fn(|(): (), _: tta_core::WorkflowContext| async { Ok::<(), Error>(()) })
+            .named("new\nline")
+            .unwrap_err();
     assert_eq!(err, InvalidName::Char { ch: '\n', index: 3 });
 }

@@ -31,13 +31,21 @@ async fn ledger_totals_are_exact_under_concurrency() {
     }
     let totals = cx.ledger().totals();
     let expected_spent: u64 = (0..64u64)
-        .map(|t| Usd::from_dollars(0.000_013 * (t + 1) as f64).unwrap().picos() * 1_000)
+        .map(|t| {
+            Usd::from_dollars(0.000_013 * (t + 1) as f64)
+                .unwrap()
+                .picos()
+                * 1_000
+        })
         .sum();
     let expected_input: u64 = (1..=64u64).map(|t| t * 1_000).sum();
     let expected_output: u64 = 64 * (0..1_000u64).map(|i| i % 7).sum::<u64>();
     assert_eq!(totals.entries, 64 * 1_000 + 64 * 100);
     assert_eq!(totals.spent.picos(), expected_spent);
-    assert_eq!(totals.usage, TokenUsage::new(expected_input, expected_output));
+    assert_eq!(
+        totals.usage,
+        TokenUsage::new(expected_input, expected_output)
+    );
     assert_eq!(totals.saved, Usd::from_picos(3 * 64 * 100));
     // The kept list is bounded; the rest is only counted.
     assert_eq!(cx.ledger().entries().len(), CostLedger::DEFAULT_CAPACITY);
@@ -52,7 +60,11 @@ fn kept_entries_sum_to_the_totals_while_under_capacity() {
     let ledger = Arc::new(CostLedger::with_capacity(100));
     for i in 0..100u64 {
         ledger.record(CostEntry::spent(
-            if i % 2 == 0 { AttemptKind::RouteCall } else { AttemptKind::Fallback },
+            if i % 2 == 0 {
+                AttemptKind::RouteCall
+            } else {
+                AttemptKind::Fallback
+            },
             "a",
             TokenUsage::new(i, 1),
             Usd::from_picos(i * 11),
@@ -76,6 +88,12 @@ fn usd_arithmetic_is_exact_and_rejects_bad_amounts() {
     for bad in [-0.01, f64::NAN, f64::INFINITY, 1e12] {
         assert!(Usd::from_dollars(bad).is_none(), "{bad}");
     }
-    assert_eq!(Usd::from_picos(u64::MAX) + Usd::from_picos(1), Usd::from_picos(u64::MAX));
-    assert_eq!(Usd::from_picos(u64::MAX).per_units(10, 1), Usd::from_picos(u64::MAX));
+    assert_eq!(
+        Usd::from_picos(u64::MAX) + Usd::from_picos(1),
+        Usd::from_picos(u64::MAX)
+    );
+    assert_eq!(
+        Usd::from_picos(u64::MAX).per_units(10, 1),
+        Usd::from_picos(u64::MAX)
+    );
 }

@@ -4,7 +4,10 @@ use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _}
 use tta_core::{Error, Flow, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn, semconv};
 use tta_tests::telemetry::{PointValue, TestTelemetry, parent_of, span_attr};
 
-fn step(name: &str, t: &Telemetry) -> Flow<impl WorkflowPrimitive<String, Output = String> + use<>> {
+fn step(
+    name: &str,
+    t: &Telemetry,
+) -> Flow<impl WorkflowPrimitive<String, Output = String> + use<>> {
     let suffix = name.to_owned();
     Flow::new(
         from_fn(move |s: String, _| {
@@ -41,17 +44,42 @@ async fn a_then_b_or_c_gives_b_and_c_as_siblings_under_the_parallel_span() {
             .unwrap_or_else(|| panic!("no span for {n}"))
     };
     let request = spans.iter().find(|s| s.name == "request").unwrap();
-    let (a, b, c, par) = (by_name("a"), by_name("b"), by_name("c"), by_name("parallel"));
+    let (a, b, c, par) = (
+        by_name("a"),
+        by_name("b"),
+        by_name("c"),
+        by_name("parallel"),
+    );
     assert_eq!(a.name, "fn");
     assert_eq!(par.name, "parallel");
     assert_eq!(parent_of(&spans, a).unwrap().name, "request");
     assert_eq!(parent_of(&spans, par).unwrap().name, "request");
-    assert_eq!(parent_of(&spans, b).unwrap().span_context.span_id(), par.span_context.span_id());
-    assert_eq!(parent_of(&spans, c).unwrap().span_context.span_id(), par.span_context.span_id());
-    assert!(spans.iter().all(|s| s.span_context.trace_id() == request.span_context.trace_id()));
-    assert_eq!(span_attr(a, semconv::WORKFLOW_ID).as_deref(), Some("wf-tree"));
-    assert_eq!(span_attr(par, semconv::PRIMITIVE_KIND).as_deref(), Some("parallel"));
-    assert_eq!(spans.len(), 5, "sequential composition adds no span of its own");
+    assert_eq!(
+        parent_of(&spans, b).unwrap().span_context.span_id(),
+        par.span_context.span_id()
+    );
+    assert_eq!(
+        parent_of(&spans, c).unwrap().span_context.span_id(),
+        par.span_context.span_id()
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.span_context.trace_id() == request.span_context.trace_id())
+    );
+    assert_eq!(
+        span_attr(a, semconv::WORKFLOW_ID).as_deref(),
+        Some("wf-tree")
+    );
+    assert_eq!(
+        span_attr(par, semconv::PRIMITIVE_KIND).as_deref(),
+        Some("parallel")
+    );
+    assert_eq!(
+        spans.len(),
+        5,
+        "sequential composition adds no span of its own"
+    );
 }
 
 #[tokio::test]
@@ -72,9 +100,14 @@ async fn regrouping_a_sequence_gives_the_same_trace_shape() {
             })
             .collect::<Vec<_>>()
     };
-    left.execute(String::new(), &WorkflowContext::new()).await.unwrap();
+    left.execute(String::new(), &WorkflowContext::new())
+        .await
+        .unwrap();
     let l = shape(&tt);
-    right.execute(String::new(), &WorkflowContext::new()).await.unwrap();
+    right
+        .execute(String::new(), &WorkflowContext::new())
+        .await
+        .unwrap();
     let both = shape(&tt);
     assert_eq!(l.len(), 3);
     assert_eq!(&both[3..], &l[..]);
@@ -86,7 +119,11 @@ async fn executions_are_counted_by_outcome() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
     let flaky = from_fn(|fail: bool, _| async move {
-        if fail { Err(Error::msg("nope")) } else { Ok(()) }
+        if fail {
+            Err(Error::msg("nope"))
+        } else {
+            Ok(())
+        }
     })
     .named("flaky")
     .unwrap()
@@ -97,8 +134,14 @@ async fn executions_are_counted_by_outcome() {
     }
     let attrs = |o| [("primitive", "flaky"), ("kind", "fn"), ("outcome", o)];
     assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("ok")), 6.0);
-    assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("error")), 4.0);
-    assert_eq!(tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("timeout")), 0.0);
+    assert_eq!(
+        tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("error")),
+        4.0
+    );
+    assert_eq!(
+        tt.counter(semconv::PRIMITIVE_EXECUTIONS, &attrs("timeout")),
+        0.0
+    );
 
     let spans = tt.spans();
     let failed: Vec<_> = spans
@@ -106,9 +149,16 @@ async fn executions_are_counted_by_outcome() {
         .filter(|s| matches!(s.status, Status::Error { .. }))
         .collect();
     assert_eq!(failed.len(), 4);
-    assert_eq!(span_attr(failed[0], semconv::ERROR_TYPE).as_deref(), Some("error"));
+    assert_eq!(
+        span_attr(failed[0], semconv::ERROR_TYPE).as_deref(),
+        Some("error")
+    );
     // The error message (user data) never reaches the span.
-    assert!(spans.iter().all(|s| s.attributes.iter().all(|kv| !kv.value.to_string().contains("nope"))));
+    assert!(spans.iter().all(|s| {
+        s.attributes
+            .iter()
+            .all(|kv| !kv.value.to_string().contains("nope"))
+    }));
 }
 
 #[tokio::test(start_paused = true)]
@@ -125,10 +175,19 @@ async fn durations_are_seconds_with_second_scale_buckets() {
     let cx = WorkflowContext::new();
     slow.execute(300, &cx).await.unwrap();
     slow.execute(1_500, &cx).await.unwrap();
-    let point = tt.points_matching(semconv::PRIMITIVE_DURATION, &[("primitive", "slow"), ("outcome", "ok")]);
+    let point = tt.points_matching(
+        semconv::PRIMITIVE_DURATION,
+        &[("primitive", "slow"), ("outcome", "ok")],
+    );
     assert_eq!(point.len(), 1);
     assert_eq!(point[0].unit, "s");
-    let PointValue::Histogram { count, sum, bounds, buckets } = &point[0].value else {
+    let PointValue::Histogram {
+        count,
+        sum,
+        bounds,
+        buckets,
+    } = &point[0].value
+    else {
         panic!("not a histogram: {point:?}");
     };
     assert_eq!(*count, 2);
@@ -154,12 +213,18 @@ async fn a_dropped_execution_is_recorded_as_cancelled() {
     let res = tokio::time::timeout(Duration::from_millis(10), hang.execute((), &cx)).await;
     assert!(res.is_err());
     assert_eq!(
-        tt.counter(semconv::PRIMITIVE_EXECUTIONS, &[("primitive", "hang"), ("outcome", "cancelled")]),
+        tt.counter(
+            semconv::PRIMITIVE_EXECUTIONS,
+            &[("primitive", "hang"), ("outcome", "cancelled")]
+        ),
         1.0
     );
     let spans = tt.spans_named("fn");
     assert_eq!(spans.len(), 1, "the span of a dropped execution still ends");
-    assert_eq!(span_attr(&spans[0], semconv::ERROR_TYPE).as_deref(), Some("cancelled"));
+    assert_eq!(
+        span_attr(&spans[0], semconv::ERROR_TYPE).as_deref(),
+        Some("cancelled")
+    );
 }
 
 #[tokio::test]

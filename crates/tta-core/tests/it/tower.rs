@@ -21,7 +21,10 @@ async fn a_primitive_serves_as_a_tower_service_in_a_child_scope() {
 async fn a_tower_service_runs_as_a_primitive_and_keeps_its_error_type() {
     let svc = tower::service_fn(|x: i32| async move {
         if x < 0 {
-            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "negative"))
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "negative",
+            ))
         } else {
             Ok(x * 2)
         }
@@ -36,10 +39,14 @@ async fn a_tower_service_runs_as_a_primitive_and_keeps_its_error_type() {
         std::io::ErrorKind::InvalidInput
     );
     let failing = tower::service_fn(|()| async { Err::<(), _>(Error::no_route("none")) });
-    let err = ServicePrimitive::new(failing).execute((), &cx).await.unwrap_err();
+    let err = ServicePrimitive::new(failing)
+        .execute((), &cx)
+        .await
+        .unwrap_err();
     assert!(err.is_no_route(), "a tta error passes through unchanged");
     // Composes with other primitives.
-    let flow = ServicePrimitive::new(tower::service_fn(|x: i32| async move { Ok::<_, Error>(x + 1) }))
-        >> from_fn(|x: i32, _| async move { Ok::<_, Error>(x * 10) });
+    let flow = ServicePrimitive::new(tower::service_fn(
+        |x: i32| async move { Ok::<_, Error>(x + 1) },
+    )) >> from_fn(|x: i32, _| async move { Ok::<_, Error>(x * 10) });
     assert_eq!(flow.execute(1, &cx).await.unwrap(), 20);
 }

@@ -1,0 +1,93 @@
+//! Finding and installing the tools the tasks need.
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+/// Makes sure `cargo <subcommand>` works, installing `krate` with `cargo install --locked`
+/// when it does not.
+pub(crate) fn ensure_cargo_tool(sh: &Shell, subcommand: &str, krate: &str) -> anyhow::Result<()> {
+    if cmd!(sh, "cargo {subcommand} --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: `cargo {subcommand}` is missing; installing it with `cargo install --locked {krate}`"
+    );
+    cmd!(sh, "cargo install --locked {krate}")
+        .run()
+        .with_context(|| {
+            format!("could not install {krate}; install it with `cargo install --locked {krate}`")
+        })
+}
+
+/// Makes sure the rustup component is installed.
+pub(crate) fn ensure_rustup_component(sh: &Shell, component: &str) -> anyhow::Result<()> {
+    let installed = cmd!(sh, "rustup component list --installed")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    let base = component.trim_end_matches("-preview");
+    if installed.lines().any(|l| l.starts_with(base)) {
+        return Ok(());
+    }
+    eprintln!("xtask: rustup component `{component}` is missing; installing it");
+    cmd!(sh, "rustup component add {component}")
+        .run()
+        .with_context(|| format!("could not install it; run `rustup component add {component}`"))
+}
+
+/// `true` when `cargo nextest` is available. Under CI it is installed when missing;
+/// elsewhere plain `cargo test` is the fallback.
+pub(crate) fn has_nextest(sh: &Shell) -> bool {
+    let found = || {
+        cmd!(sh, "cargo nextest --version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    };
+    found()
+        || (crate::is_ci() && ensure_cargo_tool(sh, "nextest", "cargo-nextest").is_ok() && found())
+}
+
+/// Makes sure the rustup toolchain `version` is installed (minimal profile).
+pub(crate) fn ensure_toolchain(sh: &Shell, version: &str) -> anyhow::Result<()> {
+    let installed = cmd!(sh, "rustup toolchain list")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    if installed
+        .lines()
+        .any(|l| l.starts_with(&format!("{version}-")))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: toolchain {version} is missing; installing it");
+    cmd!(sh, "rustup toolchain install {version} --profile minimal")
+        .run()
+        .with_context(|| format!("run `rustup toolchain install {version} --profile minimal`"))
+}
+
+/// Reads `rust-version` from the workspace manifest.
+pub(crate) fn workspace_rust_version(sh: &Shell) -> anyhow::Result<String> {
+    let manifest = sh.read_file("Cargo.toml")?;
+    for line in manifest.lines() {
+        if let Some(rest) = line.trim().strip_prefix("rust-version") {
+            let value = rest
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            if !value.is_empty() {
+                return Ok(value.to_owned());
+            }
+        }
+    }
+    bail!("no rust-version in the workspace Cargo.toml")
+}
