@@ -4,6 +4,7 @@ mod compose;
 mod context;
 mod error;
 mod ledger;
+mod surface;
 mod telemetry;
 mod tower;
 
