@@ -1,7 +1,331 @@
-//! The two-phase timeout primitive for tta workflows.
+//! A two-phase timeout for tta workflows.
 //!
-//! **Not built yet.** It will hold `TimeoutPrimitive`: at `timeout` a call is marked late but may finish; at `timeout + grace` the inner future is dropped and an error of kind timeout naming this primitive is returned; the child context carries the deadline; an optional fallback; `tta.timeout.*` metrics; a tower `Layer` (DESIGN.md, "TimeoutPrimitive").
+//! ```text
+//!  start            start + timeout            start + timeout + grace
+//!    |---- phase one ----|------- phase two -------|
+//!    on time: `ok`       late: span event           hard limit: inner future dropped,
+//!                        `tta.timeout.late`;        `Error` of kind timeout naming this
+//!                        a result now is `late_ok`  primitive (or the fallback runs)
+//! ```
 //!
-//! Until then this crate exports nothing; it exists so that the workspace, its
-//! manifests and its release tooling are in place. See the workspace's `DESIGN.md`
-//! section named above and the crate README.
+//! - **Phase one**, until `timeout`: the inner primitive runs; a result is `ok`.
+//! - **Phase two**, from `timeout` to `timeout + grace`: the call is marked late (a span
+//!   event and, if it then succeeds, the outcome `late_ok`) but keeps running.
+//! - **Hard limit**, at `timeout + grace`: the inner future is dropped (cancelled) and an
+//!   [`Error`] of kind timeout is returned whose source is [`Elapsed`], or the fallback
+//!   runs on a copy of the input.
+//!
+//! The inner primitive sees the deadline: its context's deadline is the earlier of the
+//! caller's and `start + timeout + grace`. When the caller's remaining budget is the
+//! shorter, the limit shrinks to it and the span says so
+//! (`tta.timeout.budget_shrunk = true`); nested timeouts therefore let the tighter win.
+//! An inner error of kind timeout is passed through unchanged: it names the inner
+//! primitive and has no [`Elapsed`] source.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+//! use tta_timeout::TimeoutPrimitive;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let slow_llm = from_fn(|prompt: String, _| async move {
+//!     tokio::time::sleep(Duration::from_millis(2_500)).await;
+//!     Ok::<_, Error>(format!("answer to {prompt}"))
+//! });
+//! let guarded = TimeoutPrimitive::builder(slow_llm)
+//!     .name("llm_timeout")
+//!     .timeout(Duration::from_secs(2))
+//!     .grace(Duration::from_secs(1))
+//!     .build()?;
+//! // Late (after 2 s) but within the grace: the answer is kept, recorded as `late_ok`.
+//! let out = guarded.execute("q".to_owned(), &WorkflowContext::new()).await?;
+//! assert_eq!(out, "answer to q");
+//! # Ok(()) }
+//! ```
+//!
+//! # Metrics
+//!
+//! Besides the generic `tta.primitive.*` metrics (kind `timeout`):
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `tta.timeout.outcomes` | `primitive`, `outcome` (`ok`, `late_ok`, `timeout`, `error`) |
+//! | `tta.timeout.execution.duration` (s) | `primitive`, `outcome` |
+//! | `tta.timeout.rate` (gauge, 0 to 1) | `primitive`: the share of timeouts among the **last 128 executions** |
+//! | `tta.timeout.fallbacks` | `primitive`, `result` (`ok`, `error`) |
+//!
+//! An execution cancelled by its caller (its context cancelled or its future dropped) is
+//! recorded only in the generic metrics, with outcome `cancelled`.
+//!
+//! # Features
+//!
+//! - `tower`: [`TimeoutLayer`], the timeout as a tower `Layer` around any `Service`.
+#![doc(test(attr(deny(warnings))))]
+
+mod builder;
+mod error;
+mod fallback;
+#[cfg(feature = "tower")]
+mod layer;
+mod metrics;
+pub mod semconv;
+
+use std::pin::pin;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use tokio::time::sleep_until;
+use tta_core::{Error, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive};
+
+pub use builder::TimeoutBuilder;
+pub use error::{BuildError, Elapsed};
+pub use fallback::{Fallback, NoFallback, WithFallback};
+#[cfg(feature = "tower")]
+pub use layer::TimeoutLayer;
+
+use metrics::{TimeoutMetrics, TimeoutOutcome};
+
+/// The longest timeout, and the longest grace, a [`TimeoutPrimitive`] accepts: 24 hours.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Wraps a primitive with a two-phase timeout; see the [crate docs](crate).
+///
+/// Build it with [`TimeoutPrimitive::builder`].
+pub struct TimeoutPrimitive<P, F = NoFallback> {
+    inner: P,
+    fallback: F,
+    timeout: Duration,
+    grace: Duration,
+    inst: Instrumentation,
+    metrics: TimeoutMetrics,
+}
+
+impl<P> TimeoutPrimitive<P, NoFallback> {
+    /// Starts configuring a timeout around `inner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = tta_timeout::TimeoutPrimitive::builder(tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) }))
+    ///     .timeout(Duration::from_millis(250))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(t.grace(), Duration::ZERO);
+    /// ```
+    pub fn builder(inner: P) -> TimeoutBuilder<P, NoFallback> {
+        TimeoutBuilder::new(inner)
+    }
+}
+
+impl<P, F> TimeoutPrimitive<P, F> {
+    /// The longest timeout or grace accepted (see [`MAX_DURATION`]).
+    pub const MAX_DURATION: Duration = MAX_DURATION;
+
+    pub(crate) fn from_parts(
+        inner: P,
+        fallback: F,
+        timeout: Duration,
+        grace: Duration,
+        name: tta_core::PrimitiveName,
+        telemetry: &tta_core::Telemetry,
+    ) -> Self {
+        Self {
+            inner,
+            fallback,
+            timeout,
+            grace,
+            metrics: TimeoutMetrics::new(&name, telemetry),
+            inst: Instrumentation::new("timeout", name, telemetry),
+        }
+    }
+
+    /// When a call is marked late.
+    ///
+    /// # Examples
+    ///
+    /// See [`TimeoutPrimitive::builder`].
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long a late call may still run.
+    ///
+    /// # Examples
+    ///
+    /// See [`TimeoutPrimitive::builder`].
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// The wrapped primitive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tta_core::WorkflowPrimitive;
+    /// let inner = tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) }).named("llm").unwrap();
+    /// let t = tta_timeout::TimeoutPrimitive::builder(inner).timeout(Duration::from_secs(1)).build().unwrap();
+    /// assert_eq!(t.inner().name(), "llm");
+    /// ```
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
+impl<P, F> std::fmt::Debug for TimeoutPrimitive<P, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeoutPrimitive")
+            .field("name", self.inst.name())
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the race between the inner call and the clock ended.
+enum Race<O> {
+    Finished {
+        result: Result<O, Error>,
+        late: bool,
+    },
+    Late,
+    Cancelled,
+    HardLimit,
+}
+
+impl<I, P, F> WorkflowPrimitive<I> for TimeoutPrimitive<P, F>
+where
+    P: WorkflowPrimitive<I>,
+    P::Output: Send,
+    F: Fallback<I, P::Output>,
+    I: Send,
+{
+    type Output = P::Output;
+
+    fn name(&self) -> &str {
+        self.inst.name().as_str()
+    }
+
+    async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
+        let exec = self.inst.start(cx);
+        let started = exec.started();
+        let own_limit = self.timeout + self.grace;
+        let own_deadline = started + own_limit;
+        let (hard, shrunk) = match cx.deadline() {
+            Some(caller) if caller < own_deadline => (caller, true),
+            _ => (own_deadline, false),
+        };
+        let late_at = (started + self.timeout).min(hard);
+        let effective = hard.saturating_duration_since(started);
+        exec.context().otel_context().span().set_attributes([
+            KeyValue::new(semconv::ATTR_TIMEOUT, self.timeout.as_secs_f64()),
+            KeyValue::new(semconv::ATTR_GRACE, self.grace.as_secs_f64()),
+            KeyValue::new(semconv::ATTR_EFFECTIVE_LIMIT, effective.as_secs_f64()),
+            KeyValue::new(semconv::ATTR_SHRUNK, shrunk),
+        ]);
+        let child = exec.context().with_deadline(hard);
+        let kept = self.fallback.keep(&input);
+
+        let race = if effective.is_zero() {
+            // The caller's budget is already spent: starting the call would only waste it.
+            Race::HardLimit
+        } else {
+            let mut work = pin!(self.inner.execute(input, &child));
+            let mut cancelled = pin!(child.cancellation_token().cancelled());
+            // `biased`: a result that is ready wins over a timer that fires in the same poll.
+            let first = tokio::select! {
+                biased;
+                result = &mut work => Race::Finished { result, late: false },
+                () = &mut cancelled => Race::Cancelled,
+                // When the caller's deadline comes before the timeout there is no phase two.
+                () = sleep_until(late_at) => if late_at < hard { Race::Late } else { Race::HardLimit },
+            };
+            match first {
+                Race::Late => {
+                    child
+                        .otel_context()
+                        .span()
+                        .add_event(semconv::EVENT_LATE, vec![]);
+                    tokio::select! {
+                        biased;
+                        result = &mut work => Race::Finished { result, late: true },
+                        () = &mut cancelled => Race::Cancelled,
+                        () = sleep_until(hard) => Race::HardLimit,
+                    }
+                }
+                finished => finished,
+            }
+            // `work` is dropped here: a call past its hard limit stops before any fallback.
+        };
+
+        let (result, outcome, generic) = match race {
+            Race::Finished {
+                result: Ok(v),
+                late,
+            } => {
+                let outcome = if late {
+                    TimeoutOutcome::LateOk
+                } else {
+                    TimeoutOutcome::Ok
+                };
+                (Ok(v), Some(outcome), Outcome::Ok)
+            }
+            // The inner primitive noticed the caller's cancellation first.
+            Race::Finished { result: Err(e), .. } if e.is_cancelled() && child.is_cancelled() => {
+                (Err(e), None, Outcome::Cancelled)
+            }
+            Race::Finished { result: Err(e), .. } => {
+                (Err(e), Some(TimeoutOutcome::Error), Outcome::Error)
+            }
+            Race::Cancelled | Race::Late => (
+                Err(Error::cancelled().with_primitive(self.inst.name().to_arc())),
+                None,
+                Outcome::Cancelled,
+            ),
+            Race::HardLimit => {
+                let span = exec.context().otel_context().span();
+                span.add_event(semconv::EVENT_CANCELLED, vec![]);
+                match kept {
+                    Some(input) => {
+                        span.add_event(
+                            semconv::EVENT_FALLBACK,
+                            vec![KeyValue::new(
+                                "tta.timeout.fallback.name",
+                                self.fallback.name().unwrap_or("").to_owned(),
+                            )],
+                        );
+                        let result = self.fallback.run(input, exec.context()).await;
+                        self.metrics.record_fallback(result.is_ok());
+                        let generic = Outcome::of(&result);
+                        (result, Some(TimeoutOutcome::Timeout), generic)
+                    }
+                    None => {
+                        let err = Error::timeout(self.inst.name().to_arc(), "hard limit reached")
+                            .with_source(Elapsed {
+                                limit: effective,
+                                shrunk,
+                            });
+                        (Err(err), Some(TimeoutOutcome::Timeout), Outcome::Timeout)
+                    }
+                }
+            }
+        };
+        if let Some(outcome) = outcome {
+            exec.context()
+                .otel_context()
+                .span()
+                .set_attribute(KeyValue::new(semconv::ATTR_OUTCOME, outcome.as_str()));
+            self.metrics
+                .record(outcome, started.elapsed().as_secs_f64());
+        }
+        exec.finish(generic);
+        result
+    }
+}
+
+tta_core::impl_composition_ops!(TimeoutPrimitive<P, F>);

@@ -1,0 +1,153 @@
+//! The timeout primitive's own metrics, created once at build time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use tta_core::{PrimitiveName, Telemetry};
+
+use crate::semconv;
+
+/// How one execution ended, from the timeout's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimeoutOutcome {
+    /// Finished with a value before the timeout.
+    Ok,
+    /// Finished with a value after the timeout, within the grace.
+    LateOk,
+    /// Reached timeout plus grace (or the caller's deadline) and was cancelled.
+    Timeout,
+    /// The inner primitive failed (an inner error of kind timeout included).
+    Error,
+}
+
+impl TimeoutOutcome {
+    const ALL: [TimeoutOutcome; 4] = [Self::Ok, Self::LateOk, Self::Timeout, Self::Error];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::LateOk => "late_ok",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Self::Ok => 0,
+            Self::LateOk => 1,
+            Self::Timeout => 2,
+            Self::Error => 3,
+        }
+    }
+}
+
+/// The share of timeouts among the last [`RateWindow::SLOTS`] executions, lock-free:
+/// one bit per execution in a ring.
+#[derive(Debug, Default)]
+struct RateWindow {
+    bits: [AtomicU64; 2],
+    seen: AtomicU64,
+}
+
+impl RateWindow {
+    const SLOTS: u64 = 128;
+
+    fn push(&self, timed_out: bool) -> f64 {
+        let i = self.seen.fetch_add(1, Ordering::Relaxed);
+        let slot = i % Self::SLOTS;
+        let word = &self.bits[(slot / 64) as usize];
+        let mask = 1u64 << (slot % 64);
+        if timed_out {
+            word.fetch_or(mask, Ordering::Relaxed);
+        } else {
+            word.fetch_and(!mask, Ordering::Relaxed);
+        }
+        let ones: u32 = self
+            .bits
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
+        f64::from(ones) / (i + 1).min(Self::SLOTS) as f64
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TimeoutMetrics {
+    outcomes: Counter<u64>,
+    duration: Histogram<f64>,
+    rate: Gauge<f64>,
+    fallbacks: Counter<u64>,
+    labels: [[KeyValue; 2]; 4],
+    primitive: [KeyValue; 1],
+    fallback_labels: [[KeyValue; 2]; 2],
+    window: RateWindow,
+}
+
+impl TimeoutMetrics {
+    pub(crate) fn new(name: &PrimitiveName, telemetry: &Telemetry) -> Self {
+        let meter = telemetry.meter();
+        let primitive = || KeyValue::new(semconv::LABEL_PRIMITIVE, name.to_arc());
+        Self {
+            outcomes: meter
+                .u64_counter(semconv::OUTCOMES)
+                .with_description("Timeout primitive executions by outcome (ok, late_ok, timeout, error).")
+                .build(),
+            duration: meter
+                .f64_histogram(semconv::EXECUTION_DURATION)
+                .with_description("Duration of timeout primitive executions, by outcome.")
+                .with_unit("s")
+                .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
+                .build(),
+            rate: meter
+                .f64_gauge(semconv::RATE)
+                .with_description("Share of the last 128 executions of a timeout primitive that timed out (0 to 1).")
+                .with_unit("1")
+                .build(),
+            fallbacks: meter
+                .u64_counter(semconv::FALLBACKS)
+                .with_description("Fallbacks run by timeout primitives after a timeout, by result.")
+                .build(),
+            labels: TimeoutOutcome::ALL
+                .map(|o| [primitive(), KeyValue::new(semconv::LABEL_OUTCOME, o.as_str())]),
+            primitive: [primitive()],
+            fallback_labels: ["ok", "error"].map(|r| [primitive(), KeyValue::new(semconv::LABEL_RESULT, r)]),
+            window: RateWindow::default(),
+        }
+    }
+
+    pub(crate) fn record(&self, outcome: TimeoutOutcome, seconds: f64) {
+        let labels = &self.labels[outcome.index()];
+        self.outcomes.add(1, labels);
+        self.duration.record(seconds, labels);
+        let rate = self.window.push(outcome == TimeoutOutcome::Timeout);
+        self.rate.record(rate, &self.primitive);
+    }
+
+    pub(crate) fn record_fallback(&self, ok: bool) {
+        self.fallbacks
+            .add(1, &self.fallback_labels[usize::from(!ok)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateWindow;
+
+    #[test]
+    fn rate_window_covers_the_last_128_executions() {
+        let w = RateWindow::default();
+        assert_eq!(w.push(true), 1.0);
+        assert_eq!(w.push(false), 0.5);
+        for _ in 0..126 {
+            w.push(false);
+        }
+        // 128 executions, one timeout.
+        assert_eq!(w.push(false), 0.0, "the oldest (the timeout) slid out");
+        for _ in 0..64 {
+            w.push(true);
+        }
+        assert_eq!(w.push(false), 64.0 / 128.0);
+    }
+}
