@@ -11,6 +11,7 @@ const IGNORE: &str = r"(^|/)(xtask|tests|tta-demo|tta-benches|benches)/";
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     crate::tools::ensure_rustup_component(sh, "llvm-tools-preview")?;
     crate::tools::ensure_cargo_tool(sh, "llvm-cov", "cargo-llvm-cov")?;
+    crate::tools::ensure_system_programs(sh)?;
     let threshold = threshold(sh)?;
     let runner: &[&str] = if crate::tools::has_nextest(sh) {
         &["nextest", "--no-tests=fail"]

@@ -3,6 +3,7 @@
 use xshell::{Shell, cmd};
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    crate::tools::ensure_system_programs(sh)?;
     if crate::tools::has_nextest(sh) {
         cmd!(
             sh,

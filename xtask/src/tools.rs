@@ -91,3 +91,38 @@ pub(crate) fn workspace_rust_version(sh: &Shell) -> anyhow::Result<String> {
     }
     bail!("no rust-version in the workspace Cargo.toml")
 }
+
+/// The system programs the test suite runs for real, with the Debian package of each.
+const SYSTEM_PROGRAMS: &[(&str, &str)] =
+    &[("promtool", "prometheus"), ("redis-server", "redis-server")];
+
+fn program_exists(bin: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .any(|dir| dir.join(bin).is_file())
+}
+
+/// Installs the system programs the tests need (promtool, redis-server) when missing.
+pub(crate) fn ensure_system_programs(sh: &Shell) -> anyhow::Result<()> {
+    let packages: Vec<&str> = SYSTEM_PROGRAMS
+        .iter()
+        .filter(|(bin, _)| !program_exists(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let list = packages.join(" ");
+    eprintln!("xtask: installing {list} (needed by the tests)");
+    let _frontend = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    cmd!(sh, "apt-get update -q")
+        .run()
+        .context("apt-get update failed")?;
+    cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {packages...}"
+    )
+    .run()
+    .with_context(|| format!("could not install them; run `apt-get install {list}`"))
+}

@@ -16,9 +16,12 @@ fn timeout(c: &mut Criterion) {
 
     group.bench_function("tokio", |b| {
         b.to_async(&rt).iter(|| async {
-            tokio::time::timeout(Duration::from_secs(1), std::future::ready(Ok::<_, Error>(1u64)))
-                .await
-                .expect("ready in time")
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                std::future::ready(Ok::<_, Error>(1u64)),
+            )
+            .await
+            .expect("ready in time")
         });
     });
 

@@ -103,7 +103,7 @@ impl TimeoutMetrics {
             rate: meter
                 .f64_gauge(semconv::RATE)
                 .with_description("Share of the last 128 executions of a timeout primitive that timed out (0 to 1).")
-                .with_unit("1")
+                // No unit: a unit of "1" would make the Prometheus name `tta_timeout_rate_ratio`.
                 .build(),
             fallbacks: meter
                 .u64_counter(semconv::FALLBACKS)

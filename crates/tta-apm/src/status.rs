@@ -1,0 +1,178 @@
+//! What `init` managed to start, and what degraded.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// One part of the telemetry pipeline.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(tta_apm::Component::Prometheus.to_string(), "prometheus");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Component {
+    /// The Prometheus `/metrics` endpoint.
+    Prometheus,
+    /// Span export to stdout.
+    ConsoleSpans,
+    /// OTLP span export.
+    OtlpTraces,
+    /// OTLP metric export.
+    OtlpMetrics,
+    /// The `tracing` to OpenTelemetry bridge.
+    TracingBridge,
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Component::Prometheus => "prometheus",
+            Component::ConsoleSpans => "console spans",
+            Component::OtlpTraces => "otlp traces",
+            Component::OtlpMetrics => "otlp metrics",
+            Component::TracingBridge => "tracing bridge",
+        })
+    }
+}
+
+/// How a [`Component`] came up.
+///
+/// # Examples
+///
+/// ```
+/// use tta_apm::ComponentState;
+/// assert!(ComponentState::Degraded("port in use".into()).is_degraded());
+/// assert!(!ComponentState::Off.is_degraded());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ComponentState {
+    /// Running.
+    Live,
+    /// Asked for, but could not start; the reason says why. Everything else still works.
+    Degraded(String),
+    /// Not asked for.
+    Off,
+}
+
+impl ComponentState {
+    /// `true` for [`ComponentState::Degraded`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!tta_apm::ComponentState::Live.is_degraded());
+    /// ```
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, ComponentState::Degraded(_))
+    }
+}
+
+/// What [`init`](crate::init) started. Read it, log it, or expose it on a health check.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let guard = tta_apm::init(tta_apm::ApmConfig::new("svc").sdk_disabled(true)).unwrap();
+/// assert!(guard.status().is_disabled());
+/// assert_eq!(guard.status().metrics_addr(), None);
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApmStatus {
+    pub(crate) disabled: bool,
+    pub(crate) components: Vec<(Component, ComponentState)>,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+}
+
+impl ApmStatus {
+    pub(crate) fn disabled() -> Self {
+        Self {
+            disabled: true,
+            components: Vec::new(),
+            metrics_addr: None,
+        }
+    }
+
+    pub(crate) fn set(&mut self, component: Component, state: ComponentState) {
+        if let ComponentState::Degraded(reason) = &state {
+            tracing::warn!(%component, %reason, "tta-apm: telemetry component degraded");
+        }
+        self.components.retain(|(c, _)| *c != component);
+        self.components.push((component, state));
+    }
+
+    /// `true` when the SDK was disabled and nothing was installed.
+    ///
+    /// # Examples
+    ///
+    /// See [`ApmStatus`].
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// `true` when any component that was asked for could not start.
+    ///
+    /// # Examples
+    ///
+    /// See [`ApmStatus`].
+    pub fn is_degraded(&self) -> bool {
+        self.components.iter().any(|(_, s)| s.is_degraded())
+    }
+
+    /// The state of one component ([`ComponentState::Off`] when not asked for).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tta_apm::{Component, ComponentState};
+    /// let guard = tta_apm::init(tta_apm::ApmConfig::new("svc").sdk_disabled(true)).unwrap();
+    /// assert_eq!(guard.status().state(Component::OtlpTraces), &ComponentState::Off);
+    /// # }
+    /// ```
+    pub fn state(&self, component: Component) -> &ComponentState {
+        self.components
+            .iter()
+            .find(|(c, _)| *c == component)
+            .map_or(&ComponentState::Off, |(_, s)| s)
+    }
+
+    /// The address `/metrics` is served on, when the endpoint is live (the real port
+    /// when the configured one was 0).
+    ///
+    /// # Examples
+    ///
+    /// See [`ApmStatus`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+}
+
+impl fmt::Display for ApmStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.disabled {
+            return f.write_str("telemetry disabled (OTEL_SDK_DISABLED): nothing installed");
+        }
+        for (i, (component, state)) in self.components.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            match state {
+                ComponentState::Live if *component == Component::Prometheus => {
+                    match self.metrics_addr {
+                        Some(addr) => write!(f, "{component}: live on http://{addr}/metrics")?,
+                        None => write!(f, "{component}: live")?,
+                    }
+                }
+                ComponentState::Live => write!(f, "{component}: live")?,
+                ComponentState::Degraded(reason) => write!(f, "{component}: degraded ({reason})")?,
+                ComponentState::Off => write!(f, "{component}: off")?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{Span, Tracer};
+use tta_apm::{ApmConfig, Component, ComponentState, InitError, OtlpProtocol};
+use tta_core::{Error, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn};
+
+use crate::{serial, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_metrics_port_degrades_and_primitives_keep_working() {
+    let _serial = serial();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let guard = tta_apm::init(
+        test_config("busy")
+            .console_spans(false)
+            .metrics_addr(&addr.to_string()),
+    )
+    .unwrap();
+    let status = guard.status();
+    assert!(status.is_degraded());
+    let ComponentState::Degraded(reason) = status.state(Component::Prometheus) else {
+        panic!("expected degraded, got {status}");
+    };
+    assert!(
+        reason.contains(&addr.to_string()) && reason.contains("in use"),
+        "{reason}"
+    );
+    assert_eq!(status.metrics_addr(), None);
+    assert!(status.to_string().contains("prometheus: degraded"));
+
+    let step = from_fn(|x: u32, _| async move { Ok::<_, Error>(x * 2) });
+    assert_eq!(step.execute(21, &WorkflowContext::new()).await.unwrap(), 42);
+    guard.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_init_is_refused_and_starts_nothing() {
+    let _serial = serial();
+    let first = tta_apm::init(test_config("first").console_spans(false)).unwrap();
+    let taken_before = first.status().metrics_addr().unwrap();
+    let second = tta_apm::init(
+        test_config("second")
+            .console_spans(false)
+            .metrics_addr("127.0.0.1:0"),
+    );
+    assert!(
+        matches!(second, Err(InitError::AlreadyInitialized)),
+        "{second:?}"
+    );
+    assert_eq!(first.status().metrics_addr(), Some(taken_before));
+    first.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_sdk_installs_nothing_and_primitives_record_nothing() {
+    let _serial = serial();
+    let guard = tta_apm::init(test_config("off").sdk_disabled(true)).unwrap();
+    assert!(guard.status().is_disabled());
+    assert!(!guard.status().is_degraded());
+    assert!(guard.meter_provider().is_none());
+    assert_eq!(
+        guard.status().to_string(),
+        "telemetry disabled (OTEL_SDK_DISABLED): nothing installed"
+    );
+    // The global providers are the no-op ones: spans do not record.
+    let span = Telemetry::global().tracer().start("probe");
+    assert!(!span.is_recording());
+    let step = from_fn(|(), _| async { Ok::<_, Error>(()) });
+    step.execute((), &WorkflowContext::new()).await.unwrap();
+    guard.shutdown().await.unwrap();
+}
+
+#[test]
+fn init_outside_a_runtime_is_a_clear_error() {
+    let _serial = serial();
+    let err = tta_apm::init(test_config("no-rt")).unwrap_err();
+    assert!(matches!(err, InitError::NoRuntime));
+    assert!(err.to_string().contains("tokio runtime"));
+}
+
+/// A collector that accepts connections and never answers: the worst case for a client.
+fn silent_collector() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+async fn shutdown_is_bounded_with_an_unreachable_collector(protocol: OtlpProtocol) {
+    let (_collector, url) = silent_collector();
+    let config = test_config("otlp-down")
+        .console_spans(false)
+        .otlp_endpoint(url)
+        .otlp_protocol(protocol);
+    let guard = tta_apm::init(config).unwrap();
+    assert_eq!(
+        guard.status().state(Component::OtlpTraces),
+        &ComponentState::Live
+    );
+    assert_eq!(
+        guard.status().state(Component::OtlpMetrics),
+        &ComponentState::Live
+    );
+
+    // The application is never blocked by the collector.
+    let step = from_fn(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .named("work")
+        .unwrap();
+    let cx = WorkflowContext::new();
+    let started = Instant::now();
+    for i in 0..2_000 {
+        step.execute(i, &cx).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let result = guard.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?} ({result:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_within_five_seconds_real_time_with_a_silent_http_collector() {
+    let _serial = serial();
+    shutdown_is_bounded_with_an_unreachable_collector(OtlpProtocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_within_five_seconds_real_time_with_a_silent_grpc_collector() {
+    let _serial = serial();
+    shutdown_is_bounded_with_an_unreachable_collector(OtlpProtocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracing_bridge_goes_live_once_and_degrades_when_a_subscriber_exists() {
+    let _serial = serial();
+    let guard = tta_apm::init(
+        test_config("bridge")
+            .console_spans(false)
+            .tracing_bridge(true),
+    )
+    .unwrap();
+    assert_eq!(
+        guard.status().state(Component::TracingBridge),
+        &ComponentState::Live
+    );
+    guard.shutdown().await.unwrap();
+    // The global `tracing` subscriber cannot be replaced: a second bridge degrades.
+    let guard = tta_apm::init(
+        test_config("bridge")
+            .console_spans(false)
+            .tracing_bridge(true),
+    )
+    .unwrap();
+    assert!(guard.status().state(Component::TracingBridge).is_degraded());
+    assert_eq!(
+        guard.status().state(Component::Prometheus),
+        &ComponentState::Live
+    );
+    guard.shutdown().await.unwrap();
+    let _ = ApmConfig::default();
+}
