@@ -43,6 +43,7 @@ use crate::ledger::CostLedger;
 #[derive(Clone)]
 pub struct WorkflowContext {
     shared: Arc<Shared>,
+    ledger: Arc<CostLedger>,
     deadline: Option<Instant>,
     cancel: CancellationToken,
     otel: opentelemetry::Context,
@@ -53,7 +54,6 @@ struct Shared {
     session_id: Option<Arc<str>>,
     correlation_id: Option<Arc<str>>,
     metadata: BTreeMap<Arc<str>, Arc<str>>,
-    ledger: CostLedger,
 }
 
 /// Why a context setting was rejected.
@@ -200,7 +200,29 @@ impl WorkflowContext {
     /// assert_eq!(cx.ledger().totals().entries, 0);
     /// ```
     pub fn ledger(&self) -> &CostLedger {
-        &self.shared.ledger
+        &self.ledger
+    }
+
+    /// A child whose ledger is a [scope](CostLedger::scoped) of this one: what is recorded
+    /// through the child lands in both, so the returned scope's totals are what the
+    /// child's work cost. Caches use it to learn what a fill cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{AttemptKind, CostEntry, TokenUsage, Usd, WorkflowContext};
+    ///
+    /// let cx = WorkflowContext::new();
+    /// let (child, scope) = cx.with_ledger_scope();
+    /// child.ledger().record(CostEntry::spent(AttemptKind::RouteCall, "r", TokenUsage::new(1, 1), Usd::from_picos(7)));
+    /// assert_eq!(scope.totals().spent, Usd::from_picos(7));
+    /// assert_eq!(cx.ledger().totals().spent, Usd::from_picos(7));
+    /// ```
+    pub fn with_ledger_scope(&self) -> (Self, Arc<CostLedger>) {
+        let scope = Arc::new(CostLedger::scoped(Arc::clone(&self.ledger)));
+        let mut child = self.clone();
+        child.ledger = Arc::clone(&scope);
+        (child, scope)
     }
 
     /// The deadline, if any.
@@ -590,10 +612,10 @@ impl WorkflowContextBuilder {
                 session_id: self.session_id,
                 correlation_id: self.correlation_id,
                 metadata: self.metadata,
-                ledger: CostLedger::with_capacity(
-                    self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
-                ),
             }),
+            ledger: Arc::new(CostLedger::with_capacity(
+                self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
+            )),
             deadline: None,
             cancel: self.cancel.unwrap_or_default(),
             otel: self.otel.unwrap_or_default(),

@@ -369,6 +369,7 @@ pub struct CostTotals {
 pub struct CostLedger {
     capacity: usize,
     state: Mutex<LedgerState>,
+    parent: Option<Arc<CostLedger>>,
 }
 
 #[derive(Debug, Default)]
@@ -410,6 +411,32 @@ impl CostLedger {
         Self {
             capacity,
             state: Mutex::new(LedgerState::default()),
+            parent: None,
+        }
+    }
+
+    /// A ledger that records into itself **and** into `parent`: a scope whose totals say
+    /// what one part of a workflow cost (a cache fill, say), while the workflow's ledger
+    /// still sees every entry. It keeps no entries of its own, only totals.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tta_core::{AttemptKind, CostEntry, CostLedger, TokenUsage, Usd};
+    ///
+    /// let workflow = Arc::new(CostLedger::new());
+    /// let fill = CostLedger::scoped(Arc::clone(&workflow));
+    /// fill.record(CostEntry::spent(AttemptKind::RouteCall, "r", TokenUsage::new(5, 5), Usd::from_picos(10)));
+    /// assert_eq!(fill.totals().spent, Usd::from_picos(10));
+    /// assert_eq!(workflow.totals().spent, Usd::from_picos(10));
+    /// assert_eq!(workflow.entries().len(), 1);
+    /// ```
+    pub fn scoped(parent: Arc<CostLedger>) -> Self {
+        Self {
+            capacity: 0,
+            state: Mutex::new(LedgerState::default()),
+            parent: Some(parent),
         }
     }
 
@@ -441,17 +468,22 @@ impl CostLedger {
     /// assert_eq!(ledger.totals().saved_usage, TokenUsage::new(4, 2));
     /// ```
     pub fn record(&self, entry: CostEntry) {
-        let mut state = self.state();
-        let totals = &mut state.totals;
-        totals.entries += 1;
-        totals.usage += entry.usage;
-        totals.spent += entry.spent;
-        totals.saved_usage += entry.saved_usage;
-        totals.saved += entry.saved;
-        if state.entries.len() < self.capacity {
-            state.entries.push(entry);
-        } else {
-            state.overflowed += 1;
+        {
+            let mut state = self.state();
+            let totals = &mut state.totals;
+            totals.entries += 1;
+            totals.usage += entry.usage;
+            totals.spent += entry.spent;
+            totals.saved_usage += entry.saved_usage;
+            totals.saved += entry.saved;
+            if state.entries.len() < self.capacity {
+                state.entries.push(entry.clone());
+            } else {
+                state.overflowed += 1;
+            }
+        }
+        if let Some(parent) = &self.parent {
+            parent.record(entry);
         }
     }
 

@@ -38,6 +38,7 @@ mod primitive;
 pub mod semconv;
 #[cfg(feature = "tower")]
 pub mod tower;
+mod window;
 
 pub use compose::{Join, Parallel, Then, parallel};
 pub use context::{ContextError, WorkflowContext, WorkflowContextBuilder};
@@ -48,3 +49,4 @@ pub use name::{InvalidName, PrimitiveName};
 pub use primitive::{
     BoxPrimitive, Flow, FnPrimitive, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn,
 };
+pub use window::OutcomeWindow;

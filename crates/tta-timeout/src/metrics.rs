@@ -1,10 +1,8 @@
 //! The timeout primitive's own metrics, created once at build time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
-use tta_core::{PrimitiveName, Telemetry};
+use tta_core::{OutcomeWindow, PrimitiveName, Telemetry};
 
 use crate::semconv;
 
@@ -43,36 +41,6 @@ impl TimeoutOutcome {
     }
 }
 
-/// The share of timeouts among the last [`RateWindow::SLOTS`] executions, lock-free:
-/// one bit per execution in a ring.
-#[derive(Debug, Default)]
-struct RateWindow {
-    bits: [AtomicU64; 2],
-    seen: AtomicU64,
-}
-
-impl RateWindow {
-    const SLOTS: u64 = 128;
-
-    fn push(&self, timed_out: bool) -> f64 {
-        let i = self.seen.fetch_add(1, Ordering::Relaxed);
-        let slot = i % Self::SLOTS;
-        let word = &self.bits[(slot / 64) as usize];
-        let mask = 1u64 << (slot % 64);
-        if timed_out {
-            word.fetch_or(mask, Ordering::Relaxed);
-        } else {
-            word.fetch_and(!mask, Ordering::Relaxed);
-        }
-        let ones: u32 = self
-            .bits
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones())
-            .sum();
-        f64::from(ones) / (i + 1).min(Self::SLOTS) as f64
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct TimeoutMetrics {
     outcomes: Counter<u64>,
@@ -82,7 +50,8 @@ pub(crate) struct TimeoutMetrics {
     labels: [[KeyValue; 2]; 4],
     primitive: [KeyValue; 1],
     fallback_labels: [[KeyValue; 2]; 2],
-    window: RateWindow,
+    /// The last 128 executions: the window of `tta.timeout.rate`.
+    window: OutcomeWindow<2>,
 }
 
 impl TimeoutMetrics {
@@ -113,7 +82,7 @@ impl TimeoutMetrics {
                 .map(|o| [primitive(), KeyValue::new(semconv::LABEL_OUTCOME, o.as_str())]),
             primitive: [primitive()],
             fallback_labels: ["ok", "error"].map(|r| [primitive(), KeyValue::new(semconv::LABEL_RESULT, r)]),
-            window: RateWindow::default(),
+            window: OutcomeWindow::new(),
         }
     }
 
@@ -133,18 +102,18 @@ impl TimeoutMetrics {
 
 #[cfg(test)]
 mod tests {
-    use super::RateWindow;
+    use tta_core::OutcomeWindow;
 
     #[test]
-    fn rate_window_covers_the_last_128_executions() {
-        let w = RateWindow::default();
+    fn the_rate_window_covers_the_last_128_executions() {
+        let w = OutcomeWindow::<2>::new();
         assert_eq!(w.push(true), 1.0);
         assert_eq!(w.push(false), 0.5);
         for _ in 0..126 {
             w.push(false);
         }
-        // 128 executions, one timeout.
-        assert_eq!(w.push(false), 0.0, "the oldest (the timeout) slid out");
+        // 129 executions: the first (the timeout) slid out.
+        assert_eq!(w.push(false), 0.0);
         for _ in 0..64 {
             w.push(true);
         }

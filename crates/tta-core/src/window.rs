@@ -1,0 +1,74 @@
+//! A lock-free sliding window of yes/no outcomes, for rate gauges.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The share of "yes" among the last `64 * WORDS` recorded outcomes, without locks: one
+/// bit per outcome in a ring. Under concurrency the share is approximate for an instant
+/// (a gauge), never unbounded.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::OutcomeWindow;
+///
+/// let window = OutcomeWindow::<2>::new(); // the last 128 outcomes
+/// assert_eq!(window.push(true), 1.0);
+/// assert_eq!(window.push(false), 0.5);
+/// ```
+#[derive(Debug)]
+pub struct OutcomeWindow<const WORDS: usize> {
+    bits: [AtomicU64; WORDS],
+    seen: AtomicU64,
+}
+
+impl<const WORDS: usize> Default for OutcomeWindow<WORDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const WORDS: usize> OutcomeWindow<WORDS> {
+    /// How many outcomes the window holds.
+    pub const SLOTS: u64 = 64 * WORDS as u64;
+
+    /// An empty window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::OutcomeWindow::<1>::SLOTS, 64);
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            bits: std::array::from_fn(|_| AtomicU64::new(0)),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one outcome and returns the share of `true` in the window (0 to 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = tta_core::OutcomeWindow::<1>::new();
+    /// for _ in 0..64 { w.push(true); }
+    /// assert_eq!(w.push(false), 63.0 / 64.0);
+    /// ```
+    pub fn push(&self, yes: bool) -> f64 {
+        let i = self.seen.fetch_add(1, Ordering::Relaxed);
+        let slot = i % Self::SLOTS;
+        let word = &self.bits[(slot / 64) as usize];
+        let mask = 1u64 << (slot % 64);
+        if yes {
+            word.fetch_or(mask, Ordering::Relaxed);
+        } else {
+            word.fetch_and(!mask, Ordering::Relaxed);
+        }
+        let ones: u32 = self
+            .bits
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
+        f64::from(ones) / (i + 1).min(Self::SLOTS) as f64
+    }
+}
