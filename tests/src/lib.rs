@@ -5,5 +5,6 @@
 //! It depends on no tta crate, so every tta crate can use it as a dev-dependency.
 
 pub mod http;
+pub mod redis;
 pub mod telemetry;
 pub mod tools;

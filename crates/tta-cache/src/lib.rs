@@ -1,7 +1,369 @@
-//! The response cache primitive for tta workflows.
+//! A response cache for tta workflows.
 //!
-//! **Not built yet.** It will hold `CachePrimitive` with a `CacheStore` trait, a bounded in-memory store on moka and a Redis store on fred (feature `redis`), keys hashed from namespace, version and the serialized input, single flight for concurrent misses, errors never cached, and savings recorded on every hit; Redis faults bypass to the inner primitive (DESIGN.md, "CachePrimitive").
+//! [`CachePrimitive`] wraps a primitive: a lookup that finds an entry returns it (a
+//! **hit**, which records the tokens and dollars the original fill cost as savings);
+//! otherwise the inner primitive runs (a **miss**) and its value is stored. Concurrent
+//! misses on one key run the inner primitive **once** (single flight): the others wait
+//! and share its result, or its error. Errors are never cached.
 //!
-//! Until then this crate exports nothing; it exists so that the workspace, its
-//! manifests and its release tooling are in place. See the workspace's `DESIGN.md`
-//! section named above and the crate README.
+//! Keys are a BLAKE3 hash of a namespace, a version and the input's serialized bytes
+//! ([`CacheKey`]); no input ever reaches a store key, a span or a log. Entries are stored
+//! in one compact serde codec (postcard, see [`codec`](crate#entry-format)).
+//!
+//! The store is a [`CacheStore`]: [`MemoryStore`] (moka, the default) or, with feature
+//! `redis`, `RedisStore` (fred) to share entries between replicas. **The cache never fails
+//! a request because of its store**: a store that is down, slow or returns junk is
+//! counted as an error and the request bypasses to the inner primitive.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tta_cache::CachePrimitive;
+//! use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let llm = from_fn(|prompt: String, _| async move { Ok::<_, Error>(format!("answer to {prompt}")) });
+//! let cached = CachePrimitive::builder(llm)
+//!     .name("answers")
+//!     .namespace("qa")
+//!     .ttl(Duration::from_secs(600))
+//!     .build()?;
+//! let cx = WorkflowContext::new();
+//! let first = cached.execute("what is tta?".to_owned(), &cx).await?; // miss: runs the LLM
+//! let again = cached.execute("what is tta?".to_owned(), &cx).await?; // hit
+//! assert_eq!(first, again);
+//! # Ok(()) }
+//! ```
+//!
+//! # Entry format
+//!
+//! An entry is the postcard encoding of `(format = 1, input_tokens, output_tokens,
+//! cost_picos, value)`. Bytes that do not decode are a miss, counted as
+//! `tta.cache.errors{op="get", error_type="decode"}`, and are overwritten by the fill.
+//!
+//! # Features
+//!
+//! - `redis`: `RedisStore` on fred 10 (`redis://`, `rediss://`, `redis-cluster://`).
+//! - `tower`: `CacheLayer`, the cache as a tower `Layer`.
+#![doc(test(attr(deny(warnings))))]
+
+mod builder;
+mod codec;
+mod flight;
+mod key;
+#[cfg(feature = "tower")]
+mod layer;
+mod metrics;
+pub mod semconv;
+mod store;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tta_core::{CostEntry, Error, Instrumentation, WorkflowContext, WorkflowPrimitive};
+
+pub use builder::{BuildError, CacheBuilder};
+pub use key::CacheKey;
+#[cfg(feature = "tower")]
+pub use layer::CacheLayer;
+pub use store::{CacheStore, MemoryStore, MemoryStoreBuilder, StoreError, StoreErrorKind};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
+
+use codec::FillCost;
+use flight::{Flights, Role};
+use metrics::{CacheMetrics, Op};
+
+/// How a cache derives key bytes from an input. Implemented by [`SerializedInput`] (the
+/// default) and by [`KeyWith`] (a closure given to
+/// [`CacheBuilder::key_fn`]).
+pub trait KeyFn<I>: Send + Sync {
+    /// The bytes to hash, or `None` when the input cannot be keyed (the request then
+    /// bypasses the cache, counted as `tta.cache.errors{op="key"}`).
+    fn key_bytes(&self, input: &I) -> Option<Vec<u8>>;
+}
+
+/// The default key: the input's postcard serialization, exactly as serde produces it.
+/// Inputs holding a `HashMap` serialize in an unspecified order; use a `BTreeMap` (or a
+/// key function) for them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SerializedInput;
+
+impl<I: Serialize> KeyFn<I> for SerializedInput {
+    fn key_bytes(&self, input: &I) -> Option<Vec<u8>> {
+        postcard::to_allocvec(input).ok()
+    }
+}
+
+/// A key function given to [`CacheBuilder::key_fn`].
+#[derive(Clone, Copy, Debug)]
+pub struct KeyWith<F>(F);
+
+impl<I, F> KeyFn<I> for KeyWith<F>
+where
+    F: Fn(&I) -> Vec<u8> + Send + Sync,
+{
+    fn key_bytes(&self, input: &I) -> Option<Vec<u8>> {
+        Some((self.0)(input))
+    }
+}
+
+/// What a store lookup found.
+enum Lookup<O> {
+    Hit(O, FillCost),
+    /// No entry.
+    Miss,
+    /// An entry that does not decode: the fill overwrites it.
+    Junk,
+    /// The store failed: this request neither reads again nor writes, so it adds at most
+    /// one command timeout.
+    Failed,
+}
+
+/// A value shared with single-flight followers, whatever the output type.
+type Shared = Arc<dyn Any + Send + Sync>;
+
+/// Caches the outputs of a primitive; see the [crate docs](crate).
+///
+/// Build it with [`CachePrimitive::builder`].
+pub struct CachePrimitive<P, S = MemoryStore, K = SerializedInput> {
+    inner: P,
+    store: S,
+    key: K,
+    ttl: Duration,
+    namespace: Arc<str>,
+    version: u32,
+    max_value_bytes: usize,
+    flights: Flights<Shared>,
+    inst: Instrumentation,
+    metrics: CacheMetrics,
+}
+
+impl<P> CachePrimitive<P> {
+    /// Starts configuring a cache around `inner` (in memory by default).
+    ///
+    /// # Examples
+    ///
+    /// See the [crate docs](crate).
+    pub fn builder(inner: P) -> CacheBuilder<P> {
+        CacheBuilder::new(inner)
+    }
+}
+
+impl<P, S, K> CachePrimitive<P, S, K> {
+    /// The longest TTL accepted: 30 days.
+    pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+    /// The store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_cache::{CachePrimitive, CacheStore};
+    /// let c = CachePrimitive::builder(tta_core::from_fn(|x: u8, _| async move { Ok::<_, tta_core::Error>(x) }))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(c.store().kind(), "memory");
+    /// ```
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Keys whose fill is running now (0 when idle: no waiter is ever left behind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = tta_cache::CachePrimitive::builder(tta_core::from_fn(|x: u8, _| async move { Ok::<_, tta_core::Error>(x) }))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(c.fills_in_flight(), 0);
+    /// ```
+    pub fn fills_in_flight(&self) -> usize {
+        self.flights.in_flight()
+    }
+}
+
+impl<P, S, K> std::fmt::Debug for CachePrimitive<P, S, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachePrimitive")
+            .field("name", self.inst.name())
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, S, K> CachePrimitive<P, S, K>
+where
+    S: CacheStore,
+{
+    /// Reads and decodes an entry; every failure is counted.
+    async fn lookup<O: DeserializeOwned>(&self, key: &CacheKey) -> Lookup<O> {
+        let started = Instant::now();
+        let found = self.store.get(key).await;
+        let took = started.elapsed();
+        match found {
+            Ok(Some(bytes)) => {
+                self.metrics.op(Op::GetHit, took);
+                match codec::decode(&bytes) {
+                    Some((value, cost)) => Lookup::Hit(value, cost),
+                    None => {
+                        self.metrics.error("get", "decode");
+                        Lookup::Junk
+                    }
+                }
+            }
+            Ok(None) => {
+                self.metrics.op(Op::GetMiss, took);
+                Lookup::Miss
+            }
+            Err(e) => {
+                self.metrics.op(Op::GetError, took);
+                self.metrics.error("get", e.kind().as_str());
+                Lookup::Failed
+            }
+        }
+    }
+
+    /// Encodes and writes an entry; a value too large or a failed write is counted.
+    async fn fill<O: Serialize>(&self, key: &CacheKey, value: &O, cost: FillCost) {
+        let bytes = match codec::encode(value, cost) {
+            Ok(bytes) => bytes,
+            Err(_) => return self.metrics.error("set", "encode"),
+        };
+        if bytes.len() > self.max_value_bytes {
+            return self.metrics.error("set", "too_large");
+        }
+        let started = Instant::now();
+        match self.store.set(key, bytes, self.ttl).await {
+            Ok(()) => self.metrics.op(Op::SetOk, started.elapsed()),
+            Err(e) => {
+                self.metrics.op(Op::SetError, started.elapsed());
+                self.metrics.error("set", e.kind().as_str());
+            }
+        }
+    }
+
+    /// Records a hit: the counters, and the fill's cost as savings in the ledger.
+    fn record_hit(&self, cx: &WorkflowContext, cost: FillCost, result: &'static str) {
+        self.metrics.lookup(true);
+        self.metrics.saved(cost.cost);
+        cx.ledger().record(CostEntry::saved(
+            self.inst.name().to_arc(),
+            cost.usage,
+            cost.cost,
+        ));
+        cx.otel_context()
+            .span()
+            .set_attribute(KeyValue::new(semconv::ATTR_RESULT, result));
+    }
+}
+
+impl<I, P, S, K> WorkflowPrimitive<I> for CachePrimitive<P, S, K>
+where
+    P: WorkflowPrimitive<I>,
+    P::Output: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: CacheStore,
+    K: KeyFn<I>,
+    I: Send,
+{
+    type Output = P::Output;
+
+    fn name(&self) -> &str {
+        self.inst.name().as_str()
+    }
+
+    async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
+        self.inst
+            .run(cx, |child| async move {
+                let span = child.otel_context().span();
+                span.set_attribute(KeyValue::new(semconv::ATTR_STORE, self.store.kind()));
+                let Some(key_bytes) = self.key.key_bytes(&input) else {
+                    self.metrics.error("key", "encode");
+                    span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));
+                    return self.inner.execute(input, &child).await;
+                };
+                let key = CacheKey::new(Arc::clone(&self.namespace), self.version, &key_bytes);
+                span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
+
+                let mut found = self.lookup::<P::Output>(&key).await;
+                loop {
+                    if let Lookup::Hit(value, cost) = found {
+                        self.record_hit(&child, cost, "hit");
+                        return Ok(value);
+                    }
+                    let leader = match self.flights.join(key.hash()) {
+                        Role::Leader(leader) => leader,
+                        Role::Follower(rx) => match flight::follow(rx).await {
+                            Some(Ok((shared, cost))) => {
+                                self.metrics.coalesced();
+                                let Some(value) = shared.downcast_ref::<P::Output>() else {
+                                    // Another output type under the same key (a primitive
+                                    // with several input types): not ours to share.
+                                    self.metrics.lookup(false);
+                                    return self.inner.execute(input, &child).await;
+                                };
+                                self.record_hit(&child, cost, "coalesced");
+                                return Ok(value.clone());
+                            }
+                            Some(Err(e)) => {
+                                self.metrics.coalesced();
+                                span.set_attribute(KeyValue::new(
+                                    semconv::ATTR_RESULT,
+                                    "coalesced",
+                                ));
+                                return Err(e);
+                            }
+                            // The leader was cancelled before it finished: look again,
+                            // then take over.
+                            None => {
+                                found = self.lookup::<P::Output>(&key).await;
+                                continue;
+                            }
+                        },
+                    };
+                    // A fill may have landed between our lookup and our claim.
+                    if matches!(found, Lookup::Miss)
+                        && let Lookup::Hit(value, cost) = self.lookup::<P::Output>(&key).await
+                    {
+                        leader.publish(Ok((Arc::new(value.clone()) as Shared, cost)));
+                        self.record_hit(&child, cost, "hit");
+                        return Ok(value);
+                    }
+                    self.metrics.lookup(false);
+                    span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
+                    // A ledger scope learns what the fill cost, for future hits.
+                    let (fill_cx, scope) = child.with_ledger_scope();
+                    let value = match self.inner.execute(input, &fill_cx).await {
+                        Ok(value) => value,
+                        Err(e) => {
+                            leader.publish(Err(e.clone()));
+                            return Err(e);
+                        }
+                    };
+                    let totals = scope.totals();
+                    let cost = FillCost {
+                        usage: totals.usage,
+                        cost: totals.spent,
+                    };
+                    leader.publish(Ok((Arc::new(value.clone()) as Shared, cost)));
+                    if !matches!(found, Lookup::Failed) {
+                        self.fill(&key, &value, cost).await;
+                    }
+                    return Ok(value);
+                }
+            })
+            .await
+    }
+}
+
+tta_core::impl_composition_ops!(CachePrimitive<P, S, K>);

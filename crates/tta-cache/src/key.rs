@@ -1,0 +1,92 @@
+//! Cache keys: a BLAKE3 hash of the namespace, the version and the input's bytes.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The key of one cache entry: `BLAKE3(len(namespace) ‖ namespace ‖ version ‖ input)`.
+///
+/// The input bytes are the postcard serialization of the input (or what the cache's key
+/// function returns), taken as they are: no trimming, case folding or cleaning, so
+/// distinct inputs give distinct keys. Only the hash and the namespace appear in a store
+/// key, never the input.
+///
+/// # Examples
+///
+/// ```
+/// use tta_cache::CacheKey;
+///
+/// let a = CacheKey::new("answers", 1, b"a b");
+/// let b = CacheKey::new("answers", 1, b"a_b");
+/// assert_ne!(a, b);
+/// assert_ne!(a, CacheKey::new("answers", 2, b"a b"), "a new version is a new key");
+/// assert_eq!(a.to_hex().len(), 64);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    hash: [u8; 32],
+    namespace: Arc<str>,
+}
+
+impl CacheKey {
+    /// Hashes `input` under `namespace` and `version`.
+    ///
+    /// # Examples
+    ///
+    /// See [`CacheKey`].
+    pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
+        let namespace = namespace.into();
+        let mut hasher = blake3::Hasher::new();
+        // Length-prefixed, so no (namespace, input) pair can collide with another by
+        // moving bytes across the boundary.
+        hasher.update(&(namespace.len() as u64).to_le_bytes());
+        hasher.update(namespace.as_bytes());
+        hasher.update(&version.to_le_bytes());
+        hasher.update(input);
+        Self {
+            hash: *hasher.finalize().as_bytes(),
+            namespace,
+        }
+    }
+
+    /// The 32-byte hash.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_cache::CacheKey::new("n", 1, b"x").hash().len(), 32);
+    /// ```
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// The namespace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_cache::CacheKey::new("n", 1, b"x").namespace(), "n");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The hash as 64 lower-case hex digits.
+    ///
+    /// # Examples
+    ///
+    /// See [`CacheKey`].
+    pub fn to_hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first 16 hex digits, for spans and logs.
+    pub(crate) fn short(&self) -> String {
+        self.hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({}:{})", self.namespace, self.short())
+    }
+}

@@ -1,0 +1,145 @@
+//! The cache's instruments and label sets, created once at build time.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use tta_core::{OutcomeWindow, PrimitiveName, Telemetry, Usd};
+
+use crate::semconv;
+
+/// A store operation and its result, for the duration histogram.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    GetHit,
+    GetMiss,
+    GetError,
+    SetOk,
+    SetError,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [
+        Op::GetHit,
+        Op::GetMiss,
+        Op::GetError,
+        Op::SetOk,
+        Op::SetError,
+    ];
+
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Op::GetHit => ("get", "hit"),
+            Op::GetMiss => ("get", "miss"),
+            Op::GetError => ("get", "error"),
+            Op::SetOk => ("set", "ok"),
+            Op::SetError => ("set", "error"),
+        }
+    }
+}
+
+pub(crate) struct CacheMetrics {
+    hits: Counter<u64>,
+    misses: Counter<u64>,
+    errors: Counter<u64>,
+    duration: Histogram<f64>,
+    hit_ratio: Gauge<f64>,
+    savings: Counter<f64>,
+    coalesced: Counter<u64>,
+    cache_store: [KeyValue; 2],
+    cache_only: [KeyValue; 1],
+    op_labels: [[KeyValue; 4]; 5],
+    /// The last 1,024 lookups: the window of `tta.cache.hit_ratio`.
+    window: OutcomeWindow<16>,
+}
+
+impl CacheMetrics {
+    pub(crate) fn new(name: &PrimitiveName, store: &'static str, telemetry: &Telemetry) -> Self {
+        let meter = telemetry.meter();
+        let cache = || KeyValue::new(semconv::LABEL_CACHE, name.to_arc());
+        let store_kv = || KeyValue::new(semconv::LABEL_STORE, store);
+        Self {
+            hits: meter
+                .u64_counter(semconv::HITS)
+                .with_description("Cache lookups served without running the inner primitive.")
+                .build(),
+            misses: meter
+                .u64_counter(semconv::MISSES)
+                .with_description("Cache lookups that ran the inner primitive.")
+                .build(),
+            errors: meter
+                .u64_counter(semconv::ERRORS)
+                .with_description("Cache store, key and codec errors; the request bypasses to the inner primitive.")
+                .build(),
+            duration: meter
+                .f64_histogram(semconv::OPERATION_DURATION)
+                .with_description("Duration of cache store operations.")
+                .with_unit("s")
+                .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
+                .build(),
+            hit_ratio: meter
+                .f64_gauge(semconv::HIT_RATIO)
+                .with_description("Share of hits among the last 1024 lookups of a cache (0 to 1).")
+                .build(),
+            savings: meter
+                .f64_counter(semconv::COST_SAVINGS)
+                .with_description("Dollars that cache hits did not spend (the cost recorded by the fills they reused).")
+                .with_unit("USD")
+                .build(),
+            coalesced: meter
+                .u64_counter(semconv::COALESCED)
+                .with_description("Cache lookups that waited for another caller's fill of the same key.")
+                .build(),
+            cache_store: [cache(), store_kv()],
+            cache_only: [cache()],
+            op_labels: Op::ALL.map(|op| {
+                let (op, result) = op.labels();
+                [
+                    cache(),
+                    store_kv(),
+                    KeyValue::new(semconv::LABEL_OP, op),
+                    KeyValue::new(semconv::LABEL_RESULT, result),
+                ]
+            }),
+            window: OutcomeWindow::new(),
+        }
+    }
+
+    pub(crate) fn lookup(&self, hit: bool) {
+        if hit {
+            self.hits.add(1, &self.cache_store);
+        } else {
+            self.misses.add(1, &self.cache_store);
+        }
+        self.hit_ratio
+            .record(self.window.push(hit), &self.cache_only);
+    }
+
+    pub(crate) fn coalesced(&self) {
+        self.coalesced.add(1, &self.cache_only);
+    }
+
+    pub(crate) fn saved(&self, usd: Usd) {
+        if usd > Usd::ZERO {
+            self.savings.add(usd.dollars(), &self.cache_only);
+        }
+    }
+
+    pub(crate) fn op(&self, op: Op, took: Duration) {
+        self.duration
+            .record(took.as_secs_f64(), &self.op_labels[op as usize]);
+    }
+
+    pub(crate) fn error(&self, op: &'static str, error_type: &'static str) {
+        let [cache, store] = self.cache_store.clone();
+        self.errors.add(
+            1,
+            &[
+                cache,
+                store,
+                KeyValue::new(semconv::LABEL_OP, op),
+                KeyValue::new(semconv::LABEL_ERROR_TYPE, error_type),
+            ],
+        );
+    }
+}
