@@ -1,0 +1,424 @@
+//! Configuration of the router, validated once in `build`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tta_core::{Error, InvalidName, PrimitiveName, Telemetry, TokenUsage};
+
+use crate::health::RouteState;
+use crate::metrics::{RouteIdentity, RouterMetrics};
+use crate::{BuiltRoute, Route, RouterPrimitive, Strategy, UsageFn};
+
+/// Why a router could not be built.
+///
+/// # Examples
+///
+/// ```
+/// use tta_router::{BuildError, RouterPrimitive};
+/// let err = RouterPrimitive::<String, String>::builder().build().unwrap_err();
+/// assert_eq!(err, BuildError::NoRoutes);
+/// ```
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The router has no route.
+    #[error("a router needs at least one route")]
+    NoRoutes,
+    /// The router's name is invalid.
+    #[error("invalid router name: {0}")]
+    Name(InvalidName),
+    /// A route's name is invalid.
+    #[error("invalid route name {name:?}: {reason}")]
+    RouteName {
+        /// The name, escaped.
+        name: String,
+        /// Why.
+        reason: InvalidName,
+    },
+    /// Two routes share a name.
+    #[error("two routes are named {0:?}")]
+    DuplicateRoute(String),
+    /// A route declares a fallback to a route that does not exist.
+    #[error("route {route:?} falls back to unknown route {unknown:?}")]
+    UnknownFallback {
+        /// The route.
+        route: String,
+        /// The missing name.
+        unknown: String,
+    },
+    /// Declared fallbacks form a cycle.
+    #[error("fallback cycle: {}", cycle.join(" -> "))]
+    FallbackCycle {
+        /// The routes of the cycle, in order, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// A price is negative, NaN or infinite.
+    #[error(
+        "route {route:?}: {what} must be a finite, non-negative number of dollars, got {value}"
+    )]
+    Price {
+        /// The route.
+        route: String,
+        /// Which price.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// A weight is not positive and finite.
+    #[error("route {route:?}: weight must be positive and finite, got {value}")]
+    Weight {
+        /// The route.
+        route: String,
+        /// The value.
+        value: f64,
+    },
+    /// A router setting is out of range.
+    #[error("invalid router setting: {0}")]
+    Setting(&'static str),
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        Error::invalid_config(e)
+    }
+}
+
+/// Builds a [`RouterPrimitive`]; made by [`RouterPrimitive::builder`].
+///
+/// | setting | default |
+/// |---|---|
+/// | `strategy` | [`Strategy::Ordered`] |
+/// | `max_attempts` | the number of routes (each route is tried at most once per request) |
+/// | `fallback_on` | every error but `cancelled` and `invalid_config` |
+/// | `failure_threshold` / `cooldown` | 3 consecutive failures / 30 s |
+/// | `min_budget` | 10 ms: no attempt starts with less time left before the deadline |
+/// | `attempt_timeout` | none (each attempt still ends at the context's deadline) |
+/// | `usage` | none: calls are priced per call |
+/// | `seed` | random (set it for reproducible weighted routing) |
+#[must_use]
+pub struct RouterBuilder<I, O> {
+    name: String,
+    routes: Vec<Route<I, O>>,
+    strategy: Strategy,
+    max_attempts: Option<usize>,
+    fallback_on: Arc<dyn Fn(&Error) -> bool + Send + Sync>,
+    failure_threshold: u32,
+    cooldown: Duration,
+    min_budget: Duration,
+    attempt_timeout: Option<Duration>,
+    usage: Option<UsageFn<O>>,
+    seed: Option<u64>,
+    telemetry: Option<Telemetry>,
+}
+
+impl<I, O> std::fmt::Debug for RouterBuilder<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("name", &self.name)
+            .field("routes", &self.routes)
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, O> Default for RouterBuilder<I, O> {
+    fn default() -> Self {
+        Self {
+            name: "router".to_owned(),
+            routes: Vec::new(),
+            strategy: Strategy::Ordered,
+            max_attempts: None,
+            fallback_on: Arc::new(|e: &Error| !(e.is_cancelled() || e.is_invalid_config())),
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+            min_budget: Duration::from_millis(10),
+            attempt_timeout: None,
+            usage: None,
+            seed: None,
+            telemetry: None,
+        }
+    }
+}
+
+impl<I, O> RouterBuilder<I, O> {
+    /// The router's name (the `router` label).
+    pub fn name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.name);
+        self
+    }
+
+    /// Adds a route.
+    pub fn route(mut self, route: Route<I, O>) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// How routes are ordered.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The most attempts per request (at least 1).
+    pub fn max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Which errors fall back to the next route (others are returned at once).
+    pub fn fallback_on(
+        mut self,
+        predicate: impl Fn(&Error) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.fallback_on = Arc::new(predicate);
+        self
+    }
+
+    /// Consecutive failures that cool a route down (at least 1).
+    pub fn failure_threshold(mut self, failures: u32) -> Self {
+        self.failure_threshold = failures;
+        self
+    }
+
+    /// How long a failing route is skipped before one probe is let through.
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// No attempt starts with less than this left before the context's deadline.
+    pub fn min_budget(mut self, budget: Duration) -> Self {
+        self.min_budget = budget;
+        self
+    }
+
+    /// Bounds each attempt (besides the context's deadline); an attempt that runs out
+    /// fails with kind timeout and falls back.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Reads a call's token usage from its output, to price it.
+    pub fn usage(
+        mut self,
+        extract: impl Fn(&O) -> Option<TokenUsage> + Send + Sync + 'static,
+    ) -> Self {
+        self.usage = Some(Arc::new(extract));
+        self
+    }
+
+    /// Reads token usage through the output's [`ReportsUsage`](tta_core::ReportsUsage) impl.
+    pub fn usage_reported(self) -> Self
+    where
+        O: tta_core::ReportsUsage,
+    {
+        self.usage(|o: &O| o.token_usage())
+    }
+
+    /// Seeds the generator of [`Strategy::Weighted`], for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Uses explicit telemetry providers instead of the global ones.
+    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.telemetry = Some(telemetry.clone());
+        self
+    }
+
+    /// Validates everything and builds the router.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`]: no route, an invalid or duplicate name, an unknown or cyclic
+    /// fallback reference, a bad price or weight, or a setting out of range.
+    pub fn build(self) -> Result<RouterPrimitive<I, O>, BuildError> {
+        let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
+        if self.routes.is_empty() {
+            return Err(BuildError::NoRoutes);
+        }
+        let max_attempts = self.max_attempts.unwrap_or(self.routes.len());
+        if max_attempts == 0 {
+            return Err(BuildError::Setting("max_attempts must be at least 1"));
+        }
+        if self.failure_threshold == 0 {
+            return Err(BuildError::Setting("failure_threshold must be at least 1"));
+        }
+        if self.cooldown.is_zero() {
+            return Err(BuildError::Setting("cooldown must be greater than zero"));
+        }
+        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(BuildError::Setting(
+                "attempt_timeout must be greater than zero",
+            ));
+        }
+        let mut index = HashMap::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            PrimitiveName::new(&route.name).map_err(|reason| BuildError::RouteName {
+                name: route.name.escape_debug().to_string(),
+                reason,
+            })?;
+            if index.insert(route.name.clone(), i).is_some() {
+                return Err(BuildError::DuplicateRoute(route.name.clone()));
+            }
+        }
+        let mut fallbacks = Vec::with_capacity(self.routes.len());
+        for route in &self.routes {
+            let resolved = route
+                .fallbacks
+                .iter()
+                .map(|f| {
+                    index
+                        .get(f)
+                        .copied()
+                        .ok_or_else(|| BuildError::UnknownFallback {
+                            route: route.name.clone(),
+                            unknown: f.clone(),
+                        })
+                })
+                .collect::<Result<Vec<usize>, _>>()?;
+            fallbacks.push(resolved);
+        }
+        if let Some(cycle) = find_cycle(&fallbacks) {
+            return Err(BuildError::FallbackCycle {
+                cycle: cycle
+                    .into_iter()
+                    .map(|i| self.routes[i].name.clone())
+                    .collect(),
+            });
+        }
+        let telemetry = self.telemetry.unwrap_or_default();
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (route, fallbacks) in self.routes.into_iter().zip(fallbacks) {
+            let price = route
+                .price
+                .validate()
+                .map_err(|(what, value)| BuildError::Price {
+                    route: route.name.clone(),
+                    what,
+                    value,
+                })?;
+            if !(route.weight.is_finite() && route.weight > 0.0) {
+                return Err(BuildError::Weight {
+                    route: route.name.clone(),
+                    value: route.weight,
+                });
+            }
+            let route_name =
+                PrimitiveName::new(&route.name).map_err(|reason| BuildError::RouteName {
+                    name: route.name.clone(),
+                    reason,
+                })?;
+            let provider = route.provider.unwrap_or_else(|| route.name.clone());
+            let model = route.model.unwrap_or_else(|| route.name.clone());
+            routes.push(BuiltRoute {
+                span_name: format!("chat {model}"),
+                name: route_name,
+                primitive: route.primitive,
+                price,
+                provider,
+                model,
+                weight: route.weight,
+                fallbacks,
+                state: RouteState::default(),
+            });
+        }
+        let identities: Vec<RouteIdentity<'_>> = routes
+            .iter()
+            .map(|r| RouteIdentity {
+                name: &r.name,
+                provider: &r.provider,
+                model: &r.model,
+            })
+            .collect();
+        let metrics = RouterMetrics::new(&name, &identities, &telemetry);
+        let seed = self.seed.unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0);
+            h.finish()
+        });
+        Ok(RouterPrimitive {
+            tracer: telemetry.clone(),
+            inst: tta_core::Instrumentation::new("router", name, &telemetry),
+            metrics,
+            routes,
+            strategy: self.strategy,
+            max_attempts,
+            fallback_on: self.fallback_on,
+            failure_threshold: self.failure_threshold,
+            cooldown: self.cooldown,
+            min_budget: self.min_budget,
+            attempt_timeout: self.attempt_timeout,
+            usage: self.usage,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            usage_average: Mutex::new(None),
+        })
+    }
+}
+
+/// A cycle in the declared fallback graph, as route indices with the first repeated.
+fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        node: usize,
+        edges: &[Vec<usize>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[node] = Mark::OnPath;
+        path.push(node);
+        for &next in &edges[node] {
+            match marks[next] {
+                Mark::OnPath => {
+                    let start = path.iter().position(|&n| n == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(next, edges, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    let mut path = Vec::new();
+    (0..edges.len()).find_map(|n| {
+        (marks[n] == Mark::New)
+            .then(|| visit(n, edges, &mut marks, &mut path))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_cycle;
+
+    #[test]
+    fn cycles_are_found_and_dags_are_not() {
+        assert_eq!(find_cycle(&[vec![1], vec![2], vec![]]), None);
+        assert_eq!(find_cycle(&[vec![1, 2], vec![2], vec![]]), None);
+        assert_eq!(
+            find_cycle(&[vec![1], vec![2], vec![0]]),
+            Some(vec![0, 1, 2, 0])
+        );
+        assert_eq!(find_cycle(&[vec![], vec![1]]), Some(vec![1, 1]));
+    }
+}
