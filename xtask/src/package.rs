@@ -7,7 +7,11 @@ use xshell::{Shell, cmd};
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     clear_stale_local_registry(sh)?;
     // `--allow-dirty` so it also runs before a commit; CI runs on a clean clone anyway.
-    cmd!(sh, "cargo publish --workspace --dry-run --locked --allow-dirty").run()?;
+    cmd!(
+        sh,
+        "cargo publish --workspace --dry-run --locked --allow-dirty"
+    )
+    .run()?;
     Ok(())
 }
 
@@ -40,7 +44,10 @@ fn clear_stale_local_registry(sh: &Shell) -> anyhow::Result<()> {
         return Ok(());
     };
     for registry in registries.flatten() {
-        let is_crates_io = registry.file_name().to_string_lossy().starts_with("index.crates.io");
+        let is_crates_io = registry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("index.crates.io");
         if is_crates_io {
             continue;
         }
