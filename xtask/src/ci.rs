@@ -10,6 +10,7 @@ type Task = fn(&Shell) -> anyhow::Result<()>;
 const TASKS: &[(&str, Task)] = &[
     ("fmt", crate::lint::fmt),
     ("clippy", crate::lint::clippy),
+    ("features", crate::features::run),
     ("coverage", crate::coverage::run),
     ("doctest", crate::test::doctests),
     ("doc", crate::doc::run),

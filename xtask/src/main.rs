@@ -7,6 +7,7 @@ mod ci;
 mod coverage;
 mod deny;
 mod doc;
+mod features;
 mod lint;
 mod msrv;
 mod package;
@@ -22,9 +23,10 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  ci        fmt, clippy, coverage (the test run, with the line-coverage gate), doctests,
+  ci        fmt, clippy, features, coverage (the test run, with the line-coverage gate), doctests,
             doc, deny, package and msrv, in order; stops at the first failure
   fmt       cargo fmt --check over the workspace
+  features  the facade checked with no feature and with each feature alone
   clippy    cargo clippy on every target and feature, warnings denied
   test      the test suite (cargo-nextest when installed, else cargo test) and doctests
   doctest   doctests only
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
     let result = shell().and_then(|sh| match task.as_deref() {
         Some("ci") => ci::run(&sh),
         Some("fmt") => lint::fmt(&sh),
+        Some("features") => features::run(&sh),
         Some("clippy") => lint::clippy(&sh),
         Some("test") => test::run(&sh),
         Some("doctest") => test::doctests(&sh),

@@ -209,7 +209,7 @@ impl<P, S, K> CacheBuilder<P, S, K> {
     {
         let telemetry = self.telemetry.unwrap_or_default();
         CachePrimitive {
-            metrics: CacheMetrics::new(&name, self.store.kind(), &telemetry),
+            metrics: CacheMetrics::new(&name, self.store.kind(), &telemetry).initialize(),
             inst: tta_core::Instrumentation::new("cache", name, &telemetry),
             inner: self.inner,
             store: self.store,

@@ -105,6 +105,16 @@ impl CacheMetrics {
         }
     }
 
+    /// Starts every fixed series at zero, so `rate()` and the families work from the
+    /// first scrape.
+    pub(crate) fn initialize(self) -> Self {
+        self.hits.add(0, &self.cache_store);
+        self.misses.add(0, &self.cache_store);
+        self.coalesced.add(0, &self.cache_only);
+        self.savings.add(0.0, &self.cache_only);
+        self
+    }
+
     pub(crate) fn lookup(&self, hit: bool) {
         if hit {
             self.hits.add(1, &self.cache_store);

@@ -10,8 +10,9 @@ pub const ERRORS: &str = "tta.cache.errors";
 pub const OPERATION_DURATION: &str = "tta.cache.operation.duration";
 /// Gauge, 0 to 1: hits among the last 1,024 lookups.
 pub const HIT_RATIO: &str = "tta.cache.hit_ratio";
-/// Counter, USD: what hits did not spend (the fills' recorded cost).
-pub const COST_SAVINGS: &str = "tta.cache.cost.savings";
+/// Counter, USD: what hits did not spend (the fills' recorded cost). The name carries
+/// the unit so that the Prometheus name is `tta_cache_cost_savings_usd_total`.
+pub const COST_SAVINGS: &str = "tta.cache.cost.savings.usd";
 /// Counter: lookups that waited for another caller's fill instead of running their own.
 pub const COALESCED: &str = "tta.cache.coalesced";
 

@@ -336,7 +336,7 @@ impl<I, O> RouterBuilder<I, O> {
                 model: &r.model,
             })
             .collect();
-        let metrics = RouterMetrics::new(&name, &identities, &telemetry);
+        let metrics = RouterMetrics::new(&name, &identities, &telemetry).initialize();
         let seed = self.seed.unwrap_or_else(|| {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();

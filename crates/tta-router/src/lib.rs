@@ -16,8 +16,8 @@
 //!   context's deadline, and no attempt runs past it.
 //! - **Cost**: each attempt's token usage times its route's price is recorded in the
 //!   workflow's ledger (a route call, a fallback, or a failed call that was still
-//!   billed), in `tta.router.cost`, and, against the most expensive route's price for the
-//!   same usage, in `tta.router.cost.savings`.
+//!   billed), in `tta.router.cost.usd`, and, against the most expensive route's price for the
+//!   same usage, in `tta.router.cost.savings.usd`.
 //!
 //! # Examples
 //!

@@ -164,6 +164,16 @@ impl RouterMetrics {
         }
     }
 
+    /// Starts the fixed series at zero (cost per route, savings), so the families exist
+    /// and `rate()` works from the first scrape.
+    pub(crate) fn initialize(self) -> Self {
+        for labels in &self.routes {
+            self.cost.add(0.0, &labels.router_route);
+        }
+        self.savings.add(0.0, &self.router_only);
+        self
+    }
+
     pub(crate) fn decision(&self, route: usize, reason: Reason) {
         let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.decisions.add(1, &self.routes[route].decisions[i]);

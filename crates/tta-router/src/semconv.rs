@@ -7,10 +7,11 @@ pub const DECISIONS: &str = "tta.router.decisions";
 pub const ROUTE_DURATION: &str = "tta.router.route.duration";
 /// Counter: failed attempts by `route` and `error_type`.
 pub const ERRORS: &str = "tta.router.errors";
-/// Counter, USD: what attempts cost, by `route`.
-pub const COST: &str = "tta.router.cost";
+/// Counter, USD: what attempts cost, by `route`. The name carries the unit so that the
+/// Prometheus name is `tta_router_cost_usd_total` (the exporter drops unknown units).
+pub const COST: &str = "tta.router.cost.usd";
 /// Counter, USD: the most expensive route's price for the same usage, minus what was paid.
-pub const COST_SAVINGS: &str = "tta.router.cost.savings";
+pub const COST_SAVINGS: &str = "tta.router.cost.savings.usd";
 
 pub use tta_core::semconv::gen_ai;
 
