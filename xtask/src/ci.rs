@@ -11,6 +11,7 @@ const TASKS: &[(&str, Task)] = &[
     ("fmt", crate::lint::fmt),
     ("clippy", crate::lint::clippy),
     ("features", crate::features::run),
+    ("rules", crate::rules::run),
     ("coverage", crate::coverage::run),
     ("doctest", crate::test::doctests),
     ("doc", crate::doc::run),

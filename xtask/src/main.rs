@@ -11,6 +11,7 @@ mod features;
 mod lint;
 mod msrv;
 mod package;
+mod rules;
 mod test;
 mod tools;
 
@@ -23,8 +24,8 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  ci        fmt, clippy, features, coverage (the test run, with the line-coverage gate), doctests,
-            doc, deny, package and msrv, in order; stops at the first failure
+  ci        fmt, clippy, features, rules, coverage (the test run, with the line-coverage gate),
+            doctests, doc, deny, package and msrv, in order; stops at the first failure
   fmt       cargo fmt --check over the workspace
   features  the facade checked with no feature and with each feature alone
   clippy    cargo clippy on every target and feature, warnings denied
@@ -34,6 +35,7 @@ Tasks:
   coverage  the test suite under cargo-llvm-cov, gated by xtask/coverage-threshold
   deny      cargo-deny: bans, licenses, sources (offline); advisories when reachable
   package   cargo publish --workspace --dry-run
+  rules     promtool check rules on docs/prometheus/alerts.yml
   msrv      cargo check with the workspace's rust-version toolchain
 
 Missing tools are installed by the task (cargo install --locked, rustup component add).
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Some("coverage") => coverage::run(&sh),
         Some("deny") => deny::run(&sh),
         Some("package") => package::run(&sh),
+        Some("rules") => rules::run(&sh),
         Some("msrv") => msrv::run(&sh),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");

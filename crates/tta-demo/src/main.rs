@@ -1,224 +1,225 @@
-//! The tta demo workload: a seeded, simulated LLM pipeline built from tta-core primitives.
+//! `cargo run --release -p tta-demo`: a seeded, simulated LLM workload through
+//! `timeout >> cache >> router`, serving `/metrics` while it runs.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
-use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_demo::{DemoConfig, Progress, Summary};
+use tta_observability_integration::apm::{self, ApmConfig};
 
-/// Runs a seeded, simulated LLM request pipeline through tta primitives.
+/// Runs a seeded, simulated LLM workload through timeout >> cache >> router, serving
+/// Prometheus metrics while it runs, and prints a summary.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// How many requests to run.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2_000)]
     requests: u64,
-    /// How many requests are in flight at once (at least 1).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Requests in flight at once (1 to 100,000).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     concurrency: u32,
-    /// Seed: the same seed gives the same latencies and failures per request.
+    /// Seed: the same seed gives the same prompts and provider behaviour.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Multiplies every simulated latency (0 removes them).
+    /// Use the Redis store at this URL (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Where /metrics listens.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// Also export traces and metrics by OTLP (http/protobuf) to this URL.
+    #[arg(long)]
+    otlp: Option<String>,
+    /// Keep serving /metrics this many seconds after the run.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
+    /// Write the summary as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Multiplies the simulated latencies (0 removes them, for throughput runs).
     #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
     latency_scale: f64,
+    /// Distinct prompts in the workload.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    distinct_prompts: u32,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && (0.0..=1000.0).contains(&v) {
+    if v.is_finite() && (0.0..=100.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("must be a number from 0 to 1000, got {s}"))
+        Err(format!("must be a number from 0 to 100, got {s}"))
     }
 }
 
-/// One simulated request: its prompt and the seeded behaviour of each step.
-#[derive(Clone, Debug)]
-struct Request {
-    prompt: String,
-    /// Step latencies in milliseconds: normalize, classify, retrieve, respond.
-    latency_ms: [f64; 4],
-    /// Whether the respond step fails.
-    fails: bool,
-}
-
-impl Request {
-    fn generate(seed: u64, index: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let words = rng.random_range(3..40);
-        let prompt = (0..words)
-            .map(|_| TOPICS[rng.random_range(0..TOPICS.len())])
-            .collect::<Vec<_>>()
-            .join(" ");
-        // Log-normal-ish latencies: most calls are quick, a few are slow (a tail).
-        let mut lat =
-            |median: f64| median * (rng.random::<f64>() * 1.2 - 0.6).exp() * tail(&mut rng);
-        let latency_ms = [lat(1.0), lat(8.0), lat(12.0), lat(25.0)];
-        let fails = rng.random_bool(0.02);
-        Self {
-            prompt,
-            latency_ms,
-            fails,
+fn print_summary(s: &Summary) {
+    let pct = |part: f64, whole: f64| {
+        if whole > 0.0 {
+            100.0 * part / whole
+        } else {
+            0.0
         }
+    };
+    println!(
+        "tta-demo: timeout >> cache >> router over {} simulated providers",
+        s.route_share.len()
+    );
+    println!("  {:<22} {:>14}", "requests", s.requests);
+    println!(
+        "  {:<22} {:>14} ({:.2}%)",
+        "succeeded",
+        s.succeeded,
+        pct(s.succeeded as f64, s.requests as f64)
+    );
+    println!("  {:<22} {:>14}", "failed", s.failed);
+    println!("  {:<22} {:>14.1}", "latency p50 ms", s.latency_ms.p50);
+    println!("  {:<22} {:>14.1}", "latency p95 ms", s.latency_ms.p95);
+    println!("  {:<22} {:>14.1}", "latency p99 ms", s.latency_ms.p99);
+    println!(
+        "  {:<22} {:>13.1}% ({} hits, {} misses, {} store errors)",
+        "cache hit ratio",
+        pct(s.cache_hits as f64, s.requests as f64),
+        s.cache_hits,
+        s.cache_misses,
+        s.cache_errors
+    );
+    println!("  {:<22} {:>14}", "cache store", s.cache_store);
+    println!("  {:<22} {:>14.4}", "cost USD", s.cost_usd);
+    println!(
+        "  {:<22} {:>14.4}",
+        "baseline cost USD", s.baseline_cost_usd
+    );
+    println!(
+        "  {:<22} {:>14.4} ({:.1}%; cache {:.4})",
+        "savings USD",
+        s.savings_usd,
+        pct(s.savings_usd, s.baseline_cost_usd),
+        s.cache_savings_usd
+    );
+    println!("  {:<22} {:>14}", "timeouts", s.timeouts);
+    println!("  {:<22} {:>14}", "fallbacks", s.fallbacks);
+    let routed: u64 = s.route_share.iter().map(|(_, n)| n).sum();
+    for (route, n) in &s.route_share {
+        println!(
+            "  {:<22} {:>14} ({:.1}%)",
+            format!("route {route}"),
+            n,
+            pct(*n as f64, routed as f64)
+        );
     }
-}
-
-fn tail(rng: &mut StdRng) -> f64 {
-    if rng.random_bool(0.02) { 6.0 } else { 1.0 }
-}
-
-const TOPICS: &[&str] = &[
-    "invoice",
-    "refund",
-    "shipping",
-    "password",
-    "upgrade",
-    "billing",
-    "latency",
-    "cache",
-    "router",
-    "token",
-    "model",
-    "timeout",
-    "export",
-    "dashboard",
-    "alert",
-    "quota",
-];
-
-async fn simulate(ms: f64, scale: f64) {
-    let d = Duration::from_secs_f64(ms * scale / 1000.0);
-    if !d.is_zero() {
-        tokio::time::sleep(d).await;
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    println!("  {:<22} {:>14.2}", "wall s", s.wall_s);
+    println!("  {:<22} {:>14.0}", "requests/s", s.requests_per_s);
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let scale = args.latency_scale;
-
-    let normalize = from_fn(move |req: Request, _cx| async move {
-        simulate(req.latency_ms[0], scale).await;
-        let prompt = req.prompt.trim().to_lowercase();
-        Ok::<_, Error>(Request { prompt, ..req })
-    });
-    let classify = from_fn(move |req: Request, _cx| async move {
-        simulate(req.latency_ms[1], scale).await;
-        let intent = if req.prompt.contains("refund") || req.prompt.contains("billing") {
-            "billing"
-        } else {
-            "support"
-        };
-        Ok::<_, Error>((intent, req))
-    });
-    let retrieve = from_fn(move |req: Request, _cx| async move {
-        simulate(req.latency_ms[2], scale).await;
-        Ok::<_, Error>(req.prompt.split_whitespace().count())
-    });
-    let respond = from_fn(
-        move |((intent, req), docs): ((&'static str, Request), usize), _cx| async move {
-            simulate(req.latency_ms[3], scale).await;
-            if req.fails {
-                return Err(Error::msg("simulated provider error"));
-            }
-            Ok(format!("[{intent}] answered using {docs} passages"))
-        },
-    );
-    let (Ok(normalize), Ok(classify), Ok(retrieve), Ok(respond)) = (
-        normalize.named("normalize"),
-        classify.named("classify"),
-        retrieve.named("retrieve"),
-        respond.named("respond"),
-    ) else {
-        eprintln!("error: invalid built-in step name");
-        return ExitCode::FAILURE;
+    let mut apm_config = match ApmConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let pipeline = Arc::new(normalize >> (classify | retrieve) >> respond);
-
-    let limit = Arc::new(Semaphore::new(args.concurrency as usize));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..args.requests {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            break;
-        };
-        let pipeline = Arc::clone(&pipeline);
-        let request = Request::generate(args.seed, index);
-        tasks.spawn(async move {
-            let _permit = permit;
-            let t0 = Instant::now();
-            let result = pipeline.execute(request, &WorkflowContext::new()).await;
-            (result.is_ok(), t0.elapsed())
-        });
+    apm_config = apm_config
+        .service_name("tta-demo")
+        .metrics_addr(&args.metrics_addr)
+        .console_spans(false);
+    if let Some(url) = &args.otlp {
+        apm_config = apm_config.otlp_endpoint(url.clone());
     }
-    let mut latencies = Vec::with_capacity(args.requests as usize);
-    let (mut succeeded, mut failed) = (0u64, 0u64);
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((ok, latency)) => {
-                if ok {
-                    succeeded += 1;
-                } else {
-                    failed += 1;
-                }
-                latencies.push(latency);
+    let guard = match apm::init(apm_config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let status = guard.status();
+    eprintln!("telemetry: {status}");
+    if status.is_degraded() {
+        eprintln!("warning: some telemetry is degraded (see above); the run continues");
+    }
+
+    let config = DemoConfig {
+        requests: args.requests,
+        concurrency: args.concurrency as usize,
+        seed: args.seed,
+        latency_scale: args.latency_scale,
+        redis: args.redis.clone(),
+        distinct_prompts: args.distinct_prompts as usize,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = config.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(config.requests);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} requests ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        let (bar2, progress2) = (bar.clone(), Arc::clone(&progress));
+        tokio::spawn(async move {
+            loop {
+                bar2.set_position(progress2.done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => {
-                eprintln!("error: a request task failed: {e}");
-                failed += 1;
-            }
+        });
+        bar
+    });
+    let summary = tta_demo::run(&config, &progress).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if summary.cache_store.contains("unreachable") {
+        eprintln!(
+            "warning: Redis was unreachable at start; requests bypassed the cache while it was down"
+        );
+    }
+    print_summary(&summary);
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
         }
     }
-    let wall = started.elapsed();
-    latencies.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-
-    println!("tta-demo: normalize >> (classify | retrieve) >> respond");
-    println!("{:<14} {:>12}", "requests", args.requests);
-    println!("{:<14} {:>12}", "succeeded", succeeded);
-    println!("{:<14} {:>12}", "failed", failed);
-    println!(
-        "{:<14} {:>12.2}",
-        "latency p50 ms",
-        ms(percentile(&latencies, 50.0))
-    );
-    println!(
-        "{:<14} {:>12.2}",
-        "latency p95 ms",
-        ms(percentile(&latencies, 95.0))
-    );
-    println!(
-        "{:<14} {:>12.2}",
-        "latency p99 ms",
-        ms(percentile(&latencies, 99.0))
-    );
-    println!("{:<14} {:>12.3}", "wall s", wall.as_secs_f64());
-    println!(
-        "{:<14} {:>12.0}",
-        "requests/s",
-        args.requests as f64 / wall.as_secs_f64().max(1e-9)
-    );
-    if succeeded + failed == args.requests {
+    if args.hold > 0 {
+        if let Some(addr) = guard.status().metrics_addr() {
+            eprintln!(
+                "serving http://{addr}/metrics for {} s (Ctrl-C to stop)",
+                args.hold
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    if let Err(e) = guard.shutdown().await {
+        eprintln!("warning: {e}");
+    }
+    if summary.succeeded + summary.failed == summary.requests {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "error: {} requests were lost",
-            args.requests - succeeded - failed
+            "error: {} requests are unaccounted for",
+            summary.requests - summary.succeeded - summary.failed
         );
         ExitCode::FAILURE
     }

@@ -130,3 +130,8 @@ pub mod prelude {
     #[cfg(feature = "timeout")]
     pub use tta_timeout::TimeoutPrimitive;
 }
+
+/// The workspace README's example, compiled as a doctest so it stays true.
+#[cfg(all(feature = "full", doctest))]
+#[doc = include_str!("../../../README.md")]
+mod readme {}

@@ -1,0 +1,298 @@
+//! The demo, run for real: its summary, its `/metrics`, and the operator docs' metrics.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use tta_demo::{DemoConfig, Progress};
+use tta_observability_integration::apm::{self, ApmConfig};
+
+/// Every family of the metrics catalogue (DESIGN.md), as Prometheus names.
+const CATALOGUE: &[&str] = &[
+    "tta_primitive_executions_total",
+    "tta_primitive_duration_seconds",
+    "tta_router_decisions_total",
+    "tta_router_route_duration_seconds",
+    "tta_router_errors_total",
+    "tta_router_cost_usd_total",
+    "tta_router_cost_savings_usd_total",
+    "tta_cache_hits_total",
+    "tta_cache_misses_total",
+    "tta_cache_errors_total",
+    "tta_cache_operation_duration_seconds",
+    "tta_cache_hit_ratio",
+    "tta_cache_cost_savings_usd_total",
+    "tta_cache_coalesced_total",
+    "tta_timeout_outcomes_total",
+    "tta_timeout_execution_duration_seconds",
+    "tta_timeout_rate",
+    "gen_ai_client_operation_duration_seconds",
+    "gen_ai_client_token_usage",
+];
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Metric names (`tta_*`, `gen_ai_*`) used in a document, without histogram suffixes.
+fn names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let starts = (rest.starts_with("tta_") || rest.starts_with("gen_ai_"))
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'));
+        if starts {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..len];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            // Label names of the GenAI conventions look like metric names; keep metrics.
+            if !matches!(
+                family,
+                "gen_ai_provider_name"
+                    | "gen_ai_token_type"
+                    | "gen_ai_request_model"
+                    | "gen_ai_operation_name"
+            ) {
+                names.insert(family.to_owned());
+            }
+            i += len;
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    names
+}
+
+fn value(scrape: &str, prefix: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use() {
+    let guard = apm::init(
+        ApmConfig::new("tta-demo-test")
+            .metrics_addr("127.0.0.1:0")
+            .console_spans(false),
+    )
+    .unwrap();
+    let config = DemoConfig {
+        requests: 1_500,
+        concurrency: 64,
+        latency_scale: 0.02,
+        ..DemoConfig::default()
+    };
+    let summary = tta_demo::run(&config, &Progress::default()).await.unwrap();
+    assert_eq!(
+        summary.succeeded + summary.failed,
+        1_500,
+        "no request is lost"
+    );
+    assert_eq!(summary.failed, 0, "fallback rescues every injected fault");
+    assert!(
+        summary.cache_hits > 0 && summary.fallbacks > 0 && summary.timeouts > 0,
+        "{summary:?}"
+    );
+
+    let addr = guard.status().metrics_addr().unwrap();
+    let scrape = tokio::task::spawn_blocking(move || tta_tests::http::get(addr, "/metrics"))
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    let families: BTreeSet<String> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    for family in CATALOGUE {
+        assert!(
+            families.contains(*family),
+            "{family} missing from the scrape"
+        );
+    }
+    for doc in [
+        "docs/grafana/tta-dashboard.json",
+        "docs/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        let used = names_in(&text);
+        assert!(!used.is_empty(), "{doc} uses no metric");
+        for name in used {
+            assert!(
+                families.contains(&name),
+                "{doc} uses {name}, which the demo does not export"
+            );
+        }
+    }
+    // The counters agree with the summary.
+    assert_eq!(
+        value(&scrape, "tta_cache_hits_total{cache=\"answers\""),
+        summary.cache_hits as f64
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "tta_primitive_executions_total{kind=\"timeout\",outcome=\"ok\",primitive=\"request_timeout\""
+        ),
+        summary.succeeded as f64
+    );
+    let scrape_for_promtool = scrape.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        tta_tests::tools::promtool_check_metrics(&scrape_for_promtool)
+    })
+    .await
+    .unwrap();
+    assert_eq!(verdict, Ok(()));
+    guard.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
+    let dir = std::env::temp_dir().join(format!("tta-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args([
+            "--requests",
+            "400",
+            "--concurrency",
+            "16",
+            "--latency-scale",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "requests",
+        "succeeded",
+        "latency p99 ms",
+        "cache hit ratio",
+        "baseline cost USD",
+        "savings USD",
+        "fallbacks",
+        "route budget",
+    ] {
+        assert!(stdout.contains(row), "summary table lacks {row}:\n{stdout}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "requests",
+        "succeeded",
+        "failed",
+        "cache_hits",
+        "cache_misses",
+        "cache_errors",
+        "timeouts",
+        "fallbacks",
+        "cost_usd",
+        "baseline_cost_usd",
+        "savings_usd",
+        "latency_ms",
+        "wall_s",
+    ] {
+        assert!(summary.get(key).is_some(), "JSON summary lacks {key}");
+    }
+    for p in ["p50", "p95", "p99"] {
+        assert!(summary["latency_ms"][p].is_number());
+    }
+    assert_eq!(summary["requests"], 400);
+    assert_eq!(
+        summary["succeeded"].as_u64().unwrap() + summary["failed"].as_u64().unwrap(),
+        400
+    );
+    let savings =
+        summary["baseline_cost_usd"].as_f64().unwrap() - summary["cost_usd"].as_f64().unwrap();
+    assert!((savings - summary["savings_usd"].as_f64().unwrap()).abs() < 1e-9);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args(["--latency-scale=-1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("latency-scale"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn redis_unreachable_at_start_warns_and_the_run_continues() {
+    let port = tta_tests::redis::RedisServer::unused_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args([
+            "--requests",
+            "200",
+            "--latency-scale",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--redis", &format!("redis://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Redis was unreachable at start"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("unreachable at start"), "{stdout}");
+    let succeeded = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("succeeded"))
+        .unwrap();
+    assert_eq!(succeeded.split_whitespace().nth(1), Some("200"), "{stdout}");
+}
+
+#[test]
+fn the_demo_runs_on_a_real_redis() {
+    let redis = tta_tests::redis::RedisServer::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args([
+            "--requests",
+            "300",
+            "--latency-scale",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--redis",
+            &redis.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let store = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("cache store"))
+        .unwrap();
+    assert_eq!(store.split_whitespace().last(), Some("redis"), "{stdout}");
+    let keys: u64 = redis.command(&["DBSIZE"]).unwrap().parse().unwrap();
+    assert!(keys > 0, "the demo filled Redis");
+}
