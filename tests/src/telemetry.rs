@@ -221,3 +221,76 @@ pub fn parent_of<'a>(spans: &'a [SpanData], child: &SpanData) -> Option<&'a Span
         .iter()
         .find(|s| s.span_context.span_id() == child.parent_span_id)
 }
+
+/// A real Prometheus pipeline: an SDK meter provider read by the Prometheus exporter, and
+/// the registry's text exposition, as `/metrics` serves it.
+#[derive(Debug)]
+pub struct PromTelemetry {
+    registry: prometheus::Registry,
+    meter_provider: SdkMeterProvider,
+    tracer_provider: SdkTracerProvider,
+}
+
+impl Default for PromTelemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PromTelemetry {
+    /// A fresh pipeline, not installed globally.
+    pub fn new() -> Self {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .expect("a Prometheus exporter on a fresh registry");
+        Self {
+            registry,
+            meter_provider: SdkMeterProvider::builder().with_reader(exporter).build(),
+            tracer_provider: SdkTracerProvider::builder().build(),
+        }
+    }
+
+    /// The meter provider.
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// A tracer provider with no exporter (spans are recorded, then dropped).
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// The text exposition.
+    pub fn scrape(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The sum of the samples of `name` whose labels include every pair of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sample_sum(&self.scrape(), name, labels)
+    }
+}
+
+/// The sum of the samples named `name` in a text exposition whose labels include every
+/// pair of `labels`.
+pub fn sample_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}

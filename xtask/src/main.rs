@@ -12,6 +12,7 @@ mod lint;
 mod msrv;
 mod package;
 mod rules;
+mod soak;
 mod test;
 mod tools;
 
@@ -36,6 +37,8 @@ Tasks:
   deny      cargo-deny: bans, licenses, sources (offline); advisories when reachable
   package   cargo publish --workspace --dry-run
   rules     promtool check rules on docs/prometheus/alerts.yml
+  soak      the large load runs (not in ci): the demo on Redis at 200k requests, and on
+            the memory store at 1M requests; figures in docs/reliability.md
   msrv      cargo check with the workspace's rust-version toolchain
 
 Missing tools are installed by the task (cargo install --locked, rustup component add).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Some("deny") => deny::run(&sh),
         Some("package") => package::run(&sh),
         Some("rules") => rules::run(&sh),
+        Some("soak") => soak::run(&sh),
         Some("msrv") => msrv::run(&sh),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");

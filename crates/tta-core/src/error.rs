@@ -46,6 +46,7 @@ struct Repr {
     primitive: Option<Arc<str>>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
     billed_usage: Option<TokenUsage>,
+    retry_after: Option<std::time::Duration>,
     attempts: Vec<AttemptError>,
 }
 
@@ -173,6 +174,7 @@ impl Error {
                 primitive: None,
                 source: None,
                 billed_usage: None,
+                retry_after: None,
                 attempts: Vec::new(),
             }),
         }
@@ -187,6 +189,7 @@ impl Error {
                 primitive: shared.primitive.clone(),
                 source: shared.source.clone(),
                 billed_usage: shared.billed_usage,
+                retry_after: shared.retry_after,
                 attempts: shared.attempts.clone(),
             },
         };
@@ -365,6 +368,31 @@ impl Error {
         self.map_repr(|r| r.billed_usage = Some(usage))
     }
 
+    /// Records a provider's hint that it should not be called again for `after` (an HTTP
+    /// `Retry-After`, say). Routers cool the route down for at least that long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = tta_core::Error::msg("429").with_retry_after(Duration::from_secs(20));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+    /// ```
+    pub fn with_retry_after(self, after: std::time::Duration) -> Self {
+        self.map_repr(|r| r.retry_after = Some(after))
+    }
+
+    /// The provider's retry-after hint, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::Error::msg("x").retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.repr.retry_after
+    }
+
     /// What went wrong.
     ///
     /// # Examples
@@ -524,6 +552,9 @@ impl fmt::Debug for Error {
         }
         if let Some(u) = &self.repr.billed_usage {
             d.field("billed_usage", u);
+        }
+        if let Some(after) = &self.repr.retry_after {
+            d.field("retry_after", after);
         }
         if !self.repr.attempts.is_empty() {
             d.field("attempts", &self.repr.attempts);

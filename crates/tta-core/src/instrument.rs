@@ -344,6 +344,12 @@ impl Instrumentation {
     /// execution's span); cancellation of the context ends the execution with
     /// [`Error::cancelled`]; the outcome is recorded from the result.
     ///
+    /// Each execution consumes one unit of tokio's cooperative budget, so a task that
+    /// runs primitives in a loop yields to the other tasks of its worker now and then,
+    /// even when every call completes at once (a cache hit never touches a tokio
+    /// resource). Without this, such a loop starves its neighbours, and their timers
+    /// fire late: timeouts that are not honoured.
+    ///
     /// # Errors
     ///
     /// Whatever `f` returns, or a cancelled error when the context is cancelled first.
@@ -365,6 +371,7 @@ impl Instrumentation {
         F: FnOnce(WorkflowContext) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
+        tokio::task::coop::consume_budget().await;
         let exec = self.start(cx);
         let child = exec.context().clone();
         let result = if child.is_cancelled() {

@@ -78,9 +78,13 @@ fn print_summary(s: &Summary) {
         pct(s.succeeded as f64, s.requests as f64)
     );
     println!("  {:<22} {:>14}", "failed", s.failed);
-    println!("  {:<22} {:>14.1}", "latency p50 ms", s.latency_ms.p50);
-    println!("  {:<22} {:>14.1}", "latency p95 ms", s.latency_ms.p95);
-    println!("  {:<22} {:>14.1}", "latency p99 ms", s.latency_ms.p99);
+    for (kind, n) in &s.errors {
+        println!("  {:<22} {:>14}", format!("  {kind}"), n);
+    }
+    println!("  {:<22} {:>14.3}", "latency p50 ms", s.latency_ms.p50);
+    println!("  {:<22} {:>14.3}", "latency p95 ms", s.latency_ms.p95);
+    println!("  {:<22} {:>14.3}", "latency p99 ms", s.latency_ms.p99);
+    println!("  {:<22} {:>14.3}", "latency max ms", s.latency_ms.max);
     println!(
         "  {:<22} {:>13.1}% ({} hits, {} misses, {} store errors)",
         "cache hit ratio",
@@ -111,6 +115,12 @@ fn print_summary(s: &Summary) {
             format!("route {route}"),
             n,
             pct(*n as f64, routed as f64)
+        );
+    }
+    if let (Some(warm), Some(end)) = (s.rss_warmup_mb, s.rss_end_mb) {
+        println!(
+            "  {:<22} {:>14.1} (after 10% of the run: {warm:.1})",
+            "RSS MiB", end
         );
     }
     println!("  {:<22} {:>14.2}", "wall s", s.wall_s);

@@ -81,7 +81,8 @@ impl RouteState {
         }
     }
 
-    /// Records an attempt's result.
+    /// Records an attempt's result. `retry_after` (a provider's hint) cools the route for
+    /// at least that long, whatever the failure count.
     pub(crate) fn record(
         &self,
         ok: bool,
@@ -89,6 +90,7 @@ impl RouteState {
         latency: Duration,
         threshold: u32,
         cooldown: Duration,
+        retry_after: Option<Duration>,
     ) {
         let mut inner = self.lock();
         let secs = latency.as_secs_f64();
@@ -105,8 +107,16 @@ impl RouteState {
             inner.cooling_until = None;
         } else {
             inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+            let now = Instant::now();
+            let mut until = inner.cooling_until.filter(|u| *u > now);
             if probe || inner.consecutive_failures >= threshold {
-                inner.cooling_until = Some(Instant::now() + cooldown);
+                until = until.max(Some(now + cooldown));
+            }
+            if let Some(after) = retry_after {
+                until = until.max(now.checked_add(after));
+            }
+            if until.is_some() {
+                inner.cooling_until = until;
             }
         }
     }

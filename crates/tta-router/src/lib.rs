@@ -358,9 +358,14 @@ where
                 }
                 span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
                 self.metrics.attempt(i, AttemptOutcome::Ok, took, None);
-                route
-                    .state
-                    .record(true, probe, took, self.failure_threshold, self.cooldown);
+                route.state.record(
+                    true,
+                    probe,
+                    took,
+                    self.failure_threshold,
+                    self.cooldown,
+                    None,
+                );
             }
             Err(e) => {
                 let outcome = if e.is_timeout() {
@@ -394,9 +399,14 @@ where
                         route.state.release_probe();
                     }
                 } else {
-                    route
-                        .state
-                        .record(false, probe, took, self.failure_threshold, self.cooldown);
+                    route.state.record(
+                        false,
+                        probe,
+                        took,
+                        self.failure_threshold,
+                        self.cooldown,
+                        e.retry_after(),
+                    );
                 }
             }
         }

@@ -125,3 +125,30 @@ fn bad_metadata_and_ids_are_typed_errors() {
     let err = b().metadata("bad\u{1b}key", "v").unwrap_err();
     assert!(err.to_string().contains("\\u{1b}"), "escaped: {err}");
 }
+
+#[test]
+fn a_loop_of_instant_executions_yields_to_other_tasks() {
+    // A cache hit completes without touching a tokio resource; a task running such calls
+    // in a loop must still let its neighbours (and their timers) run.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let iterations_before_neighbour_ran = rt.block_on(async {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = ran.clone();
+        tokio::spawn(async move { r.store(true, std::sync::atomic::Ordering::SeqCst) });
+        let ready = from_fn(|(), _| async { Ok::<_, Error>(()) });
+        let cx = WorkflowContext::new();
+        let mut n = 0u32;
+        while !ran.load(std::sync::atomic::Ordering::SeqCst) && n < 1_000_000 {
+            ready.execute((), &cx).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    assert!(
+        iterations_before_neighbour_ran < 1_000,
+        "the loop ran {iterations_before_neighbour_ran} times before yielding"
+    );
+}
