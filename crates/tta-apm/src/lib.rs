@@ -156,7 +156,8 @@ impl ApmGuard {
         self.pipeline.as_ref().map(|p| &p.meter_provider)
     }
 
-    /// The installed tracer provider (`None` when the SDK is disabled).
+    /// The tracer provider (`None` when the SDK is disabled). It is installed globally
+    /// only when spans go somewhere: console export, OTLP, or the `tracing` bridge.
     ///
     /// # Examples
     ///
@@ -325,7 +326,15 @@ fn init_with_env(
     let meter_provider = meters.build();
     let tracer_provider = tracers.build();
     global::set_meter_provider(meter_provider.clone());
-    global::set_tracer_provider(tracer_provider.clone());
+    // Spans that no exporter will ever see are pure cost: with no span exporter (and no
+    // `tracing` bridge) the global tracer provider stays the no-op one.
+    let spans_go_somewhere = config.tracing_bridge
+        || [Component::ConsoleSpans, Component::OtlpTraces]
+            .into_iter()
+            .any(|c| status.state(c) == &ComponentState::Live);
+    if spans_go_somewhere {
+        global::set_tracer_provider(tracer_provider.clone());
+    }
     global::set_text_map_propagator(TraceContextPropagator::new());
     bridge::install(&config, &tracer_provider, &mut status);
 

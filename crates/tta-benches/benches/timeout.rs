@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
-use tta_timeout::TimeoutPrimitive;
+use tta_observability_integration::timeout::TimeoutPrimitive;
+use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 fn timeout(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

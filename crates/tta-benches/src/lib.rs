@@ -1,6 +1,105 @@
-//! Criterion benchmarks for tta (`cargo bench -p tta-benches`).
+//! Criterion benchmarks for tta (`cargo bench -p tta-benches`, or `cargo xtask bench`
+//! for the table of ratios against their targets).
 //!
-//! Built so far: `timeout/tokio` and `timeout/tta` (`benches/timeout.rs`). The remaining
-//! benchmark ids of DESIGN.md ("Benchmarks") join them as their crates are built:
-//! `overhead/bare_call`, `overhead/instrumented_call`, `overhead/stack_memory_hit`,
-//! `overhead/tower_moka_hit`, `redis/raw_fred_get` and `redis/cache_hit`.
+//! Benchmark ids (DESIGN.md, "Benchmarks"):
+//! - `overhead/bare_call`: an async closure returning its input (the floor).
+//! - `overhead/instrumented_call`: the same closure as an instrumented primitive with a
+//!   real SDK meter provider and Prometheus reader installed.
+//! - `overhead/stack_memory_hit`: `timeout >> cache(in-memory, hit) >> router(2 routes)`,
+//!   with the SDK installed.
+//! - `overhead/tower_moka_hit`: the peer: a tower timeout layer and a moka cache layer
+//!   around a `service_fn`, no telemetry ([`MokaCacheLayer`]).
+//! - `redis/raw_fred_get` and `redis/cache_hit`: one GET by fred alone vs a Redis cache
+//!   hit through `CachePrimitive`, against a local `redis-server` the bench starts.
+//! - `timeout/tokio` and `timeout/tta`; `router/decide/<strategy>` over 10 routes.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+
+/// The peer baseline's cache: a tower layer answering from a moka cache, filling it on a
+/// miss. (tower has no cache layer of its own.)
+#[derive(Clone)]
+pub struct MokaCacheLayer<K, V> {
+    cache: moka::sync::Cache<K, V>,
+}
+
+impl<K, V> MokaCacheLayer<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A layer over a cache of `capacity` entries.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::new(capacity),
+        }
+    }
+}
+
+impl<S, K, V> Layer<S> for MokaCacheLayer<K, V>
+where
+    K: Clone,
+    V: Clone,
+{
+    type Service = MokaCache<S, K, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MokaCache {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for MokaCacheLayer<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaCacheLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S, K, V> std::fmt::Debug for MokaCache<S, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaCache").finish_non_exhaustive()
+    }
+}
+
+/// The service made by [`MokaCacheLayer`].
+#[derive(Clone)]
+pub struct MokaCache<S, K, V> {
+    inner: S,
+    cache: moka::sync::Cache<K, V>,
+}
+
+impl<S, K, V> Service<K> for MokaCache<S, K, V>
+where
+    S: Service<K, Response = V> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Response = V;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<V, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, key: K) -> Self::Future {
+        if let Some(hit) = self.cache.get(&key) {
+            return Box::pin(std::future::ready(Ok(hit)));
+        }
+        let cache = self.cache.clone();
+        let fut = self.inner.call(key.clone());
+        Box::pin(async move {
+            let value = fut.await?;
+            cache.insert(key, value.clone());
+            Ok(value)
+        })
+    }
+}

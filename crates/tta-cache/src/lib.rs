@@ -63,7 +63,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TraceContextExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -262,9 +261,9 @@ where
             cost.usage,
             cost.cost,
         ));
-        cx.otel_context()
-            .span()
-            .set_attribute(KeyValue::new(semconv::ATTR_RESULT, result));
+        if let Some(span) = cx.primitive_span() {
+            span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, result));
+        }
     }
 }
 
@@ -285,15 +284,21 @@ where
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
         self.inst
             .run(cx, |child| async move {
-                let span = child.otel_context().span();
-                span.set_attribute(KeyValue::new(semconv::ATTR_STORE, self.store.kind()));
+                let span = child.primitive_span();
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new(semconv::ATTR_STORE, self.store.kind()));
+                }
                 let Some(key_bytes) = self.key.key_bytes(&input) else {
                     self.metrics.error("key", "encode");
-                    span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));
+                    if let Some(span) = &span {
+                        span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));
+                    }
                     return self.inner.execute(input, &child).await;
                 };
                 let key = CacheKey::new(Arc::clone(&self.namespace), self.version, &key_bytes);
-                span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
+                }
 
                 let mut found = self.lookup::<P::Output>(&key).await;
                 loop {
@@ -317,10 +322,12 @@ where
                             }
                             Some(Err(e)) => {
                                 self.metrics.coalesced();
-                                span.set_attribute(KeyValue::new(
-                                    semconv::ATTR_RESULT,
-                                    "coalesced",
-                                ));
+                                if let Some(span) = &span {
+                                    span.set_attribute(KeyValue::new(
+                                        semconv::ATTR_RESULT,
+                                        "coalesced",
+                                    ));
+                                }
                                 return Err(e);
                             }
                             // The leader was cancelled before it finished: look again,
@@ -340,7 +347,9 @@ where
                         return Ok(value);
                     }
                     self.metrics.lookup(false);
-                    span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
+                    if let Some(span) = &span {
+                        span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
+                    }
                     // A ledger scope learns what the fill cost, for future hits.
                     let (fill_cx, scope) = child.with_ledger_scope();
                     let value = match self.inner.execute(input, &fill_cx).await {

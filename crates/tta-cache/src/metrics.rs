@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use opentelemetry::metrics::Counter;
+use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
 use tta_core::{OutcomeWindow, PrimitiveName, Telemetry, Usd};
 
 use crate::semconv;
@@ -39,16 +40,15 @@ impl Op {
 }
 
 pub(crate) struct CacheMetrics {
-    hits: Counter<u64>,
-    misses: Counter<u64>,
+    hits: BoundCounter<u64>,
+    misses: BoundCounter<u64>,
+    coalesced: BoundCounter<u64>,
+    savings: BoundCounter<f64>,
+    hit_ratio: BoundGauge<f64>,
+    /// Per store operation and result.
+    durations: [BoundHistogram<f64>; 5],
     errors: Counter<u64>,
-    duration: Histogram<f64>,
-    hit_ratio: Gauge<f64>,
-    savings: Counter<f64>,
-    coalesced: Counter<u64>,
     cache_store: [KeyValue; 2],
-    cache_only: [KeyValue; 1],
-    op_labels: [[KeyValue; 4]; 5],
     /// The last 1,024 lookups: the window of `tta.cache.hit_ratio`.
     window: OutcomeWindow<16>,
 }
@@ -58,49 +58,62 @@ impl CacheMetrics {
         let meter = telemetry.meter();
         let cache = || KeyValue::new(semconv::LABEL_CACHE, name.to_arc());
         let store_kv = || KeyValue::new(semconv::LABEL_STORE, store);
+        let hits = meter
+            .u64_counter(semconv::HITS)
+            .with_description("Cache lookups served without running the inner primitive.")
+            .build();
+        let misses = meter
+            .u64_counter(semconv::MISSES)
+            .with_description("Cache lookups that ran the inner primitive.")
+            .build();
+        let errors = meter
+            .u64_counter(semconv::ERRORS)
+            .with_description(
+                "Cache store, key and codec errors; the request bypasses to the inner primitive.",
+            )
+            .build();
+        let duration = meter
+            .f64_histogram(semconv::OPERATION_DURATION)
+            .with_description("Duration of cache store operations.")
+            .with_unit("s")
+            .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
+            .build();
+        let hit_ratio = meter
+            .f64_gauge(semconv::HIT_RATIO)
+            .with_description("Share of hits among the last 1024 lookups of a cache (0 to 1).")
+            .build();
+        let savings = meter
+            .f64_counter(semconv::COST_SAVINGS)
+            .with_description("Dollars that cache hits did not spend (the cost recorded by the fills they reused).")
+            .with_unit("USD")
+            .build();
+        let coalesced = meter
+            .u64_counter(semconv::COALESCED)
+            .with_description(
+                "Cache lookups that waited for another caller's fill of the same key.",
+            )
+            .build();
+        let cache_store = [cache(), store_kv()];
         Self {
-            hits: meter
-                .u64_counter(semconv::HITS)
-                .with_description("Cache lookups served without running the inner primitive.")
-                .build(),
-            misses: meter
-                .u64_counter(semconv::MISSES)
-                .with_description("Cache lookups that ran the inner primitive.")
-                .build(),
-            errors: meter
-                .u64_counter(semconv::ERRORS)
-                .with_description("Cache store, key and codec errors; the request bypasses to the inner primitive.")
-                .build(),
-            duration: meter
-                .f64_histogram(semconv::OPERATION_DURATION)
-                .with_description("Duration of cache store operations.")
-                .with_unit("s")
-                .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
-                .build(),
-            hit_ratio: meter
-                .f64_gauge(semconv::HIT_RATIO)
-                .with_description("Share of hits among the last 1024 lookups of a cache (0 to 1).")
-                .build(),
-            savings: meter
-                .f64_counter(semconv::COST_SAVINGS)
-                .with_description("Dollars that cache hits did not spend (the cost recorded by the fills they reused).")
-                .with_unit("USD")
-                .build(),
-            coalesced: meter
-                .u64_counter(semconv::COALESCED)
-                .with_description("Cache lookups that waited for another caller's fill of the same key.")
-                .build(),
-            cache_store: [cache(), store_kv()],
-            cache_only: [cache()],
-            op_labels: Op::ALL.map(|op| {
+            hits: BoundCounter::new(&hits, &cache_store),
+            misses: BoundCounter::new(&misses, &cache_store),
+            coalesced: BoundCounter::new(&coalesced, &[cache()]),
+            savings: BoundCounter::new(&savings, &[cache()]),
+            hit_ratio: BoundGauge::new(&hit_ratio, &[cache()]),
+            durations: Op::ALL.map(|op| {
                 let (op, result) = op.labels();
-                [
-                    cache(),
-                    store_kv(),
-                    KeyValue::new(semconv::LABEL_OP, op),
-                    KeyValue::new(semconv::LABEL_RESULT, result),
-                ]
+                BoundHistogram::new(
+                    &duration,
+                    &[
+                        cache(),
+                        store_kv(),
+                        KeyValue::new(semconv::LABEL_OP, op),
+                        KeyValue::new(semconv::LABEL_RESULT, result),
+                    ],
+                )
             }),
+            errors,
+            cache_store,
             window: OutcomeWindow::new(),
         }
     }
@@ -108,36 +121,34 @@ impl CacheMetrics {
     /// Starts every fixed series at zero, so `rate()` and the families work from the
     /// first scrape.
     pub(crate) fn initialize(self) -> Self {
-        self.hits.add(0, &self.cache_store);
-        self.misses.add(0, &self.cache_store);
-        self.coalesced.add(0, &self.cache_only);
-        self.savings.add(0.0, &self.cache_only);
+        self.hits.add(0);
+        self.misses.add(0);
+        self.coalesced.add(0);
+        self.savings.add(0.0);
         self
     }
 
     pub(crate) fn lookup(&self, hit: bool) {
         if hit {
-            self.hits.add(1, &self.cache_store);
+            self.hits.add(1);
         } else {
-            self.misses.add(1, &self.cache_store);
+            self.misses.add(1);
         }
-        self.hit_ratio
-            .record(self.window.push(hit), &self.cache_only);
+        self.hit_ratio.record(self.window.push(hit));
     }
 
     pub(crate) fn coalesced(&self) {
-        self.coalesced.add(1, &self.cache_only);
+        self.coalesced.add(1);
     }
 
     pub(crate) fn saved(&self, usd: Usd) {
         if usd > Usd::ZERO {
-            self.savings.add(usd.dollars(), &self.cache_only);
+            self.savings.add(usd.dollars());
         }
     }
 
     pub(crate) fn op(&self, op: Op, took: Duration) {
-        self.duration
-            .record(took.as_secs_f64(), &self.op_labels[op as usize]);
+        self.durations[op as usize].record(took.as_secs_f64());
     }
 
     pub(crate) fn error(&self, op: &'static str, error_type: &'static str) {

@@ -45,8 +45,12 @@ pub struct WorkflowContext {
     shared: Arc<Shared>,
     ledger: Arc<CostLedger>,
     deadline: Option<Instant>,
-    cancel: CancellationToken,
+    /// In an `Arc`: cloning a `CancellationToken` takes a lock, cloning an `Arc` does not.
+    cancel: Arc<CancellationToken>,
     otel: opentelemetry::Context,
+    /// Whether `otel`'s span is the recording span of the primitive execution this
+    /// context was made for (see [`WorkflowContext::primitive_span`]).
+    own_span: bool,
 }
 
 struct Shared {
@@ -314,7 +318,7 @@ impl WorkflowContext {
     /// ```
     pub fn child_scope(&self) -> Self {
         let mut child = self.clone();
-        child.cancel = self.cancel.child_token();
+        child.cancel = Arc::new(self.cancel.child_token());
         child
     }
 
@@ -380,7 +384,31 @@ impl WorkflowContext {
     pub fn with_otel_context(&self, otel: opentelemetry::Context) -> Self {
         let mut child = self.clone();
         child.otel = otel;
+        child.own_span = false;
         child
+    }
+
+    /// A child whose OpenTelemetry parent is `otel`, whose span is the recording span of
+    /// a primitive execution (for primitives' own instrumentation).
+    pub(crate) fn with_primitive_span(&self, otel: opentelemetry::Context) -> Self {
+        let mut child = self.clone();
+        child.otel = otel;
+        child.own_span = true;
+        child
+    }
+
+    /// The recording span of the primitive execution this context belongs to, for that
+    /// primitive's own attributes and events; `None` when its span does not record (no
+    /// tracer installed, or not sampled), so attributes never land on a caller's span.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::WorkflowContext::new().primitive_span().is_none());
+    /// ```
+    pub fn primitive_span(&self) -> Option<opentelemetry::trace::SpanRef<'_>> {
+        use opentelemetry::trace::TraceContextExt;
+        self.own_span.then(|| self.otel.span())
     }
 }
 
@@ -617,8 +645,9 @@ impl WorkflowContextBuilder {
                 self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
             )),
             deadline: None,
-            cancel: self.cancel.unwrap_or_default(),
+            cancel: Arc::new(self.cancel.unwrap_or_default()),
             otel: self.otel.unwrap_or_default(),
+            own_span: false,
         }
     }
 }

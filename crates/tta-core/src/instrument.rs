@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use futures_util::future::{Either, select};
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::metrics::{Meter, MeterProvider};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use tokio::time::Instant;
 
+use crate::bound::{BoundCounter, BoundHistogram};
 use crate::semconv;
 use crate::{Error, ErrorKind, PrimitiveName, WorkflowContext};
 
@@ -225,8 +226,9 @@ pub struct Instrumentation {
     kind: &'static str,
     name: PrimitiveName,
     tracer: Arc<BoxedTracer>,
-    executions: Counter<u64>,
-    duration: Histogram<f64>,
+    /// Per outcome: the executions counter and the duration histogram, bound to
+    /// `{primitive, kind, outcome}`.
+    recorders: [(BoundCounter<u64>, BoundHistogram<f64>); 4],
     labels: [[KeyValue; 3]; 4],
 }
 
@@ -260,12 +262,18 @@ impl Instrumentation {
                 KeyValue::new(semconv::LABEL_OUTCOME, outcome.as_str()),
             ]
         });
+        let recorders = Outcome::ALL.map(|outcome| {
+            let labels = &labels[outcome.index()];
+            (
+                BoundCounter::new(&executions, labels),
+                BoundHistogram::new(&duration, labels),
+            )
+        });
         Self {
             kind,
             name,
             tracer: Arc::clone(&telemetry.tracer),
-            executions,
-            duration,
+            recorders,
             labels,
         }
     }
@@ -323,19 +331,30 @@ impl Instrumentation {
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
-        let builder = SpanBuilder::from_name(Cow::Borrowed(self.kind))
-            .with_kind(SpanKind::Internal)
-            .with_attributes([
+        let builder =
+            SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
+        let mut span = self.tracer.build_with_context(builder, cx.otel_context());
+        let recording = span.is_recording();
+        let child = if recording {
+            // Attributes cost allocations: only for a span that records them.
+            span.set_attributes([
                 KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
                 KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
                 KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
             ]);
-        let span = self.tracer.build_with_context(builder, cx.otel_context());
-        let child = cx.with_otel_context(cx.otel_context().with_span(span));
+            cx.with_primitive_span(cx.otel_context().with_span(span))
+        } else if span.span_context().is_valid() {
+            // Not sampled, but its trace context still propagates to children.
+            cx.with_otel_context(cx.otel_context().with_span(span))
+        } else {
+            // A no-op span: nothing to attach, nothing to end.
+            cx.clone()
+        };
         Execution {
             inst: self,
             started: Instant::now(),
             cx: child,
+            recording,
             finished: false,
         }
     }
@@ -373,12 +392,11 @@ impl Instrumentation {
     {
         tokio::task::coop::consume_budget().await;
         let exec = self.start(cx);
-        let child = exec.context().clone();
-        let result = if child.is_cancelled() {
+        let token = exec.context().cancellation_token();
+        let result = if token.is_cancelled() {
             Err(self.cancelled())
         } else {
-            let token = child.cancellation_token().clone();
-            let work = pin!(f(child));
+            let work = pin!(f(exec.context().clone()));
             let cancelled = pin!(token.cancelled());
             // `select` polls the work first, so a ready result wins over a cancellation
             // that arrives in the same poll.
@@ -395,12 +413,16 @@ impl Instrumentation {
         Error::cancelled().with_primitive(self.name.to_arc())
     }
 
-    fn record(&self, outcome: Outcome, started: Instant, cx: &WorkflowContext) {
-        let labels = self.labels(outcome);
-        self.executions.add(1, labels);
-        self.duration
-            .record(started.elapsed().as_secs_f64(), labels);
-        let span = cx.otel_context().span();
+    fn record(&self, outcome: Outcome, started: Instant, cx: &WorkflowContext, recording: bool) {
+        let (executions, duration) = &self.recorders[outcome.index()];
+        executions.add(1);
+        duration.record(started.elapsed().as_secs_f64());
+        if !recording {
+            return;
+        }
+        let Some(span) = cx.primitive_span() else {
+            return;
+        };
         if outcome != Outcome::Ok {
             let error_type = match outcome {
                 Outcome::Timeout => ErrorKind::Timeout.as_str(),
@@ -432,6 +454,8 @@ pub struct Execution<'a> {
     inst: &'a Instrumentation,
     started: Instant,
     cx: WorkflowContext,
+    /// Whether this execution's span records (and so needs its status and its end).
+    recording: bool,
     finished: bool,
 }
 
@@ -442,10 +466,9 @@ impl Execution<'_> {
     ///
     /// ```
     /// # use tta_core::*;
-    /// use opentelemetry::trace::TraceContextExt;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::new());
-    /// assert!(exec.context().otel_context().has_active_span());
+    /// let exec = i.start(&WorkflowContext::builder().workflow_id("wf-9").build());
+    /// assert_eq!(exec.context().workflow_id(), "wf-9");
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn context(&self) -> &WorkflowContext {
@@ -478,14 +501,16 @@ impl Execution<'_> {
     /// ```
     pub fn finish(mut self, outcome: Outcome) {
         self.finished = true;
-        self.inst.record(outcome, self.started, &self.cx);
+        self.inst
+            .record(outcome, self.started, &self.cx, self.recording);
     }
 }
 
 impl Drop for Execution<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.inst.record(Outcome::Cancelled, self.started, &self.cx);
+            self.inst
+                .record(Outcome::Cancelled, self.started, &self.cx, self.recording);
         }
     }
 }

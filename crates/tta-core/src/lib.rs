@@ -26,8 +26,11 @@
 //! # Features
 //!
 //! - `tower`: [`tower::PrimitiveService`] and [`tower::ServicePrimitive`].
+//! - `bound-instruments`: bind instruments to their label sets at build time (see
+//!   [`bound`]); turned on by `tta-apm` together with the SDK's matching feature.
 #![doc(test(attr(deny(warnings))))]
 
+pub mod bound;
 mod compose;
 mod context;
 mod error;

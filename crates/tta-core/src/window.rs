@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct OutcomeWindow<const WORDS: usize> {
     bits: [AtomicU64; WORDS],
     seen: AtomicU64,
+    /// Set bits, kept up to date on each push instead of counted on each read.
+    ones: AtomicU64,
 }
 
 impl<const WORDS: usize> Default for OutcomeWindow<WORDS> {
@@ -42,6 +44,7 @@ impl<const WORDS: usize> OutcomeWindow<WORDS> {
         Self {
             bits: std::array::from_fn(|_| AtomicU64::new(0)),
             seen: AtomicU64::new(0),
+            ones: AtomicU64::new(0),
         }
     }
 
@@ -59,16 +62,17 @@ impl<const WORDS: usize> OutcomeWindow<WORDS> {
         let slot = i % Self::SLOTS;
         let word = &self.bits[(slot / 64) as usize];
         let mask = 1u64 << (slot % 64);
-        if yes {
-            word.fetch_or(mask, Ordering::Relaxed);
+        let was_set = if yes {
+            word.fetch_or(mask, Ordering::Relaxed)
         } else {
-            word.fetch_and(!mask, Ordering::Relaxed);
-        }
-        let ones: u32 = self
-            .bits
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones())
-            .sum();
-        f64::from(ones) / (i + 1).min(Self::SLOTS) as f64
+            word.fetch_and(!mask, Ordering::Relaxed)
+        } & mask
+            != 0;
+        let ones = match (was_set, yes) {
+            (false, true) => self.ones.fetch_add(1, Ordering::Relaxed) + 1,
+            (true, false) => self.ones.fetch_sub(1, Ordering::Relaxed) - 1,
+            _ => self.ones.load(Ordering::Relaxed),
+        };
+        ones as f64 / (i + 1).min(Self::SLOTS) as f64
     }
 }

@@ -429,11 +429,13 @@ where
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<O, Error> {
         self.inst
             .run(cx, |child| async move {
-                let span = child.otel_context().span();
-                span.set_attribute(KeyValue::new(
-                    semconv::ATTR_STRATEGY,
-                    self.strategy.as_str(),
-                ));
+                let span = child.primitive_span();
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new(
+                        semconv::ATTR_STRATEGY,
+                        self.strategy.as_str(),
+                    ));
+                }
                 let stats = self.stats();
                 let ranked: VecDeque<usize> = self
                     .strategy
@@ -475,11 +477,19 @@ where
                         .await
                     {
                         Ok(output) => {
-                            span.set_attributes([
-                                KeyValue::new(semconv::ATTR_ROUTE, self.routes[i].name.to_arc()),
-                                KeyValue::new(semconv::ATTR_REASON, reason.as_str()),
-                                KeyValue::new(semconv::ATTR_ATTEMPTS, failures.len() as i64 + 1),
-                            ]);
+                            if let Some(span) = &span {
+                                span.set_attributes([
+                                    KeyValue::new(
+                                        semconv::ATTR_ROUTE,
+                                        self.routes[i].name.to_arc(),
+                                    ),
+                                    KeyValue::new(semconv::ATTR_REASON, reason.as_str()),
+                                    KeyValue::new(
+                                        semconv::ATTR_ATTEMPTS,
+                                        failures.len() as i64 + 1,
+                                    ),
+                                ]);
+                            }
                             return Ok(output);
                         }
                         Err(e) => {
@@ -487,10 +497,12 @@ where
                             failures
                                 .push(AttemptError::new(self.routes[i].name.to_arc(), e.clone()));
                             if !fall_back {
-                                span.set_attribute(KeyValue::new(
-                                    semconv::ATTR_ATTEMPTS,
-                                    failures.len() as i64,
-                                ));
+                                if let Some(span) = &span {
+                                    span.set_attribute(KeyValue::new(
+                                        semconv::ATTR_ATTEMPTS,
+                                        failures.len() as i64,
+                                    ));
+                                }
                                 return Err(e);
                             }
                             // The failed route's declared fallbacks come next, in order.
@@ -502,7 +514,12 @@ where
                         }
                     }
                 }
-                span.set_attribute(KeyValue::new(semconv::ATTR_ATTEMPTS, failures.len() as i64));
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new(
+                        semconv::ATTR_ATTEMPTS,
+                        failures.len() as i64,
+                    ));
+                }
                 if failures.is_empty() {
                     return Err(if out_of_budget {
                         Error::timeout(

@@ -72,13 +72,14 @@ mod layer;
 mod metrics;
 pub mod semconv;
 
+use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TraceContextExt;
 use tokio::time::sleep_until;
-use tta_core::{Error, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive};
+use tta_core::{Error, Execution, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive};
 
 pub use builder::TimeoutBuilder;
 pub use error::{BuildError, Elapsed};
@@ -222,12 +223,14 @@ where
         };
         let late_at = (started + self.timeout).min(hard);
         let effective = hard.saturating_duration_since(started);
-        exec.context().otel_context().span().set_attributes([
-            KeyValue::new(semconv::ATTR_TIMEOUT, self.timeout.as_secs_f64()),
-            KeyValue::new(semconv::ATTR_GRACE, self.grace.as_secs_f64()),
-            KeyValue::new(semconv::ATTR_EFFECTIVE_LIMIT, effective.as_secs_f64()),
-            KeyValue::new(semconv::ATTR_SHRUNK, shrunk),
-        ]);
+        if let Some(span) = exec.context().primitive_span() {
+            span.set_attributes([
+                KeyValue::new(semconv::ATTR_TIMEOUT, self.timeout.as_secs_f64()),
+                KeyValue::new(semconv::ATTR_GRACE, self.grace.as_secs_f64()),
+                KeyValue::new(semconv::ATTR_EFFECTIVE_LIMIT, effective.as_secs_f64()),
+                KeyValue::new(semconv::ATTR_SHRUNK, shrunk),
+            ]);
+        }
         let child = exec.context().with_deadline(hard);
         let kept = self.fallback.keep(&input);
 
@@ -236,6 +239,21 @@ where
             Race::HardLimit
         } else {
             let mut work = pin!(self.inner.execute(input, &child));
+            // A result that is ready at once (a cache hit, say) needs no timer at all.
+            if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+                return self
+                    .settle(
+                        exec,
+                        Race::Finished {
+                            result,
+                            late: false,
+                        },
+                        kept,
+                        effective,
+                        shrunk,
+                    )
+                    .await;
+            }
             let mut cancelled = pin!(child.cancellation_token().cancelled());
             // `biased`: a result that is ready wins over a timer that fires in the same poll.
             let first = tokio::select! {
@@ -247,10 +265,9 @@ where
             };
             match first {
                 Race::Late => {
-                    child
-                        .otel_context()
-                        .span()
-                        .add_event(semconv::EVENT_LATE, vec![]);
+                    if let Some(span) = child.primitive_span() {
+                        span.add_event(semconv::EVENT_LATE, vec![]);
+                    }
                     tokio::select! {
                         biased;
                         result = &mut work => Race::Finished { result, late: true },
@@ -263,6 +280,25 @@ where
             // `work` is dropped here: a call past its hard limit stops before any fallback.
         };
 
+        self.settle(exec, race, kept, effective, shrunk).await
+    }
+}
+
+impl<P, F> TimeoutPrimitive<P, F> {
+    /// Turns the race's end into the result, and records it (span, metrics).
+    async fn settle<I>(
+        &self,
+        exec: Execution<'_>,
+        race: Race<P::Output>,
+        kept: Option<I>,
+        effective: Duration,
+        shrunk: bool,
+    ) -> Result<P::Output, Error>
+    where
+        P: WorkflowPrimitive<I>,
+        F: Fallback<I, P::Output>,
+    {
+        let started = exec.started();
         let (result, outcome, generic) = match race {
             Race::Finished {
                 result: Ok(v),
@@ -276,7 +312,9 @@ where
                 (Ok(v), Some(outcome), Outcome::Ok)
             }
             // The inner primitive noticed the caller's cancellation first.
-            Race::Finished { result: Err(e), .. } if e.is_cancelled() && child.is_cancelled() => {
+            Race::Finished { result: Err(e), .. }
+                if e.is_cancelled() && exec.context().is_cancelled() =>
+            {
                 (Err(e), None, Outcome::Cancelled)
             }
             Race::Finished { result: Err(e), .. } => {
@@ -288,10 +326,9 @@ where
                 Outcome::Cancelled,
             ),
             Race::HardLimit => {
-                let span = exec.context().otel_context().span();
-                span.add_event(semconv::EVENT_CANCELLED, vec![]);
-                match kept {
-                    Some(input) => {
+                if let Some(span) = exec.context().primitive_span() {
+                    span.add_event(semconv::EVENT_CANCELLED, vec![]);
+                    if kept.is_some() {
                         span.add_event(
                             semconv::EVENT_FALLBACK,
                             vec![KeyValue::new(
@@ -299,6 +336,10 @@ where
                                 self.fallback.name().unwrap_or("").to_owned(),
                             )],
                         );
+                    }
+                }
+                match kept {
+                    Some(input) => {
                         let result = self.fallback.run(input, exec.context()).await;
                         self.metrics.record_fallback(result.is_ok());
                         let generic = Outcome::of(&result);
@@ -316,10 +357,9 @@ where
             }
         };
         if let Some(outcome) = outcome {
-            exec.context()
-                .otel_context()
-                .span()
-                .set_attribute(KeyValue::new(semconv::ATTR_OUTCOME, outcome.as_str()));
+            if let Some(span) = exec.context().primitive_span() {
+                span.set_attribute(KeyValue::new(semconv::ATTR_OUTCOME, outcome.as_str()));
+            }
             self.metrics
                 .record(outcome, started.elapsed().as_secs_f64());
         }

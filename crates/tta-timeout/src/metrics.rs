@@ -1,7 +1,7 @@
 //! The timeout primitive's own metrics, created once at build time.
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
 use tta_core::{OutcomeWindow, PrimitiveName, Telemetry};
 
 use crate::semconv;
@@ -43,13 +43,11 @@ impl TimeoutOutcome {
 
 #[derive(Debug)]
 pub(crate) struct TimeoutMetrics {
-    outcomes: Counter<u64>,
-    duration: Histogram<f64>,
-    rate: Gauge<f64>,
-    fallbacks: Counter<u64>,
-    labels: [[KeyValue; 2]; 4],
-    primitive: [KeyValue; 1],
-    fallback_labels: [[KeyValue; 2]; 2],
+    /// Per outcome: the outcomes counter and the duration histogram.
+    outcomes: [(BoundCounter<u64>, BoundHistogram<f64>); 4],
+    rate: BoundGauge<f64>,
+    /// Fallback results: ok, error.
+    fallbacks: [BoundCounter<u64>; 2],
     /// The last 128 executions: the window of `tta.timeout.rate`.
     window: OutcomeWindow<2>,
 }
@@ -58,45 +56,61 @@ impl TimeoutMetrics {
     pub(crate) fn new(name: &PrimitiveName, telemetry: &Telemetry) -> Self {
         let meter = telemetry.meter();
         let primitive = || KeyValue::new(semconv::LABEL_PRIMITIVE, name.to_arc());
+        let outcomes = meter
+            .u64_counter(semconv::OUTCOMES)
+            .with_description(
+                "Timeout primitive executions by outcome (ok, late_ok, timeout, error).",
+            )
+            .build();
+        let duration = meter
+            .f64_histogram(semconv::EXECUTION_DURATION)
+            .with_description("Duration of timeout primitive executions, by outcome.")
+            .with_unit("s")
+            .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
+            .build();
+        let rate = meter
+            .f64_gauge(semconv::RATE)
+            .with_description(
+                "Share of the last 128 executions of a timeout primitive that timed out (0 to 1).",
+            )
+            // No unit: a unit of "1" would make the Prometheus name `tta_timeout_rate_ratio`.
+            .build();
+        let fallbacks = meter
+            .u64_counter(semconv::FALLBACKS)
+            .with_description("Fallbacks run by timeout primitives after a timeout, by result.")
+            .build();
         Self {
-            outcomes: meter
-                .u64_counter(semconv::OUTCOMES)
-                .with_description("Timeout primitive executions by outcome (ok, late_ok, timeout, error).")
-                .build(),
-            duration: meter
-                .f64_histogram(semconv::EXECUTION_DURATION)
-                .with_description("Duration of timeout primitive executions, by outcome.")
-                .with_unit("s")
-                .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
-                .build(),
-            rate: meter
-                .f64_gauge(semconv::RATE)
-                .with_description("Share of the last 128 executions of a timeout primitive that timed out (0 to 1).")
-                // No unit: a unit of "1" would make the Prometheus name `tta_timeout_rate_ratio`.
-                .build(),
-            fallbacks: meter
-                .u64_counter(semconv::FALLBACKS)
-                .with_description("Fallbacks run by timeout primitives after a timeout, by result.")
-                .build(),
-            labels: TimeoutOutcome::ALL
-                .map(|o| [primitive(), KeyValue::new(semconv::LABEL_OUTCOME, o.as_str())]),
-            primitive: [primitive()],
-            fallback_labels: ["ok", "error"].map(|r| [primitive(), KeyValue::new(semconv::LABEL_RESULT, r)]),
+            outcomes: TimeoutOutcome::ALL.map(|o| {
+                let labels = [
+                    primitive(),
+                    KeyValue::new(semconv::LABEL_OUTCOME, o.as_str()),
+                ];
+                (
+                    BoundCounter::new(&outcomes, &labels),
+                    BoundHistogram::new(&duration, &labels),
+                )
+            }),
+            rate: BoundGauge::new(&rate, &[primitive()]),
+            fallbacks: ["ok", "error"].map(|r| {
+                BoundCounter::new(
+                    &fallbacks,
+                    &[primitive(), KeyValue::new(semconv::LABEL_RESULT, r)],
+                )
+            }),
             window: OutcomeWindow::new(),
         }
     }
 
     pub(crate) fn record(&self, outcome: TimeoutOutcome, seconds: f64) {
-        let labels = &self.labels[outcome.index()];
-        self.outcomes.add(1, labels);
-        self.duration.record(seconds, labels);
-        let rate = self.window.push(outcome == TimeoutOutcome::Timeout);
-        self.rate.record(rate, &self.primitive);
+        let (outcomes, duration) = &self.outcomes[outcome.index()];
+        outcomes.add(1);
+        duration.record(seconds);
+        self.rate
+            .record(self.window.push(outcome == TimeoutOutcome::Timeout));
     }
 
     pub(crate) fn record_fallback(&self, ok: bool) {
-        self.fallbacks
-            .add(1, &self.fallback_labels[usize::from(!ok)]);
+        self.fallbacks[usize::from(!ok)].add(1);
     }
 }
 

@@ -107,10 +107,14 @@ async fn dropping_ten_thousand_in_flight_workflows_leaves_nothing_behind() {
     );
     let grown = after.saturating_sub(baseline);
     eprintln!("live heap: {baseline} bytes after the first round, {after} after the second");
-    assert!(
-        grown < 64 * 1024,
-        "memory returned to its baseline: {grown} bytes more after 10,000 dropped workflows"
-    );
+    // The heap is process-wide: the check is exact only when this test has the process
+    // to itself, as under cargo-nextest (one process per test), which `cargo xtask` uses.
+    if std::env::var_os("NEXTEST_RUN_ID").is_some() {
+        assert!(
+            grown < 64 * 1024,
+            "memory returned to its baseline: {grown} bytes more after 10,000 dropped workflows"
+        );
+    }
     let cancelled = prom.sum(
         "tta_primitive_executions_total",
         &[("kind", "timeout"), ("outcome", "cancelled")],
