@@ -3,6 +3,7 @@
 //! Every task runs alone; `ci` runs the gating ones in order and stops at the first
 //! failure, naming it.
 
+mod bench;
 mod ci;
 mod coverage;
 mod deny;
@@ -25,6 +26,8 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
+  bench     the criterion benches and the store RSS probe, with a table of each ratio
+            against its target (not in ci)
   ci        fmt, clippy, features, rules, coverage (the test run, with the line-coverage gate),
             doctests, doc, deny, package and msrv, in order; stops at the first failure
   fmt       cargo fmt --check over the workspace
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = shell().and_then(|sh| match task.as_deref() {
         Some("ci") => ci::run(&sh),
+        Some("bench") => bench::run(&sh),
         Some("fmt") => lint::fmt(&sh),
         Some("features") => features::run(&sh),
         Some("clippy") => lint::clippy(&sh),

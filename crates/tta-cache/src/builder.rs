@@ -120,8 +120,9 @@ impl<P, S, K> CacheBuilder<P, S, K> {
         }
     }
 
-    /// Derives the key bytes from the input with `f` instead of serializing the whole
-    /// input (to ignore a request id, say). The bytes are hashed, never stored.
+    /// Derives the key bytes from the input with `f` (returning anything that is bytes:
+    /// `Vec<u8>`, `String`, `&[u8]`...) instead of serializing the whole input, to ignore
+    /// a request id, say. The bytes are hashed, never stored.
     pub fn key_fn<F>(self, f: F) -> CacheBuilder<P, S, KeyWith<F>> {
         CacheBuilder {
             inner: self.inner,

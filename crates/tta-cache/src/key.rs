@@ -35,17 +35,20 @@ impl CacheKey {
     /// See [`CacheKey`].
     pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
         let namespace = namespace.into();
-        let mut hasher = blake3::Hasher::new();
-        // Length-prefixed, so no (namespace, input) pair can collide with another by
-        // moving bytes across the boundary.
-        hasher.update(&(namespace.len() as u64).to_le_bytes());
-        hasher.update(namespace.as_bytes());
-        hasher.update(&version.to_le_bytes());
-        hasher.update(input);
-        Self {
-            hash: *hasher.finalize().as_bytes(),
-            namespace,
-        }
+        let mut writer = KeyWriter::start(&namespace, version);
+        writer.0.update(input);
+        writer.finish(namespace)
+    }
+
+    /// Hashes what `write` writes as the input bytes, without collecting them first;
+    /// `None` when `write` reports that the input cannot be keyed.
+    pub(crate) fn hashed(
+        namespace: Arc<str>,
+        version: u32,
+        write: impl FnOnce(&mut KeyWriter) -> bool,
+    ) -> Option<Self> {
+        let mut writer = KeyWriter::start(&namespace, version);
+        write(&mut writer).then(|| writer.finish(namespace))
     }
 
     /// The 32-byte hash.
@@ -76,12 +79,63 @@ impl CacheKey {
     ///
     /// See [`CacheKey`].
     pub fn to_hex(&self) -> String {
-        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.hash)
     }
 
     /// The first 16 hex digits, for spans and logs.
     pub(crate) fn short(&self) -> String {
-        self.hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.hash[..8])
+    }
+}
+
+/// Lower-case hex, in one allocation.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes: straight into the hash,
+/// so nothing is collected or allocated.
+pub struct KeyWriter(blake3::Hasher);
+
+impl KeyWriter {
+    fn start(namespace: &str, version: u32) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        // Length-prefixed, so no (namespace, input) pair can collide with another by
+        // moving bytes across the boundary.
+        hasher.update(&(namespace.len() as u64).to_le_bytes());
+        hasher.update(namespace.as_bytes());
+        hasher.update(&version.to_le_bytes());
+        Self(hasher)
+    }
+
+    fn finish(self, namespace: Arc<str>) -> CacheKey {
+        CacheKey {
+            hash: *self.0.finalize().as_bytes(),
+            namespace,
+        }
+    }
+}
+
+impl std::io::Write for KeyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyWriter")
     }
 }
 

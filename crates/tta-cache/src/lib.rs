@@ -69,7 +69,7 @@ use tokio::time::Instant;
 use tta_core::{CostEntry, Error, Instrumentation, WorkflowContext, WorkflowPrimitive};
 
 pub use builder::{BuildError, CacheBuilder};
-pub use key::CacheKey;
+pub use key::{CacheKey, KeyWriter};
 #[cfg(feature = "tower")]
 pub use layer::CacheLayer;
 pub use store::{CacheStore, MemoryStore, MemoryStoreBuilder, StoreError, StoreErrorKind};
@@ -81,23 +81,23 @@ use flight::{Flights, Role};
 use metrics::{CacheMetrics, Op};
 
 /// How a cache derives key bytes from an input. Implemented by [`SerializedInput`] (the
-/// default) and by [`KeyWith`] (a closure given to
-/// [`CacheBuilder::key_fn`]).
+/// default) and by [`KeyWith`] (a closure given to [`CacheBuilder::key_fn`]).
 pub trait KeyFn<I>: Send + Sync {
-    /// The bytes to hash, or `None` when the input cannot be keyed (the request then
-    /// bypasses the cache, counted as `tta.cache.errors{op="key"}`).
-    fn key_bytes(&self, input: &I) -> Option<Vec<u8>>;
+    /// Writes the bytes that identify `input` (they are hashed as written, never
+    /// stored); `false` when the input cannot be keyed (the request then bypasses the
+    /// cache, counted as `tta.cache.errors{op="key"}`).
+    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool;
 }
 
-/// The default key: the input's postcard serialization, exactly as serde produces it.
-/// Inputs holding a `HashMap` serialize in an unspecified order; use a `BTreeMap` (or a
-/// key function) for them.
+/// The default key: the input's postcard serialization, exactly as serde produces it,
+/// hashed as it is written. Inputs holding a `HashMap` serialize in an unspecified order;
+/// use a `BTreeMap` (or a key function) for them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SerializedInput;
 
 impl<I: Serialize> KeyFn<I> for SerializedInput {
-    fn key_bytes(&self, input: &I) -> Option<Vec<u8>> {
-        postcard::to_allocvec(input).ok()
+    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool {
+        postcard::to_io(input, out).is_ok()
     }
 }
 
@@ -105,12 +105,13 @@ impl<I: Serialize> KeyFn<I> for SerializedInput {
 #[derive(Clone, Copy, Debug)]
 pub struct KeyWith<F>(F);
 
-impl<I, F> KeyFn<I> for KeyWith<F>
+impl<I, F, B> KeyFn<I> for KeyWith<F>
 where
-    F: Fn(&I) -> Vec<u8> + Send + Sync,
+    F: Fn(&I) -> B + Send + Sync,
+    B: AsRef<[u8]>,
 {
-    fn key_bytes(&self, input: &I) -> Option<Vec<u8>> {
-        Some((self.0)(input))
+    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool {
+        std::io::Write::write_all(out, (self.0)(input).as_ref()).is_ok()
     }
 }
 
@@ -288,14 +289,15 @@ where
                 if let Some(span) = &span {
                     span.set_attribute(KeyValue::new(semconv::ATTR_STORE, self.store.kind()));
                 }
-                let Some(key_bytes) = self.key.key_bytes(&input) else {
+                let Some(key) = CacheKey::hashed(Arc::clone(&self.namespace), self.version, |w| {
+                    self.key.write_key(&input, w)
+                }) else {
                     self.metrics.error("key", "encode");
                     if let Some(span) = &span {
                         span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));
                     }
                     return self.inner.execute(input, &child).await;
                 };
-                let key = CacheKey::new(Arc::clone(&self.namespace), self.version, &key_bytes);
                 if let Some(span) = &span {
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }

@@ -204,7 +204,13 @@ impl RedisStore {
 
     /// The Redis key of a cache key: `prefix:namespace:hash`.
     pub fn redis_key(&self, key: &CacheKey) -> String {
-        format!("{}:{}:{}", self.prefix, key.namespace(), key.to_hex())
+        let mut out = String::with_capacity(self.prefix.len() + key.namespace().len() + 66);
+        out.push_str(&self.prefix);
+        out.push(':');
+        out.push_str(key.namespace());
+        out.push(':');
+        out.push_str(&key.to_hex());
+        out
     }
 
     /// Closes the pool.

@@ -1,0 +1,78 @@
+//! `cargo xtask bench`: runs the criterion benches and prints each ratio against its
+//! target (not part of `ci`: timings are not gates on a shared machine).
+
+use xshell::{Shell, cmd};
+
+/// The median estimate, in nanoseconds, of a criterion benchmark id.
+fn median_ns(sh: &Shell, id: &str) -> Option<f64> {
+    let text = sh
+        .read_file(format!("target/criterion/{id}/new/estimates.json"))
+        .ok()?;
+    let median = &text[text.find("\"median\"")?..];
+    let value = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    value.split([',', '}']).next()?.trim().parse().ok()
+}
+
+pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    crate::tools::ensure_system_programs(sh)?;
+    cmd!(
+        sh,
+        "cargo bench --locked -p tta-benches --benches -- --warm-up-time 2 --measurement-time 5"
+    )
+    .run()?;
+    cmd!(
+        sh,
+        "cargo run --release --locked -p tta-benches --bin store_rss"
+    )
+    .run()?;
+    let m = |id: &str| median_ns(sh, id);
+    println!("\n| measure | value | target | verdict |\n|---|---|---|---|");
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let (Some(bare), Some(inst)) = (m("overhead/bare_call"), m("overhead/instrumented_call")) {
+        let over = inst - bare;
+        println!(
+            "| instrumented_call - bare_call | {over:.1} ns | <= 150 ns | {} |",
+            verdict(over <= 150.0)
+        );
+    }
+    if let (Some(stack), Some(tower)) =
+        (m("overhead/stack_memory_hit"), m("overhead/tower_moka_hit"))
+    {
+        let ratio = stack / tower;
+        println!(
+            "| stack_memory_hit / tower_moka_hit | {ratio:.2}x ({stack:.0} ns / {tower:.0} ns) | <= 1.5x | {} |",
+            verdict(ratio <= 1.5)
+        );
+    }
+    match (m("redis/cache_hit"), m("redis/raw_fred_get")) {
+        (Some(hit), Some(raw)) => {
+            let ratio = hit / raw;
+            println!(
+                "| redis/cache_hit / redis/raw_fred_get | {ratio:.2}x ({:.1} us / {:.1} us) | <= 1.10x | {} |",
+                hit / 1e3,
+                raw / 1e3,
+                verdict(ratio <= 1.10)
+            );
+        }
+        _ => println!("| redis group | did not run | | |"),
+    }
+    if let (Some(tta), Some(tokio)) = (m("timeout/tta"), m("timeout/tokio")) {
+        println!(
+            "| timeout/tta vs timeout/tokio | {tta:.0} ns vs {tokio:.0} ns ({:.1}x) | report | |",
+            tta / tokio
+        );
+    }
+    for strategy in [
+        "ordered",
+        "cheapest",
+        "lowest_latency",
+        "weighted",
+        "cheapest_within_latency",
+        "custom",
+    ] {
+        if let Some(ns) = m(&format!("router_decide/{strategy}")) {
+            println!("| router/decide/{strategy} (10 routes) | {ns:.0} ns | report | |");
+        }
+    }
+    Ok(())
+}
