@@ -161,13 +161,22 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.stats()[0].observations, 0);
     /// ```
     pub fn stats(&self) -> Vec<RouteStats> {
+        self.snapshot().0
+    }
+
+    /// Every route's statistics, and whether it may be tried now (healthy, or its
+    /// single probe is free): one lock per route.
+    fn snapshot(&self) -> (Vec<RouteStats>, Vec<bool>) {
         let now = Instant::now();
         let usage = self.expected_usage();
-        self.routes
+        let mut open = Vec::with_capacity(self.routes.len());
+        let stats = self
+            .routes
             .iter()
             .enumerate()
             .map(|(index, route)| {
                 let snap = route.state.snapshot(now);
+                open.push(snap.availability != Availability::Cooling);
                 RouteStats {
                     index,
                     name: route.name.to_arc(),
@@ -179,7 +188,16 @@ impl<I, O> RouterPrimitive<I, O> {
                     expected_cost: route.price.cost(Some(usage)),
                 }
             })
-            .collect()
+            .collect();
+        (stats, open)
+    }
+
+    /// The strategy's order for a request with `remaining` time, cooling routes left out.
+    fn candidates(&self, remaining: Option<std::time::Duration>) -> Vec<usize> {
+        let (stats, open) = self.snapshot();
+        let mut order = self.strategy.rank(&stats, remaining, &self.rng);
+        order.retain(|&i| open[i]);
+        order
     }
 
     /// The routes a request with context `cx` would try now, in order (before any
@@ -200,13 +218,8 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.plan(&WorkflowContext::new()), ["cheap", "dear"]);
     /// ```
     pub fn plan(&self, cx: &WorkflowContext) -> Vec<&str> {
-        let stats = self.stats();
-        self.strategy
-            .rank(&stats, cx.remaining(), &self.rng)
+        self.candidates(cx.remaining())
             .into_iter()
-            .filter(|&i| {
-                self.routes[i].state.snapshot(Instant::now()).availability != Availability::Cooling
-            })
             .map(|i| self.routes[i].name.as_str())
             .collect()
     }
@@ -436,16 +449,7 @@ where
                         self.strategy.as_str(),
                     ));
                 }
-                let stats = self.stats();
-                let ranked: VecDeque<usize> = self
-                    .strategy
-                    .rank(&stats, child.remaining(), &self.rng)
-                    .into_iter()
-                    .filter(|&i| {
-                        self.routes[i].state.snapshot(Instant::now()).availability
-                            != Availability::Cooling
-                    })
-                    .collect();
+                let ranked: VecDeque<usize> = self.candidates(child.remaining()).into();
                 let only_candidate = ranked.len() == 1;
                 let mut queue = ranked;
                 let mut tried = vec![false; self.routes.len()];
