@@ -42,6 +42,13 @@ use crate::ledger::CostLedger;
 /// ```
 #[derive(Clone)]
 pub struct WorkflowContext {
+    /// One `Arc`: cloning or dropping a context is one atomic operation; a child with
+    /// a new deadline, scope or span is one allocation.
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     shared: Arc<Shared>,
     ledger: Arc<CostLedger>,
     deadline: Option<Instant>,
@@ -144,11 +151,11 @@ impl WorkflowContext {
     /// assert!(tta_core::WorkflowContext::new().workflow_id().starts_with("wf-"));
     /// ```
     pub fn workflow_id(&self) -> &str {
-        &self.shared.workflow_id
+        &self.inner.shared.workflow_id
     }
 
     pub(crate) fn workflow_id_shared(&self) -> Arc<str> {
-        Arc::clone(&self.shared.workflow_id)
+        Arc::clone(&self.inner.shared.workflow_id)
     }
 
     /// The session id, if set.
@@ -159,7 +166,7 @@ impl WorkflowContext {
     /// assert_eq!(tta_core::WorkflowContext::new().session_id(), None);
     /// ```
     pub fn session_id(&self) -> Option<&str> {
-        self.shared.session_id.as_deref()
+        self.inner.shared.session_id.as_deref()
     }
 
     /// The correlation id, if set.
@@ -170,7 +177,7 @@ impl WorkflowContext {
     /// assert_eq!(tta_core::WorkflowContext::new().correlation_id(), None);
     /// ```
     pub fn correlation_id(&self) -> Option<&str> {
-        self.shared.correlation_id.as_deref()
+        self.inner.shared.correlation_id.as_deref()
     }
 
     /// One metadata value.
@@ -181,7 +188,7 @@ impl WorkflowContext {
     /// assert_eq!(tta_core::WorkflowContext::new().metadata("x"), None);
     /// ```
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.shared.metadata.get(key).map(|v| &**v)
+        self.inner.shared.metadata.get(key).map(|v| &**v)
     }
 
     /// Every metadata entry, sorted by key.
@@ -192,7 +199,7 @@ impl WorkflowContext {
     /// assert_eq!(tta_core::WorkflowContext::new().metadata_iter().count(), 0);
     /// ```
     pub fn metadata_iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.shared.metadata.iter().map(|(k, v)| (&**k, &**v))
+        self.inner.shared.metadata.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// The workflow's shared cost ledger.
@@ -204,7 +211,7 @@ impl WorkflowContext {
     /// assert_eq!(cx.ledger().totals().entries, 0);
     /// ```
     pub fn ledger(&self) -> &CostLedger {
-        &self.ledger
+        &self.inner.ledger
     }
 
     /// A child whose ledger is a [scope](CostLedger::scoped) of this one: what is recorded
@@ -223,9 +230,9 @@ impl WorkflowContext {
     /// assert_eq!(cx.ledger().totals().spent, Usd::from_picos(7));
     /// ```
     pub fn with_ledger_scope(&self) -> (Self, Arc<CostLedger>) {
-        let scope = Arc::new(CostLedger::scoped(Arc::clone(&self.ledger)));
+        let scope = Arc::new(CostLedger::scoped(Arc::clone(&self.inner.ledger)));
         let mut child = self.clone();
-        child.ledger = Arc::clone(&scope);
+        Arc::make_mut(&mut child.inner).ledger = Arc::clone(&scope);
         (child, scope)
     }
 
@@ -240,7 +247,7 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.inner.deadline
     }
 
     /// Time left before the deadline (zero once it has passed); `None` without a deadline.
@@ -256,7 +263,8 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline
+        self.inner
+            .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
@@ -276,7 +284,7 @@ impl WorkflowContext {
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> Self {
         let mut child = self.clone();
-        child.deadline = Some(match self.deadline {
+        Arc::make_mut(&mut child.inner).deadline = Some(match self.inner.deadline {
             Some(current) => current.min(deadline),
             None => deadline,
         });
@@ -318,7 +326,7 @@ impl WorkflowContext {
     /// ```
     pub fn child_scope(&self) -> Self {
         let mut child = self.clone();
-        child.cancel = Arc::new(self.cancel.child_token());
+        Arc::make_mut(&mut child.inner).cancel = Arc::new(self.inner.cancel.child_token());
         child
     }
 
@@ -332,7 +340,7 @@ impl WorkflowContext {
     /// assert!(cx.is_cancelled());
     /// ```
     pub fn cancel(&self) {
-        self.cancel.cancel();
+        self.inner.cancel.cancel();
     }
 
     /// `true` once this scope or an ancestor was cancelled.
@@ -343,7 +351,7 @@ impl WorkflowContext {
     /// assert!(!tta_core::WorkflowContext::new().is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.inner.cancel.is_cancelled()
     }
 
     /// The cancellation token, to await cancellation or hand to other code.
@@ -358,7 +366,7 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.cancel
+        &self.inner.cancel
     }
 
     /// The OpenTelemetry context: spans started by primitives are children of its span.
@@ -370,7 +378,7 @@ impl WorkflowContext {
     /// assert!(!tta_core::WorkflowContext::new().otel_context().has_active_span());
     /// ```
     pub fn otel_context(&self) -> &opentelemetry::Context {
-        &self.otel
+        &self.inner.otel
     }
 
     /// A child whose OpenTelemetry parent is `otel` (everything else shared).
@@ -383,8 +391,8 @@ impl WorkflowContext {
     /// ```
     pub fn with_otel_context(&self, otel: opentelemetry::Context) -> Self {
         let mut child = self.clone();
-        child.otel = otel;
-        child.own_span = false;
+        Arc::make_mut(&mut child.inner).otel = otel;
+        Arc::make_mut(&mut child.inner).own_span = false;
         child
     }
 
@@ -392,8 +400,8 @@ impl WorkflowContext {
     /// a primitive execution (for primitives' own instrumentation).
     pub(crate) fn with_primitive_span(&self, otel: opentelemetry::Context) -> Self {
         let mut child = self.clone();
-        child.otel = otel;
-        child.own_span = true;
+        Arc::make_mut(&mut child.inner).otel = otel;
+        Arc::make_mut(&mut child.inner).own_span = true;
         child
     }
 
@@ -408,7 +416,7 @@ impl WorkflowContext {
     /// ```
     pub fn primitive_span(&self) -> Option<opentelemetry::trace::SpanRef<'_>> {
         use opentelemetry::trace::TraceContextExt;
-        self.own_span.then(|| self.otel.span())
+        self.inner.own_span.then(|| self.inner.otel.span())
     }
 }
 
@@ -421,11 +429,11 @@ impl Default for WorkflowContext {
 impl fmt::Debug for WorkflowContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkflowContext")
-            .field("workflow_id", &self.shared.workflow_id)
-            .field("session_id", &self.shared.session_id)
-            .field("correlation_id", &self.shared.correlation_id)
-            .field("metadata", &self.shared.metadata)
-            .field("deadline", &self.deadline)
+            .field("workflow_id", &self.inner.shared.workflow_id)
+            .field("session_id", &self.inner.shared.session_id)
+            .field("correlation_id", &self.inner.shared.correlation_id)
+            .field("metadata", &self.inner.shared.metadata)
+            .field("deadline", &self.inner.deadline)
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }
@@ -635,19 +643,21 @@ impl WorkflowContextBuilder {
             Arc::from(format!("wf-{:016x}", hasher.finish()))
         });
         WorkflowContext {
-            shared: Arc::new(Shared {
-                workflow_id,
-                session_id: self.session_id,
-                correlation_id: self.correlation_id,
-                metadata: self.metadata,
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    workflow_id,
+                    session_id: self.session_id,
+                    correlation_id: self.correlation_id,
+                    metadata: self.metadata,
+                }),
+                ledger: Arc::new(CostLedger::with_capacity(
+                    self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
+                )),
+                deadline: None,
+                cancel: Arc::new(self.cancel.unwrap_or_default()),
+                otel: self.otel.unwrap_or_default(),
+                own_span: false,
             }),
-            ledger: Arc::new(CostLedger::with_capacity(
-                self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
-            )),
-            deadline: None,
-            cancel: Arc::new(self.cancel.unwrap_or_default()),
-            otel: self.otel.unwrap_or_default(),
-            own_span: false,
         }
     }
 }
