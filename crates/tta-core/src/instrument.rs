@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
@@ -413,10 +414,10 @@ impl Instrumentation {
         Error::cancelled().with_primitive(self.name.to_arc())
     }
 
-    fn record(&self, outcome: Outcome, started: Instant, cx: &WorkflowContext, recording: bool) {
+    fn record(&self, outcome: Outcome, elapsed: Duration, cx: &WorkflowContext, recording: bool) {
         let (executions, duration) = &self.recorders[outcome.index()];
         executions.add(1);
-        duration.record(started.elapsed().as_secs_f64());
+        duration.record(elapsed.as_secs_f64());
         if !recording {
             return;
         }
@@ -502,15 +503,38 @@ impl Execution<'_> {
     pub fn finish(mut self, outcome: Outcome) {
         self.finished = true;
         self.inst
-            .record(outcome, self.started, &self.cx, self.recording);
+            .record(outcome, self.started.elapsed(), &self.cx, self.recording);
+    }
+}
+
+impl Execution<'_> {
+    /// Records the outcome with a duration the caller already measured (one clock read
+    /// shared with the primitive's own metrics), and ends the span.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use tta_core::*;
+    /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
+    /// let exec = i.start(&WorkflowContext::new());
+    /// let elapsed = exec.started().elapsed();
+    /// exec.finish_after(Outcome::Ok, elapsed);
+    /// ```
+    pub fn finish_after(mut self, outcome: Outcome, elapsed: Duration) {
+        self.finished = true;
+        self.inst.record(outcome, elapsed, &self.cx, self.recording);
     }
 }
 
 impl Drop for Execution<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.inst
-                .record(Outcome::Cancelled, self.started, &self.cx, self.recording);
+            self.inst.record(
+                Outcome::Cancelled,
+                self.started.elapsed(),
+                &self.cx,
+                self.recording,
+            );
         }
     }
 }

@@ -356,14 +356,14 @@ impl<P, F> TimeoutPrimitive<P, F> {
                 }
             }
         };
+        let elapsed = started.elapsed();
         if let Some(outcome) = outcome {
             if let Some(span) = exec.context().primitive_span() {
                 span.set_attribute(KeyValue::new(semconv::ATTR_OUTCOME, outcome.as_str()));
             }
-            self.metrics
-                .record(outcome, started.elapsed().as_secs_f64());
+            self.metrics.record(outcome, elapsed.as_secs_f64());
         }
-        exec.finish(generic);
+        exec.finish_after(generic, elapsed);
         result
     }
 }
