@@ -60,6 +60,28 @@ fn redis(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(client.get::<Option<Bytes>, _>("bench:raw").await) });
     });
+    let key = tta_observability_integration::cache::CacheKey::new("bench", 1, b"q");
+    let raw_store = rt.block_on(async {
+        let store = RedisStore::builder(&url)
+            .pool_size(1)
+            .command_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .expect("a store");
+        tta_observability_integration::cache::CacheStore::set(
+            &store,
+            &key,
+            Bytes::from_static(&[7; 64]),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("SET");
+        store
+    });
+    group.bench_function("store_get", |b| {
+        b.to_async(&rt)
+            .iter(|| tta_observability_integration::cache::CacheStore::get(&raw_store, &key));
+    });
     group.bench_function("cache_hit", |b| {
         b.to_async(&rt).iter(|| cache.execute("q".to_owned(), &cx));
     });
