@@ -13,6 +13,16 @@ use fred::prelude::{Builder, Config};
 use tta_observability_integration::cache::{CachePrimitive, RedisStore};
 use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
+/// A one-connection `RedisStore`, like the raw client it is compared with.
+async fn store(url: &str) -> RedisStore {
+    RedisStore::builder(url)
+        .pool_size(1)
+        .command_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect("a store")
+}
+
 fn redis(c: &mut Criterion) {
     let server = match std::panic::catch_unwind(tta_tests::redis::RedisServer::start) {
         Ok(server) => server,
@@ -40,12 +50,7 @@ fn redis(c: &mut Criterion) {
     });
     let echo = from_fn(|q: String, _| async move { Ok::<_, Error>(format!("answer to {q}")) });
     let cache = rt.block_on(async {
-        let store = RedisStore::builder(&url)
-            .pool_size(1)
-            .command_timeout(Duration::from_secs(1))
-            .connect()
-            .await
-            .expect("a store");
+        let store = store(&url).await;
         CachePrimitive::builder(echo)
             .store(store)
             .build()
@@ -62,12 +67,7 @@ fn redis(c: &mut Criterion) {
     });
     let key = tta_observability_integration::cache::CacheKey::new("bench", 1, b"q");
     let raw_store = rt.block_on(async {
-        let store = RedisStore::builder(&url)
-            .pool_size(1)
-            .command_timeout(Duration::from_secs(1))
-            .connect()
-            .await
-            .expect("a store");
+        let store = store(&url).await;
         tta_observability_integration::cache::CacheStore::set(
             &store,
             &key,

@@ -20,6 +20,21 @@ async fn store(url: &str) -> RedisStore {
         .unwrap()
 }
 
+/// A cache named `name` around the simulated LLM, on a Redis store at `url`.
+async fn cache_on(
+    url: &str,
+    name: &str,
+    calls: &Arc<AtomicUsize>,
+    t: &tta_core::Telemetry,
+) -> CachePrimitive<impl WorkflowPrimitive<String, Output = String> + use<>, RedisStore> {
+    CachePrimitive::builder(llm(calls, Duration::ZERO))
+        .name(name)
+        .store(store(url).await)
+        .telemetry(t)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_serves_misses_then_hits() {
     let redis = RedisServer::start();
@@ -123,12 +138,7 @@ async fn redis_killed_mid_run_every_request_bypasses_within_the_command_timeout(
     let mut redis = RedisServer::start();
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
-    let cache = CachePrimitive::builder(llm(&calls, Duration::ZERO))
-        .name("down")
-        .store(store(&redis.url()).await)
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let cache = cache_on(&redis.url(), "down", &calls, &t).await;
     let cx = WorkflowContext::new();
     cache.execute("warm".into(), &cx).await.unwrap();
     redis.kill();
@@ -203,12 +213,7 @@ async fn junk_bytes_at_a_key_are_a_miss_counted_and_then_overwritten() {
     let redis = RedisServer::start();
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
-    let cache = CachePrimitive::builder(llm(&calls, Duration::ZERO))
-        .name("junk")
-        .store(store(&redis.url()).await)
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let cache = cache_on(&redis.url(), "junk", &calls, &t).await;
     let key = CacheKey::new("default", 1, &postcard_bytes("q"));
     let redis_key = cache.store().redis_key(&key);
     redis
@@ -298,12 +303,7 @@ async fn a_frozen_redis_costs_at_most_one_command_timeout_then_nothing_once_the_
     let redis = RedisServer::start();
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
-    let cache = CachePrimitive::builder(llm(&calls, Duration::ZERO))
-        .name("slow")
-        .store(store(&redis.url()).await)
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let cache = cache_on(&redis.url(), "slow", &calls, &t).await;
     let cx = WorkflowContext::new();
     cache.execute("warm".into(), &cx).await.unwrap();
     redis.pause();
@@ -345,12 +345,7 @@ async fn a_full_redis_rejects_writes_and_requests_still_succeed() {
     let redis = RedisServer::start();
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
-    let cache = CachePrimitive::builder(llm(&calls, Duration::ZERO))
-        .name("full")
-        .store(store(&redis.url()).await)
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let cache = cache_on(&redis.url(), "full", &calls, &t).await;
     redis
         .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
         .unwrap();
