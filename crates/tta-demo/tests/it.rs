@@ -100,7 +100,7 @@ async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use()
     );
     assert_eq!(summary.failed, 0, "fallback rescues every injected fault");
     assert!(
-        summary.cache_hits > 0 && summary.fallbacks > 0 && summary.timeouts > 0,
+        summary.cache_hits > 0 && summary.fallbacks > 0,
         "{summary:?}"
     );
 
