@@ -44,8 +44,6 @@ pub struct DemoConfig {
     pub redis: Option<String>,
     /// Distinct prompts in the catalogue.
     pub distinct_prompts: usize,
-    /// Show a progress bar on stderr (when it is a terminal).
-    pub progress: bool,
 }
 
 impl Default for DemoConfig {
@@ -57,7 +55,6 @@ impl Default for DemoConfig {
             latency_scale: 1.0,
             redis: None,
             distinct_prompts: 3_000,
-            progress: false,
         }
     }
 }

@@ -164,10 +164,9 @@ async fn main() -> ExitCode {
         latency_scale: args.latency_scale,
         redis: args.redis.clone(),
         distinct_prompts: args.distinct_prompts as usize,
-        progress: std::io::stderr().is_terminal(),
     };
     let progress = Arc::new(Progress::default());
-    let bar = config.progress.then(|| {
+    let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(config.requests);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} requests ({per_sec}, eta {eta})",

@@ -1,25 +1,14 @@
-use std::time::Duration;
-
 use tokio::time::Instant;
 use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 use tta_timeout::{Elapsed, TimeoutPrimitive};
 
-use crate::{Drops, pipeline, sleeper};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use crate::{Drops, guarded, ms, pipeline, sleeper};
 
 #[tokio::test(start_paused = true)]
 async fn a_result_before_the_timeout_is_returned_on_time() {
     let (_tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .timeout(ms(1_000))
-        .grace(ms(500))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "timeout", 1_000, 500);
     let started = Instant::now();
     assert_eq!(p.execute(200, &WorkflowContext::new()).await.unwrap(), 200);
     assert_eq!(started.elapsed(), ms(200));
@@ -29,12 +18,7 @@ async fn a_result_before_the_timeout_is_returned_on_time() {
 async fn a_late_result_within_the_grace_is_kept() {
     let (_tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .timeout(ms(1_000))
-        .grace(ms(500))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "timeout", 1_000, 500);
     let started = Instant::now();
     assert_eq!(
         p.execute(1_300, &WorkflowContext::new()).await.unwrap(),
@@ -52,13 +36,7 @@ async fn at_timeout_plus_grace_the_inner_call_is_dropped_and_a_timeout_naming_th
  {
     let (_tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .name("llm_timeout")
-        .timeout(ms(1_000))
-        .grace(ms(500))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "llm_timeout", 1_000, 500);
     let started = Instant::now();
     let err = p
         .execute(10_000, &WorkflowContext::new())
@@ -232,11 +210,7 @@ async fn the_fallback_runs_on_a_copy_of_the_input_after_the_hard_limit() {
 async fn cancelling_the_context_drops_the_inner_call_promptly() {
     let (tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .timeout(ms(10_000))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "timeout", 10_000, 0);
     let cx = WorkflowContext::new();
     let canceller = {
         let cx = cx.clone();
@@ -269,11 +243,7 @@ async fn cancelling_the_context_drops_the_inner_call_promptly() {
 async fn dropping_the_outer_future_drops_the_inner_call() {
     let (tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .timeout(ms(10_000))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "timeout", 10_000, 0);
     let cx = WorkflowContext::new();
     let res = tokio::time::timeout(ms(20), p.execute(60_000, &cx)).await;
     assert!(res.is_err());

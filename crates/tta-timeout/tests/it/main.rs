@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tta_core::{Error, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn};
 use tta_tests::telemetry::TestTelemetry;
+use tta_timeout::TimeoutPrimitive;
 
 /// Counts drops: proves the inner future was cancelled.
 #[derive(Clone, Default)]
@@ -52,4 +53,25 @@ pub(crate) fn pipeline() -> (TestTelemetry, Telemetry) {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
     (tt, t)
+}
+
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A timeout named `name` of `timeout_ms` + `grace_ms` around a [`sleeper`].
+pub(crate) fn guarded(
+    drops: &Drops,
+    t: &Telemetry,
+    name: &str,
+    timeout_ms: u64,
+    grace_ms: u64,
+) -> TimeoutPrimitive<impl WorkflowPrimitive<u64, Output = u64> + use<>> {
+    TimeoutPrimitive::builder(sleeper(drops, t))
+        .name(name)
+        .timeout(ms(timeout_ms))
+        .grace(ms(grace_ms))
+        .telemetry(t)
+        .build()
+        .unwrap()
 }

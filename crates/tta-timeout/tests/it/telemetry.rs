@@ -5,23 +5,13 @@ use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 use tta_tests::telemetry::{PointValue, span_attr};
 use tta_timeout::{TimeoutLayer, TimeoutPrimitive, semconv};
 
-use crate::{Drops, pipeline, sleeper};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use crate::{Drops, guarded, ms, pipeline};
 
 #[tokio::test(start_paused = true)]
 async fn outcomes_durations_and_the_rate_gauge_are_recorded() {
     let (tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .name("llm_timeout")
-        .timeout(ms(1_000))
-        .grace(ms(500))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "llm_timeout", 1_000, 500);
     let cx = WorkflowContext::new();
     // 2 on time, 1 late, 1 timeout.
     for input in [100, 200, 1_200, 5_000] {
@@ -74,12 +64,7 @@ async fn outcomes_durations_and_the_rate_gauge_are_recorded() {
 async fn spans_mark_late_calls_cancellations_and_a_shrunk_budget() {
     let (tt, t) = pipeline();
     let drops = Drops::default();
-    let p = TimeoutPrimitive::builder(sleeper(&drops, &t))
-        .timeout(ms(1_000))
-        .grace(ms(500))
-        .telemetry(&t)
-        .build()
-        .unwrap();
+    let p = guarded(&drops, &t, "timeout", 1_000, 500);
     p.execute(100, &WorkflowContext::new()).await.unwrap();
     p.execute(1_200, &WorkflowContext::new()).await.unwrap();
     let caller = WorkflowContext::new().with_timeout(ms(300));
