@@ -36,8 +36,11 @@ impl CacheKey {
     pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
         let namespace = namespace.into();
         let mut writer = KeyWriter::start(&namespace, version);
-        writer.0.update(input);
-        writer.finish(namespace)
+        writer.update(input);
+        CacheKey {
+            hash: writer.finish(),
+            namespace,
+        }
     }
 
     /// Hashes what `write` writes as the input bytes, without collecting them first;
@@ -48,7 +51,10 @@ impl CacheKey {
         write: impl FnOnce(&mut KeyWriter) -> bool,
     ) -> Option<Self> {
         let mut writer = KeyWriter::start(&namespace, version);
-        write(&mut writer).then(|| writer.finish(namespace))
+        write(&mut writer).then(|| CacheKey {
+            hash: writer.finish(),
+            namespace,
+        })
     }
 
     /// The 32-byte hash.
@@ -99,32 +105,70 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes: straight into the hash,
-/// so nothing is collected or allocated.
-pub struct KeyWriter(blake3::Hasher);
+/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes.
+///
+/// Up to one BLAKE3 chunk (1 KiB, namespace included) the bytes collect in a buffer on the
+/// stack and are hashed in one call at the end; past that they stream into a hasher. The
+/// hash is the same either way (BLAKE3 of the whole byte stream); short inputs, the common
+/// case, cost no allocation and no copy of the hasher's 2 KiB state.
+pub struct KeyWriter {
+    len: usize,
+    buf: [u8; KeyWriter::INLINE],
+    spill: Option<Box<blake3::Hasher>>,
+}
 
 impl KeyWriter {
+    /// What collects before streaming: one BLAKE3 chunk.
+    const INLINE: usize = 1024;
+
+    /// Inlined, so the 1 KiB writer is built where the caller keeps it, not copied there.
+    #[inline(always)]
     fn start(namespace: &str, version: u32) -> Self {
-        let mut hasher = blake3::Hasher::new();
-        // Length-prefixed, so no (namespace, input) pair can collide with another by
-        // moving bytes across the boundary.
-        hasher.update(&(namespace.len() as u64).to_le_bytes());
-        hasher.update(namespace.as_bytes());
-        hasher.update(&version.to_le_bytes());
-        Self(hasher)
+        let mut writer = KeyWriter {
+            len: 0,
+            buf: [0; Self::INLINE],
+            spill: None,
+        };
+        writer.prefix(namespace, version);
+        writer
     }
 
-    fn finish(self, namespace: Arc<str>) -> CacheKey {
-        CacheKey {
-            hash: *self.0.finalize().as_bytes(),
-            namespace,
+    fn prefix(&mut self, namespace: &str, version: u32) {
+        // Length-prefixed, so no (namespace, input) pair can collide with another by
+        // moving bytes across the boundary.
+        self.update(&(namespace.len() as u64).to_le_bytes());
+        self.update(namespace.as_bytes());
+        self.update(&version.to_le_bytes());
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.spill {
+            hasher.update(bytes);
+            return;
+        }
+        let end = self.len + bytes.len();
+        if let Some(free) = self.buf.get_mut(self.len..end) {
+            free.copy_from_slice(bytes);
+            self.len = end;
+            return;
+        }
+        let mut hasher = Box::new(blake3::Hasher::new());
+        hasher.update(&self.buf[..self.len]);
+        hasher.update(bytes);
+        self.spill = Some(hasher);
+    }
+
+    fn finish(&self) -> [u8; 32] {
+        match &self.spill {
+            Some(hasher) => *hasher.finalize().as_bytes(),
+            None => *blake3::hash(&self.buf[..self.len]).as_bytes(),
         }
     }
 }
 
 impl std::io::Write for KeyWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
+        self.update(buf);
         Ok(buf.len())
     }
 
@@ -142,5 +186,40 @@ impl fmt::Debug for KeyWriter {
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CacheKey({}:{})", self.namespace, self.short())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// The reference: BLAKE3 of the whole prefixed byte stream, in one call.
+    fn reference(namespace: &str, version: u32, input: &[u8]) -> [u8; 32] {
+        let mut all = Vec::new();
+        all.extend_from_slice(&(namespace.len() as u64).to_le_bytes());
+        all.extend_from_slice(namespace.as_bytes());
+        all.extend_from_slice(&version.to_le_bytes());
+        all.extend_from_slice(input);
+        *blake3::hash(&all).as_bytes()
+    }
+
+    #[test]
+    fn buffered_and_streamed_inputs_hash_alike() {
+        // Below, at, and past the 1 KiB buffer (the prefix of "ns" is 14 bytes).
+        for len in [0, 1, 31, 1009, 1010, 1011, 1024, 4096, 100_000] {
+            let input: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let expected = reference("ns", 3, &input);
+            assert_eq!(CacheKey::new("ns", 3, &input).hash(), &expected, "len {len}");
+            // Written in uneven pieces, crossing the buffer's end mid-write.
+            for piece in [1, 13, 700] {
+                let key = CacheKey::hashed(Arc::from("ns"), 3, |w| {
+                    input.chunks(piece).all(|c| w.write_all(c).is_ok())
+                })
+                .expect("keyed");
+                assert_eq!(key.hash(), &expected, "len {len}, pieces of {piece}");
+            }
+        }
     }
 }

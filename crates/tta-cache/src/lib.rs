@@ -59,6 +59,8 @@ pub mod semconv;
 mod store;
 
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -268,6 +270,23 @@ where
     }
 }
 
+impl<P, S, K> CachePrimitive<P, S, K> {
+    /// Runs the inner primitive (a miss or a bypass) in its own allocation: the inner
+    /// future (a router's, say) is often kilobytes, and kept inline it would make every
+    /// hit's future as large, to be moved on every call.
+    fn run_inner<'a, I>(
+        &'a self,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> Pin<Box<dyn Future<Output = Result<P::Output, Error>> + Send + 'a>>
+    where
+        P: WorkflowPrimitive<I>,
+        I: Send + 'a,
+    {
+        Box::pin(self.inner.execute(input, cx))
+    }
+}
+
 impl<I, P, S, K> WorkflowPrimitive<I> for CachePrimitive<P, S, K>
 where
     P: WorkflowPrimitive<I>,
@@ -296,7 +315,7 @@ where
                     if let Some(span) = &span {
                         span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));
                     }
-                    return self.inner.execute(input, &child).await;
+                    return self.run_inner(input, &child).await;
                 };
                 if let Some(span) = &span {
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
@@ -317,7 +336,7 @@ where
                                     // Another output type under the same key (a primitive
                                     // with several input types): not ours to share.
                                     self.metrics.lookup(false);
-                                    return self.inner.execute(input, &child).await;
+                                    return self.run_inner(input, &child).await;
                                 };
                                 self.record_hit(&child, cost, "coalesced");
                                 return Ok(value.clone());
@@ -354,7 +373,7 @@ where
                     }
                     // A ledger scope learns what the fill cost, for future hits.
                     let (fill_cx, scope) = child.with_ledger_scope();
-                    let value = match self.inner.execute(input, &fill_cx).await {
+                    let value = match self.run_inner(input, &fill_cx).await {
                         Ok(value) => value,
                         Err(e) => {
                             leader.publish(Err(e.clone()));

@@ -15,8 +15,8 @@ use crate::ledger::CostLedger;
 /// What a workflow carries through every primitive: ids, metadata, a deadline, a
 /// cancellation token, the OpenTelemetry parent context and the shared [`CostLedger`].
 ///
-/// Cloning is cheap: the workflow-wide part is behind one `Arc`, and the scoped part is a
-/// deadline, a token and an OpenTelemetry `Context`, each a reference count. Children made
+/// Cloning is cheap: one reference count and a copied deadline (the ids, metadata,
+/// ledger, token and OpenTelemetry `Context` are behind one `Arc`). Children made
 /// with [`WorkflowContext::with_deadline`], [`WorkflowContext::with_timeout`] or
 /// [`WorkflowContext::child_scope`] can only tighten the deadline and are cancelled with
 /// their parent. Nothing in it grows while a workflow runs, except the ledger, whose
@@ -43,15 +43,17 @@ use crate::ledger::CostLedger;
 #[derive(Clone)]
 pub struct WorkflowContext {
     /// One `Arc`: cloning or dropping a context is one atomic operation; a child with
-    /// a new deadline, scope or span is one allocation.
+    /// a new scope or span is one allocation.
     inner: Arc<Inner>,
+    /// Outside the `Arc`: a child with a tighter deadline (what every timeout makes) is
+    /// a clone, not an allocation.
+    deadline: Option<Instant>,
 }
 
 #[derive(Clone)]
 struct Inner {
     shared: Arc<Shared>,
     ledger: Arc<CostLedger>,
-    deadline: Option<Instant>,
     /// In an `Arc`: cloning a `CancellationToken` takes a lock, cloning an `Arc` does not.
     cancel: Arc<CancellationToken>,
     otel: opentelemetry::Context,
@@ -247,7 +249,7 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.deadline
+        self.deadline
     }
 
     /// Time left before the deadline (zero once it has passed); `None` without a deadline.
@@ -263,8 +265,7 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        self.inner
-            .deadline
+        self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
@@ -284,7 +285,7 @@ impl WorkflowContext {
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> Self {
         let mut child = self.clone();
-        Arc::make_mut(&mut child.inner).deadline = Some(match self.inner.deadline {
+        child.deadline = Some(match self.deadline {
             Some(current) => current.min(deadline),
             None => deadline,
         });
@@ -433,7 +434,7 @@ impl fmt::Debug for WorkflowContext {
             .field("session_id", &self.inner.shared.session_id)
             .field("correlation_id", &self.inner.shared.correlation_id)
             .field("metadata", &self.inner.shared.metadata)
-            .field("deadline", &self.inner.deadline)
+            .field("deadline", &self.deadline)
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }
@@ -653,11 +654,11 @@ impl WorkflowContextBuilder {
                 ledger: Arc::new(CostLedger::with_capacity(
                     self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
                 )),
-                deadline: None,
                 cancel: Arc::new(self.cancel.unwrap_or_default()),
                 otel: self.otel.unwrap_or_default(),
                 own_span: false,
             }),
+            deadline: None,
         }
     }
 }

@@ -47,6 +47,27 @@ pub const SCOPE_NAME: &str = "tta";
 pub struct Telemetry {
     meter: Meter,
     tracer: Arc<BoxedTracer>,
+    /// Whether the tracer makes spans of its own; see [`Telemetry::starts_spans`].
+    spans: bool,
+}
+
+/// Whether `tracer` makes spans of its own, or only hands back its parent's span context
+/// (the no-op tracer of an unset global provider). Asked with a context whose telemetry
+/// is suppressed, so an SDK tracer records and exports nothing for the question.
+fn starts_spans(tracer: &BoxedTracer) -> bool {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let parent = SpanContext::new(
+        TraceId::from(0x7474_6120_7072_6f62_u128),
+        SpanId::from(0x7474_6120_7072_6f62_u64),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let cx = opentelemetry::Context::new()
+        .with_remote_span_context(parent.clone())
+        .with_telemetry_suppressed();
+    let probe = tracer.build_with_context(SpanBuilder::from_name("tta.probe"), &cx);
+    probe.span_context() != &parent
 }
 
 fn scope() -> InstrumentationScope {
@@ -64,9 +85,11 @@ impl Telemetry {
     /// let _ = tta_core::Telemetry::global();
     /// ```
     pub fn global() -> Self {
+        let tracer = global::tracer_with_scope(scope());
         Self {
             meter: global::meter_with_scope(scope()),
-            tracer: Arc::new(global::tracer_with_scope(scope())),
+            spans: starts_spans(&tracer),
+            tracer: Arc::new(tracer),
         }
     }
 
@@ -86,9 +109,11 @@ impl Telemetry {
         M: MeterProvider + ?Sized,
         T: ObjectSafeTracerProvider + ?Sized,
     {
+        let tracer = BoxedTracer::new(tracer_provider.boxed_tracer(scope()));
         Self {
             meter: meter_provider.meter_with_scope(scope()),
-            tracer: Arc::new(BoxedTracer::new(tracer_provider.boxed_tracer(scope()))),
+            spans: starts_spans(&tracer),
+            tracer: Arc::new(tracer),
         }
     }
 
@@ -115,6 +140,24 @@ impl Telemetry {
     /// ```
     pub fn tracer(&self) -> &BoxedTracer {
         &self.tracer
+    }
+
+    /// Whether the tracer makes spans of its own. It does not when no tracer provider is
+    /// installed: the global no-op tracer only hands back its parent's span context. Then
+    /// primitives skip span work altogether, and a child context carries its parent's
+    /// span, exactly what the no-op span would have carried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opentelemetry::trace::noop::NoopTracerProvider;
+    /// use opentelemetry::metrics::noop::NoopMeterProvider;
+    ///
+    /// let t = tta_core::Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
+    /// assert!(!t.starts_spans());
+    /// ```
+    pub fn starts_spans(&self) -> bool {
+        self.spans
     }
 }
 
@@ -226,7 +269,8 @@ impl Outcome {
 pub struct Instrumentation {
     kind: &'static str,
     name: PrimitiveName,
-    tracer: Arc<BoxedTracer>,
+    /// `None` when the tracer makes no spans of its own ([`Telemetry::starts_spans`]).
+    tracer: Option<Arc<BoxedTracer>>,
     /// Per outcome: the executions counter and the duration histogram, bound to
     /// `{primitive, kind, outcome}`.
     recorders: [(BoundCounter<u64>, BoundHistogram<f64>); 4],
@@ -273,7 +317,7 @@ impl Instrumentation {
         Self {
             kind,
             name,
-            tracer: Arc::clone(&telemetry.tracer),
+            tracer: telemetry.spans.then(|| Arc::clone(&telemetry.tracer)),
             recorders,
             labels,
         }
@@ -332,9 +376,19 @@ impl Instrumentation {
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
+        let Some(tracer) = &self.tracer else {
+            // No tracer: the span would be a no-op carrying the parent's span context.
+            return Execution {
+                inst: self,
+                started: Instant::now(),
+                cx: cx.clone(),
+                recording: false,
+                finished: false,
+            };
+        };
         let builder =
             SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
-        let mut span = self.tracer.build_with_context(builder, cx.otel_context());
+        let mut span = tracer.build_with_context(builder, cx.otel_context());
         let recording = span.is_recording();
         let child = if recording {
             // Attributes cost allocations: only for a span that records them.

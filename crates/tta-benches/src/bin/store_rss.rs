@@ -32,7 +32,7 @@ async fn main() {
             )
             .await;
     }
-    store.run_pending_tasks().await;
+    store.run_pending_tasks();
     let after = rss_mib().unwrap_or(0.0);
     println!(
         "store_rss: {} entries of 1 KiB: RSS {:.1} MiB (process before: {:.1} MiB), {:.0} bytes per entry",

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use crate::store::{CacheStore, StoreError};
 use crate::{BuildError, CacheKey};
@@ -167,12 +167,10 @@ impl MemoryStore {
     /// # Examples
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// tta_cache::MemoryStore::new().run_pending_tasks().await;
-    /// # }
+    /// tta_cache::MemoryStore::new().run_pending_tasks();
     /// ```
-    pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+    pub fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
     }
 }
 
@@ -188,11 +186,13 @@ impl CacheStore for MemoryStore {
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.cache.get(key.hash()).await.map(|e| e.value))
+        // moka's sync cache: a lookup or an insert never waits on I/O, so it runs inline
+        // (its housekeeping is bounded batches of in-memory work).
+        Ok(self.cache.get(key.hash()).map(|e| e.value))
     }
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.cache.insert(*key.hash(), Entry { value, ttl }).await;
+        self.cache.insert(*key.hash(), Entry { value, ttl });
         Ok(())
     }
 }

@@ -256,3 +256,28 @@ async fn many_executions_reuse_one_series_per_outcome() {
     }
     assert!(series.iter().any(|p| p.attrs["outcome"] == "ok"));
 }
+
+#[tokio::test]
+async fn without_a_tracer_primitives_skip_spans_and_children_keep_the_parent_span() {
+    use opentelemetry::metrics::noop::NoopMeterProvider;
+    use opentelemetry::trace::noop::NoopTracerProvider;
+
+    let tt = TestTelemetry::new();
+    let sdk = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    assert!(sdk.starts_spans(), "an SDK tracer makes spans");
+    let noop = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
+    assert!(!noop.starts_spans(), "the no-op tracer only hands back its parent");
+    assert!(tt.spans().is_empty(), "asking exported no span");
+
+    // A parent span from elsewhere (an incoming request): the child context a no-op
+    // primitive hands its inner work carries that span, as a no-op span would have.
+    let root = tt.tracer_provider().tracer("test").start("request");
+    let root_cx = opentelemetry::Context::new().with_span(root);
+    let root_id = root_cx.span().span_context().clone();
+    let cx = WorkflowContext::builder().otel_context(root_cx).build();
+    let seen = from_fn(|(), cx: WorkflowContext| async move {
+        Ok::<_, Error>(cx.otel_context().span().span_context().clone())
+    })
+    .with_telemetry(&noop);
+    assert_eq!(seen.execute((), &cx).await.unwrap(), root_id);
+}
