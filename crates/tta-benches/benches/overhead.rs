@@ -73,6 +73,52 @@ fn overhead(c: &mut Criterion) {
             .iter(|| peer.clone().oneshot(prompt.clone()));
     });
     group.finish();
+    floor(c, &rt, &prompt);
+}
+
+/// `floor/*`: the parts a telemetered cache hit cannot avoid, one at a time, so the
+/// stack's cost can be set against what the catalogue asks of it (see
+/// `docs/performance.md`). Recorded into the SDK installed above.
+fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
+    use tta_observability_integration::bound::{BoundCounter, BoundHistogram};
+    use tta_observability_integration::cache::CacheKey;
+    use tta_observability_integration::{Telemetry, semconv};
+
+    let mut group = c.benchmark_group("floor");
+    group.bench_function("clock_read", |b| b.iter(tokio::time::Instant::now));
+
+    let meter = rt.block_on(async { Telemetry::global() });
+    let histogram = meter
+        .meter()
+        .f64_histogram("tta.bench.floor.duration")
+        .with_unit("s")
+        .with_boundaries(semconv::DURATION_BUCKETS_SECONDS.to_vec())
+        .build();
+    let histogram = BoundHistogram::new(&histogram, &[]);
+    group.bench_function("histogram_record", |b| {
+        b.iter(|| histogram.record(black_box(0.000_42)));
+    });
+    let counter = meter.meter().u64_counter("tta.bench.floor.calls").build();
+    let counter = BoundCounter::new(&counter, &[]);
+    group.bench_function("counter_add", |b| b.iter(|| counter.add(black_box(1))));
+
+    // The namespace is shared, as in a cache (no allocation for it per key).
+    let namespace: std::sync::Arc<str> = "tta".into();
+    group.bench_function("cache_key", |b| {
+        b.iter(|| {
+            CacheKey::new(
+                std::sync::Arc::clone(&namespace),
+                1,
+                black_box(prompt.as_bytes()),
+            )
+        });
+    });
+
+    let moka = moka::sync::Cache::<[u8; 32], bytes::Bytes>::new(10_000);
+    let key = *CacheKey::new("tta", 1, prompt.as_bytes()).hash();
+    moka.insert(key, bytes::Bytes::from(prompt.to_owned()));
+    group.bench_function("moka_get", |b| b.iter(|| moka.get(black_box(&key))));
+    group.finish();
 }
 
 criterion_group!(benches, overhead);

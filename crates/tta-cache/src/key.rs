@@ -141,21 +141,29 @@ impl KeyWriter {
         self.update(&version.to_le_bytes());
     }
 
+    #[inline]
     fn update(&mut self, bytes: &[u8]) {
-        if let Some(hasher) = &mut self.spill {
-            hasher.update(bytes);
-            return;
-        }
         let end = self.len + bytes.len();
-        if let Some(free) = self.buf.get_mut(self.len..end) {
-            free.copy_from_slice(bytes);
-            self.len = end;
-            return;
+        match self.buf.get_mut(self.len..end) {
+            Some(free) if self.spill.is_none() => {
+                free.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => self.stream(bytes),
         }
-        let mut hasher = Box::new(blake3::Hasher::new());
-        hasher.update(&self.buf[..self.len]);
+    }
+
+    /// Past the buffer: from here on the bytes stream into a hasher. Kept out of line,
+    /// so the common path carries no frame for the hasher's 2 KiB state.
+    #[cold]
+    #[inline(never)]
+    fn stream(&mut self, bytes: &[u8]) {
+        let hasher = self.spill.get_or_insert_with(|| {
+            let mut hasher = Box::new(blake3::Hasher::new());
+            hasher.update(&self.buf[..self.len]);
+            hasher
+        });
         hasher.update(bytes);
-        self.spill = Some(hasher);
     }
 
     fn finish(&self) -> [u8; 32] {
