@@ -85,11 +85,23 @@ fn redis(c: &mut Criterion) {
         .expect("SET");
         store
     });
-    let raw = || async { black_box(client.get::<Option<Bytes>, _>("bench:raw").await) };
-    let store_get = || async {
-        black_box(tta_observability_integration::cache::CacheStore::get(&raw_store, &key).await)
+    // A failed call would measure an error path: each one must succeed.
+    let raw = || async {
+        black_box(
+            client
+                .get::<Option<Bytes>, _>("bench:raw")
+                .await
+                .expect("GET"),
+        )
     };
-    let hit = || async { black_box(cache.execute("q".to_owned(), &cx).await) };
+    let store_get = || async {
+        black_box(
+            tta_observability_integration::cache::CacheStore::get(&raw_store, &key)
+                .await
+                .expect("the store's GET"),
+        )
+    };
+    let hit = || async { black_box(cache.execute("q".to_owned(), &cx).await.expect("a hit")) };
 
     // A loopback round trip on this 2-core VM drifts by tens of microseconds within a
     // run (redis-benchmark shows the same), far more than the few microseconds being

@@ -219,7 +219,11 @@ mod tests {
         for len in [0, 1, 31, 1009, 1010, 1011, 1024, 4096, 100_000] {
             let input: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let expected = reference("ns", 3, &input);
-            assert_eq!(CacheKey::new("ns", 3, &input).hash(), &expected, "len {len}");
+            assert_eq!(
+                CacheKey::new("ns", 3, &input).hash(),
+                &expected,
+                "len {len}"
+            );
             // Written in uneven pieces, crossing the buffer's end mid-write.
             for piece in [1, 13, 700] {
                 let key = CacheKey::hashed(Arc::from("ns"), 3, |w| {

@@ -266,7 +266,10 @@ async fn without_a_tracer_primitives_skip_spans_and_children_keep_the_parent_spa
     let sdk = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
     assert!(sdk.starts_spans(), "an SDK tracer makes spans");
     let noop = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-    assert!(!noop.starts_spans(), "the no-op tracer only hands back its parent");
+    assert!(
+        !noop.starts_spans(),
+        "the no-op tracer only hands back its parent"
+    );
     assert!(tt.spans().is_empty(), "asking exported no span");
 
     // A parent span from elsewhere (an incoming request): the child context a no-op
