@@ -27,7 +27,8 @@ cargo xtask <task>
 
 Tasks:
   bench     the criterion benches and the store RSS probe, with a table of each ratio
-            against its target (not in ci)
+            against its target (not in ci); `bench --table` prints the table of the
+            last run without running anything
   ci        fmt, clippy, features, rules, coverage (the test run, with the line-coverage gate),
             doctests, doc, deny, package and msrv, in order; stops at the first failure
   fmt       cargo fmt --check over the workspace
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = shell().and_then(|sh| match task.as_deref() {
         Some("ci") => ci::run(&sh),
+        Some("bench") if std::env::args().nth(2).as_deref() == Some("--table") => {
+            bench::table(&sh);
+            Ok(())
+        }
         Some("bench") => bench::run(&sh),
         Some("fmt") => lint::fmt(&sh),
         Some("features") => features::run(&sh),

@@ -35,10 +35,11 @@ impl CacheKey {
     /// See [`CacheKey`].
     pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
         let namespace = namespace.into();
-        let mut writer = KeyWriter::start(&namespace, version);
-        writer.update(input);
+        let mut hasher = blake3::Hasher::new();
+        prefix(&mut hasher, &namespace, version);
+        hasher.update(input);
         CacheKey {
-            hash: writer.finish(),
+            hash: *hasher.finalize().as_bytes(),
             namespace,
         }
     }
@@ -48,11 +49,14 @@ impl CacheKey {
     pub(crate) fn hashed(
         namespace: Arc<str>,
         version: u32,
-        write: impl FnOnce(&mut KeyWriter) -> bool,
+        write: impl FnOnce(&mut KeyWriter<'_>) -> bool,
     ) -> Option<Self> {
-        let mut writer = KeyWriter::start(&namespace, version);
-        write(&mut writer).then(|| CacheKey {
-            hash: writer.finish(),
+        // The hasher stays in this frame and is only lent out: its 2 KiB state is never
+        // copied.
+        let mut hasher = blake3::Hasher::new();
+        prefix(&mut hasher, &namespace, version);
+        write(&mut KeyWriter(&mut hasher)).then(|| CacheKey {
+            hash: *hasher.finalize().as_bytes(),
             namespace,
         })
     }
@@ -105,78 +109,21 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes.
-///
-/// Up to one BLAKE3 chunk (1 KiB, namespace included) the bytes collect in a buffer on the
-/// stack and are hashed in one call at the end; past that they stream into a hasher. The
-/// hash is the same either way (BLAKE3 of the whole byte stream); short inputs, the common
-/// case, cost no allocation and no copy of the hasher's 2 KiB state.
-pub struct KeyWriter {
-    len: usize,
-    buf: [u8; KeyWriter::INLINE],
-    spill: Option<Box<blake3::Hasher>>,
+/// Length-prefixed, so no (namespace, input) pair can collide with another by moving
+/// bytes across the boundary.
+fn prefix(hasher: &mut blake3::Hasher, namespace: &str, version: u32) {
+    hasher.update(&(namespace.len() as u64).to_le_bytes());
+    hasher.update(namespace.as_bytes());
+    hasher.update(&version.to_le_bytes());
 }
 
-impl KeyWriter {
-    /// What collects before streaming: one BLAKE3 chunk.
-    const INLINE: usize = 1024;
+/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes: straight into the hash,
+/// so nothing is collected or allocated.
+pub struct KeyWriter<'a>(&'a mut blake3::Hasher);
 
-    /// Inlined, so the 1 KiB writer is built where the caller keeps it, not copied there.
-    #[inline(always)]
-    fn start(namespace: &str, version: u32) -> Self {
-        let mut writer = KeyWriter {
-            len: 0,
-            buf: [0; Self::INLINE],
-            spill: None,
-        };
-        writer.prefix(namespace, version);
-        writer
-    }
-
-    fn prefix(&mut self, namespace: &str, version: u32) {
-        // Length-prefixed, so no (namespace, input) pair can collide with another by
-        // moving bytes across the boundary.
-        self.update(&(namespace.len() as u64).to_le_bytes());
-        self.update(namespace.as_bytes());
-        self.update(&version.to_le_bytes());
-    }
-
-    #[inline]
-    fn update(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        match self.buf.get_mut(self.len..end) {
-            Some(free) if self.spill.is_none() => {
-                free.copy_from_slice(bytes);
-                self.len = end;
-            }
-            _ => self.stream(bytes),
-        }
-    }
-
-    /// Past the buffer: from here on the bytes stream into a hasher. Kept out of line,
-    /// so the common path carries no frame for the hasher's 2 KiB state.
-    #[cold]
-    #[inline(never)]
-    fn stream(&mut self, bytes: &[u8]) {
-        let hasher = self.spill.get_or_insert_with(|| {
-            let mut hasher = Box::new(blake3::Hasher::new());
-            hasher.update(&self.buf[..self.len]);
-            hasher
-        });
-        hasher.update(bytes);
-    }
-
-    fn finish(&self) -> [u8; 32] {
-        match &self.spill {
-            Some(hasher) => *hasher.finalize().as_bytes(),
-            None => *blake3::hash(&self.buf[..self.len]).as_bytes(),
-        }
-    }
-}
-
-impl std::io::Write for KeyWriter {
+impl std::io::Write for KeyWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.update(buf);
+        self.0.update(buf);
         Ok(buf.len())
     }
 
@@ -185,7 +132,7 @@ impl std::io::Write for KeyWriter {
     }
 }
 
-impl fmt::Debug for KeyWriter {
+impl fmt::Debug for KeyWriter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyWriter")
     }

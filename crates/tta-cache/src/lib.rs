@@ -88,7 +88,7 @@ pub trait KeyFn<I>: Send + Sync {
     /// Writes the bytes that identify `input` (they are hashed as written, never
     /// stored); `false` when the input cannot be keyed (the request then bypasses the
     /// cache, counted as `tta.cache.errors{op="key"}`).
-    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool;
+    fn write_key(&self, input: &I, out: &mut KeyWriter<'_>) -> bool;
 }
 
 /// The default key: the input's postcard serialization, exactly as serde produces it,
@@ -98,7 +98,7 @@ pub trait KeyFn<I>: Send + Sync {
 pub struct SerializedInput;
 
 impl<I: Serialize> KeyFn<I> for SerializedInput {
-    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool {
+    fn write_key(&self, input: &I, out: &mut KeyWriter<'_>) -> bool {
         postcard::to_io(input, out).is_ok()
     }
 }
@@ -112,7 +112,7 @@ where
     F: Fn(&I) -> B + Send + Sync,
     B: AsRef<[u8]>,
 {
-    fn write_key(&self, input: &I, out: &mut KeyWriter) -> bool {
+    fn write_key(&self, input: &I, out: &mut KeyWriter<'_>) -> bool {
         std::io::Write::write_all(out, (self.0)(input).as_ref()).is_ok()
     }
 }
