@@ -161,8 +161,8 @@ mod tests {
     }
 
     #[test]
-    fn buffered_and_streamed_inputs_hash_alike() {
-        // Below, at, and past the 1 KiB buffer (the prefix of "ns" is 14 bytes).
+    fn a_key_is_blake3_of_the_prefixed_stream_however_it_is_written() {
+        // Around BLAKE3's 1 KiB chunk boundary (the prefix of "ns" is 14 bytes) and past it.
         for len in [0, 1, 31, 1009, 1010, 1011, 1024, 4096, 100_000] {
             let input: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let expected = reference("ns", 3, &input);
@@ -171,7 +171,7 @@ mod tests {
                 &expected,
                 "len {len}"
             );
-            // Written in uneven pieces, crossing the buffer's end mid-write.
+            // Written in uneven pieces, some crossing a chunk boundary mid-write.
             for piece in [1, 13, 700] {
                 let key = CacheKey::hashed(Arc::from("ns"), 3, |w| {
                     input.chunks(piece).all(|c| w.write_all(c).is_ok())

@@ -376,34 +376,10 @@ impl Instrumentation {
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
-        let Some(tracer) = &self.tracer else {
+        let (child, recording) = match &self.tracer {
+            Some(tracer) => self.child_with_span(tracer, cx),
             // No tracer: the span would be a no-op carrying the parent's span context.
-            return Execution {
-                inst: self,
-                started: Instant::now(),
-                cx: cx.clone(),
-                recording: false,
-                finished: false,
-            };
-        };
-        let builder =
-            SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
-        let mut span = tracer.build_with_context(builder, cx.otel_context());
-        let recording = span.is_recording();
-        let child = if recording {
-            // Attributes cost allocations: only for a span that records them.
-            span.set_attributes([
-                KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
-                KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
-                KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
-            ]);
-            cx.with_primitive_span(cx.otel_context().with_span(span))
-        } else if span.span_context().is_valid() {
-            // Not sampled, but its trace context still propagates to children.
-            cx.with_otel_context(cx.otel_context().with_span(span))
-        } else {
-            // A no-op span: nothing to attach, nothing to end.
-            cx.clone()
+            None => (cx.clone(), false),
         };
         Execution {
             inst: self,
@@ -411,6 +387,39 @@ impl Instrumentation {
             cx: child,
             recording,
             finished: false,
+        }
+    }
+
+    /// The child context of an execution whose span `tracer` starts, and whether that
+    /// span records.
+    fn child_with_span(
+        &self,
+        tracer: &BoxedTracer,
+        cx: &WorkflowContext,
+    ) -> (WorkflowContext, bool) {
+        let builder =
+            SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
+        let mut span = tracer.build_with_context(builder, cx.otel_context());
+        if span.is_recording() {
+            // Attributes cost allocations: only for a span that records them.
+            span.set_attributes([
+                KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
+                KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
+                KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
+            ]);
+            (
+                cx.with_primitive_span(cx.otel_context().with_span(span)),
+                true,
+            )
+        } else if span.span_context().is_valid() {
+            // Not sampled, but its trace context still propagates to children.
+            (
+                cx.with_otel_context(cx.otel_context().with_span(span)),
+                false,
+            )
+        } else {
+            // A no-op span: nothing to attach, nothing to end.
+            (cx.clone(), false)
         }
     }
 
