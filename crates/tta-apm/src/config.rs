@@ -1,9 +1,11 @@
 //! `ApmConfig`: from code, from the environment, validated before anything starts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// The default Prometheus endpoint address.
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+/// The default Prometheus endpoint address: `127.0.0.1:9464`.
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+
+const EXPECTED_ADDR: &str = "expected ip:port, e.g. 127.0.0.1:9464";
 
 /// The OTLP transport.
 ///
@@ -49,6 +51,7 @@ impl std::str::FromStr for OtlpProtocol {
 /// use tta_apm::ApmConfig;
 ///
 /// let err = ApmConfig::from_lookup(|k| (k == "TTA_METRICS_ADDR").then(|| "localhost:x".to_owned()))
+///     .build()
 ///     .unwrap_err();
 /// assert_eq!(err.variable(), "TTA_METRICS_ADDR");
 /// assert_eq!(err.value(), "localhost:x");
@@ -93,7 +96,7 @@ impl ConfigError {
     /// # Examples
     ///
     /// ```
-    /// let err = tta_apm::ApmConfig::new("").validate().unwrap_err();
+    /// let err = tta_apm::ApmConfig::builder("").build().unwrap_err();
     /// assert_eq!(err.reason(), "must not be empty");
     /// ```
     pub fn reason(&self) -> &str {
@@ -101,28 +104,36 @@ impl ConfigError {
     }
 }
 
-/// What `tta_apm::init` sets up.
+/// A setting's value and where it came from: code (named `ApmConfig::<setting>` in
+/// errors) or an environment variable (named by the variable).
+#[derive(Clone, Debug)]
+enum Setting<T> {
+    Code(T),
+    Env(&'static str, String),
+}
+
+/// Builds an [`ApmConfig`]. Setters only store; [`build`](Self::build) checks every
+/// value once, naming the environment variable or the code setting at fault.
 ///
-/// Build it in code with [`ApmConfig::new`], or from the environment with
-/// [`ApmConfig::from_env`]. **Code wins**: `from_env` reads the environment into a
-/// config, and every setter called afterwards overrides what the environment said. The
-/// one exception is `OTEL_SDK_DISABLED=true`, which `init` honours whatever the config
-/// says, so an operator can always switch telemetry off.
+/// **Code wins**: [`ApmConfig::from_env`] reads the environment into a builder, and every
+/// setter called afterwards overrides what the environment said. The one exception is
+/// `OTEL_SDK_DISABLED=true`, which `init` honours whatever the config says, so an
+/// operator can always switch telemetry off.
 ///
 /// | setting | variable | default |
 /// |---|---|---|
-/// | [`service_name`](Self::service_name) | `OTEL_SERVICE_NAME` (else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) | `unknown_service` |
-/// | [`service_version`](Self::service_version) | `service.version` in `OTEL_RESOURCE_ATTRIBUTES` | none |
-/// | [`environment`](Self::environment) | `TTA_ENVIRONMENT` | `development` |
-/// | [`resource_attribute`](Self::resource_attribute) | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values percent-decoded) | none |
-/// | [`metrics_addr`](Self::metrics_addr) | `TTA_METRICS_ADDR` | `127.0.0.1:9464` |
-/// | [`prometheus`](Self::prometheus) | | on |
-/// | [`console_spans`](Self::console_spans) | | on when the environment is `development` |
-/// | [`otlp_endpoint`](Self::otlp_endpoint) (feature `otlp`) | `OTEL_EXPORTER_OTLP_ENDPOINT` | none (no OTLP export) |
-/// | [`otlp_protocol`](Self::otlp_protocol) | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` |
-/// | [`sampling_ratio`](Self::sampling_ratio) | `OTEL_TRACES_SAMPLER_ARG` | 1.0 (parent-based) |
-/// | [`sdk_disabled`](Self::sdk_disabled) | `OTEL_SDK_DISABLED` (`true`/`false`) | false |
-/// | [`tracing_bridge`](Self::tracing_bridge) (feature `tracing`) | | off |
+/// | `service_name` | `OTEL_SERVICE_NAME` (else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) | `unknown_service` |
+/// | `service_version` | `service.version` in `OTEL_RESOURCE_ATTRIBUTES` | none |
+/// | `environment` | `TTA_ENVIRONMENT` (else `deployment.environment.name` in `OTEL_RESOURCE_ATTRIBUTES`) | `development` |
+/// | `resource_attribute` | `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values percent-decoded) | none |
+/// | `metrics_addr` | `TTA_METRICS_ADDR` | `127.0.0.1:9464` ([`DEFAULT_METRICS_ADDR`]) |
+/// | `prometheus` | | on |
+/// | `console_spans` | | off, unless the environment is **set** to `development` (in code or `TTA_ENVIRONMENT`) |
+/// | `otlp_endpoint` (feature `otlp`) | `OTEL_EXPORTER_OTLP_ENDPOINT` | none (no OTLP export) |
+/// | `otlp_protocol` | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` |
+/// | `sampling_ratio` | `OTEL_TRACES_SAMPLER_ARG` | 1.0 (parent-based) |
+/// | `sdk_disabled` | `OTEL_SDK_DISABLED` (`true`/`false`) | false |
+/// | `tracing_bridge` (feature `tracing`) | | off |
 ///
 /// # Examples
 ///
@@ -134,31 +145,47 @@ impl ConfigError {
 ///     "TTA_ENVIRONMENT" => Some("production".to_owned()),
 ///     _ => None,
 /// };
-/// let config = ApmConfig::from_lookup(env).unwrap().service_name("from-code");
-/// assert_eq!(config.get_service_name(), "from-code"); // code wins
-/// assert_eq!(config.get_environment(), "production");
-/// assert!(!config.console_spans_enabled()); // off outside development
+/// let config = ApmConfig::from_lookup(env).service_name("from-code").build()?;
+/// assert_eq!(config.service_name(), "from-code"); // code wins
+/// assert_eq!(config.environment(), "production");
+/// assert!(!config.console_spans()); // never by default
+/// # Ok::<(), tta_apm::ConfigError>(())
 /// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ApmConfigBuilder {
+    service_name: Option<Setting<String>>,
+    service_version: Option<Setting<String>>,
+    environment: Option<Setting<String>>,
+    resource_env: Option<String>,
+    resource: Vec<(String, String)>,
+    metrics_addr: Option<Setting<String>>,
+    prometheus: bool,
+    console_spans: Option<bool>,
+    otlp_endpoint: Option<Setting<String>>,
+    otlp_protocol: Option<Setting<OtlpProtocol>>,
+    sampling_ratio: Option<Setting<f64>>,
+    sdk_disabled: Option<Setting<bool>>,
+    tracing_bridge: bool,
+}
+
+/// What `tta_apm::init` sets up: settings that were checked by
+/// [`ApmConfigBuilder::build`]. Made by [`ApmConfig::builder`] (code only) or
+/// [`ApmConfig::from_env`] (the environment, then code).
 #[derive(Clone, Debug)]
 pub struct ApmConfig {
     pub(crate) service_name: String,
     pub(crate) service_version: Option<String>,
     pub(crate) environment: String,
     pub(crate) resource: Vec<(String, String)>,
-    pub(crate) metrics_addr: Result<SocketAddr, String>,
+    pub(crate) metrics_addr: SocketAddr,
     pub(crate) prometheus: bool,
-    pub(crate) console_spans: Option<bool>,
+    pub(crate) console_spans: bool,
     pub(crate) otlp_endpoint: Option<String>,
     pub(crate) otlp_protocol: OtlpProtocol,
     pub(crate) sampling_ratio: f64,
     pub(crate) sdk_disabled: bool,
     pub(crate) tracing_bridge: bool,
-}
-
-impl Default for ApmConfig {
-    fn default() -> Self {
-        Self::new("unknown_service")
-    }
 }
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -212,6 +239,7 @@ fn parse_resource(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
 }
 
 fn check_endpoint(variable: &'static str, endpoint: &str) -> Result<(), ConfigError> {
+    let endpoint = endpoint.trim();
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
@@ -238,139 +266,141 @@ fn check_text(variable: &'static str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
+fn text(setting: &'static str, value: Setting<String>) -> Result<String, ConfigError> {
+    let (name, value) = match value {
+        Setting::Code(v) => (setting, v),
+        Setting::Env(var, v) => (var, v),
+    };
+    check_text(name, &value)?;
+    Ok(value)
+}
+
 impl ApmConfig {
-    /// A config in code only (the environment is not read), for `service_name`.
+    /// A builder for `service_name`, in code only (the environment is not read).
     ///
     /// # Examples
     ///
     /// ```
-    /// let config = tta_apm::ApmConfig::new("checkout").environment("staging");
-    /// assert_eq!(config.get_service_name(), "checkout");
+    /// let config = tta_apm::ApmConfig::builder("checkout").environment("staging").build()?;
+    /// assert_eq!(config.service_name(), "checkout");
+    /// # Ok::<(), tta_apm::ConfigError>(())
     /// ```
-    pub fn new(service_name: impl Into<String>) -> Self {
-        Self {
-            service_name: service_name.into(),
-            service_version: None,
-            environment: "development".to_owned(),
-            resource: Vec::new(),
-            metrics_addr: Ok(SocketAddr::from(([127, 0, 0, 1], 9464))),
-            prometheus: true,
-            console_spans: None,
-            otlp_endpoint: None,
-            otlp_protocol: OtlpProtocol::HttpProtobuf,
-            sampling_ratio: 1.0,
-            sdk_disabled: false,
-            tracing_bridge: false,
-        }
+    pub fn builder(service_name: impl Into<String>) -> ApmConfigBuilder {
+        ApmConfigBuilder::empty().service_name(service_name)
     }
 
-    /// The defaults, then the process environment (see the table on [`ApmConfig`]).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] naming the first variable whose value cannot be used.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = tta_apm::ApmConfig::from_env();
-    /// # let _ = config;
-    /// ```
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// A builder with the process environment read into it (see the table on
+    /// [`ApmConfigBuilder`]); setters called afterwards override it.
+    pub fn from_env() -> ApmConfigBuilder {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// The defaults, then the variables `lookup` returns: [`ApmConfig::from_env`]
-    /// without touching the process environment.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] naming the first variable whose value cannot be used.
+    /// [`ApmConfig::from_env`] with the variables `lookup` returns, without touching the
+    /// process environment.
     ///
     /// # Examples
     ///
     /// ```
     /// use tta_apm::ApmConfig;
-    /// let err = ApmConfig::from_lookup(|k| (k == "OTEL_TRACES_SAMPLER_ARG").then(|| "1.5".into())).unwrap_err();
+    /// let err = ApmConfig::from_lookup(|k| (k == "OTEL_TRACES_SAMPLER_ARG").then(|| "1.5".into()))
+    ///     .build()
+    ///     .unwrap_err();
     /// assert_eq!(err.variable(), "OTEL_TRACES_SAMPLER_ARG");
     /// ```
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut config = Self::default();
-        if let Some(raw) = lookup("OTEL_RESOURCE_ATTRIBUTES") {
-            for (key, value) in parse_resource(&raw)? {
-                match key.as_str() {
-                    "service.name" => config.service_name = value,
-                    "service.version" => config.service_version = Some(value),
-                    "deployment.environment.name" => config.environment = value,
-                    _ => config.resource.push((key, value)),
-                }
-            }
-        }
-        if let Some(name) = lookup("OTEL_SERVICE_NAME") {
-            check_text("OTEL_SERVICE_NAME", &name)?;
-            config.service_name = name;
-        }
-        if let Some(env) = lookup("TTA_ENVIRONMENT") {
-            check_text("TTA_ENVIRONMENT", &env)?;
-            config.environment = env;
-        }
-        if let Some(addr) = lookup("TTA_METRICS_ADDR") {
-            let parsed = addr.trim().parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    "TTA_METRICS_ADDR",
-                    &addr,
-                    "expected ip:port, e.g. 127.0.0.1:9464",
-                )
-            })?;
-            config.metrics_addr = Ok(parsed);
-        }
-        if let Some(endpoint) =
-            lookup("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|e| !e.trim().is_empty())
-        {
-            check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.trim())?;
-            config.otlp_endpoint = Some(endpoint.trim().to_owned());
-        }
-        if let Some(protocol) = lookup("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            config.otlp_protocol = protocol.parse()?;
-        }
-        if let Some(ratio) = lookup("OTEL_TRACES_SAMPLER_ARG") {
-            let parsed: f64 = ratio.trim().parse().map_err(|_| {
-                ConfigError::invalid(
-                    "OTEL_TRACES_SAMPLER_ARG",
-                    &ratio,
-                    "expected a number from 0 to 1",
-                )
-            })?;
-            if !(0.0..=1.0).contains(&parsed) {
-                return Err(ConfigError::invalid(
-                    "OTEL_TRACES_SAMPLER_ARG",
-                    &ratio,
-                    "expected a number from 0 to 1",
-                ));
-            }
-            config.sampling_ratio = parsed;
-        }
-        if let Some(disabled) = lookup("OTEL_SDK_DISABLED") {
-            config.sdk_disabled = parse_bool("OTEL_SDK_DISABLED", &disabled)?;
-        }
-        Ok(config)
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ApmConfigBuilder {
+        let env = |var: &'static str| lookup(var).map(|v| Setting::Env(var, v));
+        let mut builder = ApmConfigBuilder::empty();
+        builder.resource_env = lookup("OTEL_RESOURCE_ATTRIBUTES");
+        builder.service_name = env("OTEL_SERVICE_NAME");
+        builder.environment = env("TTA_ENVIRONMENT");
+        builder.metrics_addr = env("TTA_METRICS_ADDR");
+        builder.otlp_endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .filter(|e| !matches!(e, Setting::Env(_, v) if v.trim().is_empty()));
+        builder.otlp_protocol = lookup("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .map(|v| Setting::Env("OTEL_EXPORTER_OTLP_PROTOCOL", v));
+        builder.sampling_ratio =
+            lookup("OTEL_TRACES_SAMPLER_ARG").map(|v| Setting::Env("OTEL_TRACES_SAMPLER_ARG", v));
+        builder.sdk_disabled =
+            lookup("OTEL_SDK_DISABLED").map(|v| Setting::Env("OTEL_SDK_DISABLED", v));
+        builder
     }
 
-    /// Sets `service.name`.
+    /// The service name.
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
+    /// The service version, if set.
+    pub fn service_version(&self) -> Option<&str> {
+        self.service_version.as_deref()
+    }
+
+    /// The deployment environment.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// Where `/metrics` listens.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The OTLP endpoint, if any.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint.as_deref()
+    }
+
+    /// The OTLP transport.
+    pub fn otlp_protocol(&self) -> OtlpProtocol {
+        self.otlp_protocol
+    }
+
+    /// Whether spans are exported to the console.
+    pub fn console_spans(&self) -> bool {
+        self.console_spans
+    }
+
+    /// Whether the SDK is disabled (nothing is installed).
+    pub fn sdk_disabled(&self) -> bool {
+        self.sdk_disabled
+    }
+}
+
+impl ApmConfigBuilder {
+    fn empty() -> Self {
+        Self {
+            service_name: None,
+            service_version: None,
+            environment: None,
+            resource_env: None,
+            resource: Vec::new(),
+            metrics_addr: None,
+            prometheus: true,
+            console_spans: None,
+            otlp_endpoint: None,
+            otlp_protocol: None,
+            sampling_ratio: None,
+            sdk_disabled: None,
+            tracing_bridge: false,
+        }
+    }
+
+    /// `service.name`.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
-        self.service_name = name.into();
+        self.service_name = Some(Setting::Code(name.into()));
         self
     }
 
-    /// Sets `service.version`.
+    /// `service.version`.
     pub fn service_version(mut self, version: impl Into<String>) -> Self {
-        self.service_version = Some(version.into());
+        self.service_version = Some(Setting::Code(version.into()));
         self
     }
 
-    /// Sets `deployment.environment.name` (and whether console spans default on).
+    /// `deployment.environment.name`; `development` also turns console spans on unless
+    /// [`console_spans`](Self::console_spans) says otherwise.
     pub fn environment(mut self, environment: impl Into<String>) -> Self {
-        self.environment = environment.into();
+        self.environment = Some(Setting::Code(environment.into()));
         self
     }
 
@@ -382,8 +412,8 @@ impl ApmConfig {
 
     /// Where `/metrics` listens, as `ip:port` (port 0 picks a free port; read the bound
     /// address from [`ApmStatus::metrics_addr`](crate::ApmStatus::metrics_addr)).
-    pub fn metrics_addr(mut self, addr: &str) -> Self {
-        self.metrics_addr = addr.trim().parse().map_err(|_| addr.to_owned());
+    pub fn metrics_addr(mut self, addr: impl Into<String>) -> Self {
+        self.metrics_addr = Some(Setting::Code(addr.into()));
         self
     }
 
@@ -401,25 +431,25 @@ impl ApmConfig {
 
     /// Exports traces and metrics by OTLP to `endpoint` (feature `otlp`).
     pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.otlp_endpoint = Some(endpoint.into());
+        self.otlp_endpoint = Some(Setting::Code(endpoint.into()));
         self
     }
 
     /// The OTLP transport.
     pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
-        self.otlp_protocol = protocol;
+        self.otlp_protocol = Some(Setting::Code(protocol));
         self
     }
 
     /// The share of root traces sampled, from 0 to 1 (children follow their parent).
     pub fn sampling_ratio(mut self, ratio: f64) -> Self {
-        self.sampling_ratio = ratio;
+        self.sampling_ratio = Some(Setting::Code(ratio));
         self
     }
 
     /// Installs nothing when `true`: primitives then use the no-op providers.
     pub fn sdk_disabled(mut self, disabled: bool) -> Self {
-        self.sdk_disabled = disabled;
+        self.sdk_disabled = Some(Setting::Code(disabled));
         self
     }
 
@@ -430,89 +460,124 @@ impl ApmConfig {
         self
     }
 
-    /// The service name.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_apm::ApmConfig::default().get_service_name(), "unknown_service");
-    /// ```
-    pub fn get_service_name(&self) -> &str {
-        &self.service_name
-    }
-
-    /// The deployment environment.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_apm::ApmConfig::default().get_environment(), "development");
-    /// ```
-    pub fn get_environment(&self) -> &str {
-        &self.environment
-    }
-
-    /// The OTLP endpoint, if any.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_apm::ApmConfig::default().get_otlp_endpoint(), None);
-    /// ```
-    pub fn get_otlp_endpoint(&self) -> Option<&str> {
-        self.otlp_endpoint.as_deref()
-    }
-
-    /// Whether console span export is on (explicitly, or by the `development` default).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_apm::ApmConfig::default().console_spans_enabled());
-    /// ```
-    pub fn console_spans_enabled(&self) -> bool {
-        self.console_spans
-            .unwrap_or(self.environment == "development")
-    }
-
-    /// Checks every setting made in code.
+    /// Checks every setting, from code and from the environment.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the setting (`ApmConfig::<setting>`) and the value.
+    /// [`ConfigError`] naming the first variable (or `ApmConfig::<setting>`) whose value
+    /// cannot be used.
     ///
     /// # Examples
     ///
     /// ```
-    /// let err = tta_apm::ApmConfig::new("svc").sampling_ratio(2.0).validate().unwrap_err();
+    /// let err = tta_apm::ApmConfig::builder("svc").sampling_ratio(2.0).build().unwrap_err();
     /// assert_eq!(err.variable(), "ApmConfig::sampling_ratio");
     /// ```
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        check_text("ApmConfig::service_name", &self.service_name)?;
-        check_text("ApmConfig::environment", &self.environment)?;
-        if let Some(version) = &self.service_version {
-            check_text("ApmConfig::service_version", version)?;
+    pub fn build(self) -> Result<ApmConfig, ConfigError> {
+        let mut from_resource = Vec::new();
+        let (mut r_name, mut r_version, mut r_env) = (None, None, None);
+        if let Some(raw) = &self.resource_env {
+            for (key, value) in parse_resource(raw)? {
+                let setting = || Setting::Env("OTEL_RESOURCE_ATTRIBUTES", value.clone());
+                match key.as_str() {
+                    "service.name" => r_name = Some(setting()),
+                    "service.version" => r_version = Some(setting()),
+                    "deployment.environment.name" => r_env = Some(setting()),
+                    _ => from_resource.push((key, value)),
+                }
+            }
         }
+        let service_name = text(
+            "ApmConfig::service_name",
+            self.service_name
+                .or(r_name)
+                .unwrap_or_else(|| Setting::Code("unknown_service".to_owned())),
+        )?;
+        let service_version = self
+            .service_version
+            .or(r_version)
+            .map(|v| text("ApmConfig::service_version", v))
+            .transpose()?;
+        let explicit_environment = self.environment.is_some() || r_env.is_some();
+        let environment = text(
+            "ApmConfig::environment",
+            self.environment
+                .or(r_env)
+                .unwrap_or_else(|| Setting::Code("development".to_owned())),
+        )?;
         for (key, _) in &self.resource {
             check_text("ApmConfig::resource_attribute", key)?;
         }
-        if let Err(raw) = &self.metrics_addr {
-            return Err(ConfigError::invalid(
-                "ApmConfig::metrics_addr",
-                raw,
-                "expected ip:port, e.g. 127.0.0.1:9464",
-            ));
-        }
-        if let Some(endpoint) = &self.otlp_endpoint {
-            check_endpoint("ApmConfig::otlp_endpoint", endpoint)?;
-        }
-        if !(0.0..=1.0).contains(&self.sampling_ratio) {
-            return Err(ConfigError::invalid(
-                "ApmConfig::sampling_ratio",
-                &self.sampling_ratio.to_string(),
-                "expected a number from 0 to 1",
-            ));
-        }
-        Ok(())
+        let metrics_addr = match self.metrics_addr {
+            None => DEFAULT_METRICS_ADDR,
+            Some(setting) => {
+                let (name, raw) = match setting {
+                    Setting::Code(v) => ("ApmConfig::metrics_addr", v),
+                    Setting::Env(var, v) => (var, v),
+                };
+                raw.trim()
+                    .parse()
+                    .map_err(|_| ConfigError::invalid(name, &raw, EXPECTED_ADDR))?
+            }
+        };
+        let otlp_endpoint = match self.otlp_endpoint {
+            None => None,
+            Some(setting) => {
+                let (name, raw) = match setting {
+                    Setting::Code(v) => ("ApmConfig::otlp_endpoint", v),
+                    Setting::Env(var, v) => (var, v),
+                };
+                check_endpoint(name, &raw)?;
+                Some(raw.trim().to_owned())
+            }
+        };
+        let otlp_protocol = match self.otlp_protocol {
+            None => OtlpProtocol::default(),
+            Some(Setting::Code(p)) => p,
+            Some(Setting::Env(_, raw)) => raw.parse()?,
+        };
+        let sampling_ratio = match self.sampling_ratio {
+            None => 1.0,
+            Some(setting) => {
+                let (name, parsed, raw) = match setting {
+                    Setting::Code(v) => ("ApmConfig::sampling_ratio", Some(v), v.to_string()),
+                    Setting::Env(var, raw) => (var, raw.trim().parse::<f64>().ok(), raw),
+                };
+                parsed.filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| {
+                    ConfigError::invalid(name, &raw, "expected a number from 0 to 1")
+                })?
+            }
+        };
+        let sdk_disabled = match self.sdk_disabled {
+            None => false,
+            Some(Setting::Code(v)) => v,
+            Some(Setting::Env(var, raw)) => parse_bool(var, &raw)?,
+        };
+        let mut resource = from_resource;
+        resource.extend(self.resource);
+        Ok(ApmConfig {
+            console_spans: self
+                .console_spans
+                .unwrap_or(explicit_environment && environment == "development"),
+            service_name,
+            service_version,
+            environment,
+            resource,
+            metrics_addr,
+            prometheus: self.prometheus,
+            otlp_endpoint,
+            otlp_protocol,
+            sampling_ratio,
+            sdk_disabled,
+            tracing_bridge: self.tracing_bridge,
+        })
     }
+}
+
+/// `OTEL_SDK_DISABLED` from `lookup`: the operator's kill switch that `init` honours
+/// whatever the code configured.
+pub(crate) fn sdk_disabled_by(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<bool, ConfigError> {
+    lookup("OTEL_SDK_DISABLED").map_or(Ok(false), |v| parse_bool("OTEL_SDK_DISABLED", &v))
 }

@@ -22,9 +22,10 @@ fn overhead(c: &mut Criterion) {
         .expect("a tokio runtime");
     let _guard = rt.block_on(async {
         apm::init(
-            ApmConfig::new("bench")
+            ApmConfig::builder("bench")
                 .metrics_addr("127.0.0.1:0")
-                .console_spans(false),
+                .build()
+                .expect("a valid config"),
         )
         .expect("telemetry installs")
     });

@@ -42,9 +42,10 @@ fn redis(c: &mut Criterion) {
     // Telemetry on, as in `overhead`: the cache hit records its metrics into the SDK.
     let _telemetry = rt.block_on(async {
         apm::init(
-            ApmConfig::new("bench")
+            ApmConfig::builder("bench")
                 .metrics_addr("127.0.0.1:0")
-                .console_spans(false),
+                .build()
+                .expect("a valid config"),
         )
         .expect("telemetry installs")
     });

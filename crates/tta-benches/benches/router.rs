@@ -50,7 +50,7 @@ fn decide(c: &mut Criterion) {
         }
         let cx = WorkflowContext::new().with_timeout(Duration::from_secs(60));
         group.bench_function(name, |b| {
-            b.iter(|| black_box(router.plan(black_box(&cx))).len())
+            b.iter(|| black_box(router.plan(black_box(&1), black_box(&cx))).len())
         });
     }
     group.finish();

@@ -1,23 +1,26 @@
-//! Configuration of the cache primitive, validated once in `build`.
+//! Configuration of the cache, validated once in `build`: into a [`CacheLayer`], or
+//! straight into a [`CachePrimitive`] around an inner primitive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tta_core::{InvalidName, PrimitiveName, Telemetry};
+use tta_core::{Around, InvalidName, Layer, PrimitiveName, Standalone, Telemetry};
 
 use crate::flight::Flights;
 use crate::metrics::CacheMetrics;
 use crate::{CachePrimitive, CacheStore, KeyWith, MemoryStore, SerializedInput};
 
-/// Why a cache or a store could not be built.
+/// Why a cache could not be built (a store's own settings fail with
+/// [`StoreBuildError`](crate::StoreBuildError) when the store is built).
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
 /// use tta_cache::{BuildError, CachePrimitive};
-/// use tta_core::{from_fn, Error};
+/// use tta_core::from_sync_fn;
 ///
-/// let inner = from_fn(|q: String, _| async move { Ok::<_, Error>(q) });
+/// let inner = from_sync_fn(|q: String, _| Ok(q));
 /// let err = CachePrimitive::builder(inner).ttl(Duration::ZERO).build().unwrap_err();
 /// assert!(matches!(err, BuildError::Ttl { .. }));
 /// ```
@@ -30,31 +33,17 @@ pub enum BuildError {
     /// The namespace is not a valid name (`[A-Za-z0-9_.-]`, 1 to 64 bytes).
     #[error("invalid namespace: {0}")]
     Namespace(InvalidName),
-    /// The TTL is zero or above [`CachePrimitive::MAX_TTL`].
+    /// The TTL is below 1 ms or above [`CachePrimitive::MAX_TTL`].
     #[error("ttl must be between 1 ms and {max:?}, got {value:?}")]
     Ttl {
         /// The value given.
         value: Duration,
-        /// The maximum.
+        /// [`CachePrimitive::MAX_TTL`], the longest TTL accepted.
         max: Duration,
     },
     /// The value size limit is zero.
     #[error("max_value_bytes must be greater than zero")]
     MaxValueBytes,
-    /// A store bound is invalid.
-    #[error("invalid store bound: {0}")]
-    StoreBound(&'static str),
-    /// A Redis URL that cannot be used.
-    #[error("invalid Redis URL {url:?}: {reason}")]
-    RedisUrl {
-        /// The URL, with any password removed.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// A Redis setting that cannot be used (pool size, timeouts, breaker).
-    #[error("invalid Redis setting: {0}")]
-    RedisSetting(&'static str),
 }
 
 impl From<BuildError> for tta_core::Error {
@@ -63,23 +52,32 @@ impl From<BuildError> for tta_core::Error {
     }
 }
 
-/// Builds a [`CachePrimitive`]; made by [`CachePrimitive::builder`].
+/// Builds a [`CacheLayer`] (made by [`CacheLayer::builder`]) or, as sugar over the same
+/// settings, a [`CachePrimitive`] around an inner primitive (made by
+/// [`CachePrimitive::builder`]). Setters only store; `build` validates once.
 ///
 /// | setting | default | rule |
 /// |---|---|---|
-/// | `store` | a [`MemoryStore`] of 10,000 entries | any [`CacheStore`] |
+/// | `store` | a [`MemoryStore`] of 10,000 entries | any [`CacheStore`]; [`BoxStore`](crate::BoxStore) to choose at run time |
 /// | `ttl` | 1 hour | 1 ms to [`CachePrimitive::MAX_TTL`] (30 days) |
 /// | `namespace` | `default` | `[A-Za-z0-9_.-]`, 1 to 64 bytes |
 /// | `version` | 1 | bump it to invalidate every entry of the namespace |
-/// | `key_fn` | the input's postcard bytes | any `Fn(&I) -> Vec<u8>` |
+/// | `key_fn` | the input's postcard bytes | any `Fn(&I) -> B` where `B: AsRef<[u8]>` (`Vec<u8>`, `String`, `&[u8]`...) |
 /// | `max_value_bytes` | 1 MiB | values encoding larger are not stored (counted) |
 /// | `name` | `cache` | a valid primitive name |
+/// | `telemetry` | [`Telemetry::global`] | |
 #[derive(Debug)]
 #[must_use]
-pub struct CacheBuilder<P, S = MemoryStore, K = SerializedInput> {
-    inner: P,
+pub struct CacheBuilder<T = Standalone, S = MemoryStore, K = SerializedInput> {
+    target: T,
     store: S,
     key: K,
+    settings: Settings,
+}
+
+/// The settings that do not change the builder's type.
+#[derive(Debug)]
+struct Settings {
     ttl: Duration,
     namespace: String,
     version: u32,
@@ -88,138 +86,201 @@ pub struct CacheBuilder<P, S = MemoryStore, K = SerializedInput> {
     telemetry: Option<Telemetry>,
 }
 
-impl<P> CacheBuilder<P> {
-    pub(crate) fn new(inner: P) -> Self {
+impl<T> CacheBuilder<T> {
+    pub(crate) fn new(target: T) -> Self {
         Self {
-            inner,
+            target,
             store: MemoryStore::new(),
             key: SerializedInput,
-            ttl: Duration::from_secs(3600),
-            namespace: "default".to_owned(),
-            version: 1,
-            max_value_bytes: 1 << 20,
-            name: "cache".to_owned(),
-            telemetry: None,
+            settings: Settings {
+                ttl: Duration::from_secs(3600),
+                namespace: "default".to_owned(),
+                version: 1,
+                max_value_bytes: 1 << 20,
+                name: "cache".to_owned(),
+                telemetry: None,
+            },
         }
     }
 }
 
-impl<P, S, K> CacheBuilder<P, S, K> {
+impl<T, S, K> CacheBuilder<T, S, K> {
     /// Where entries live.
-    pub fn store<T: CacheStore>(self, store: T) -> CacheBuilder<P, T, K> {
+    pub fn store<U: CacheStore>(self, store: U) -> CacheBuilder<T, U, K> {
         CacheBuilder {
-            inner: self.inner,
+            target: self.target,
             store,
             key: self.key,
-            ttl: self.ttl,
-            namespace: self.namespace,
-            version: self.version,
-            max_value_bytes: self.max_value_bytes,
-            name: self.name,
-            telemetry: self.telemetry,
+            settings: self.settings,
         }
     }
 
-    /// Derives the key bytes from the input with `f` (returning anything that is bytes:
-    /// `Vec<u8>`, `String`, `&[u8]`...) instead of serializing the whole input, to ignore
-    /// a request id, say. The bytes are hashed, never stored.
-    pub fn key_fn<F>(self, f: F) -> CacheBuilder<P, S, KeyWith<F>> {
+    /// Derives the key bytes from the input with `f` instead of serializing the whole
+    /// input, to ignore a request id, say. The bytes are hashed, never stored.
+    pub fn key_fn<F>(self, f: F) -> CacheBuilder<T, S, KeyWith<F>> {
         CacheBuilder {
-            inner: self.inner,
+            target: self.target,
             store: self.store,
             key: KeyWith(f),
-            ttl: self.ttl,
-            namespace: self.namespace,
-            version: self.version,
-            max_value_bytes: self.max_value_bytes,
-            name: self.name,
-            telemetry: self.telemetry,
+            settings: self.settings,
         }
     }
 
     /// How long an entry lives.
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.settings.ttl = ttl;
         self
     }
 
     /// The namespace, hashed into every key and shown in store keys.
     pub fn namespace(mut self, namespace: &str) -> Self {
-        namespace.clone_into(&mut self.namespace);
+        namespace.clone_into(&mut self.settings.namespace);
         self
     }
 
     /// The entry version: a new version never reads an old version's entries.
     pub fn version(mut self, version: u32) -> Self {
-        self.version = version;
+        self.settings.version = version;
         self
     }
 
     /// The largest encoded value stored; larger ones are returned but not cached.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
-        self.max_value_bytes = bytes;
+        self.settings.max_value_bytes = bytes;
         self
     }
 
     /// The primitive's name (the `cache` metric label).
     pub fn name(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.name);
+        name.clone_into(&mut self.settings.name);
         self
     }
 
-    /// Uses explicit telemetry providers instead of the global ones.
+    /// Explicit telemetry providers instead of the global ones.
     pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.telemetry = Some(telemetry.clone());
+        self.settings.telemetry = Some(telemetry.clone());
         self
     }
 
-    /// Validates the settings and builds the cache.
+    fn validate(self) -> Result<(T, CacheLayer<S, K>), BuildError> {
+        let s = self.settings;
+        let name = PrimitiveName::new(&s.name).map_err(BuildError::Name)?;
+        let namespace = PrimitiveName::new(&s.namespace).map_err(BuildError::Namespace)?;
+        let max_ttl = CachePrimitive::<()>::MAX_TTL;
+        if s.ttl < Duration::from_millis(1) || s.ttl > max_ttl {
+            return Err(BuildError::Ttl {
+                value: s.ttl,
+                max: max_ttl,
+            });
+        }
+        if s.max_value_bytes == 0 {
+            return Err(BuildError::MaxValueBytes);
+        }
+        let layer = CacheLayer {
+            store: self.store,
+            key: self.key,
+            ttl: s.ttl,
+            namespace: namespace.to_arc(),
+            version: s.version,
+            max_value_bytes: s.max_value_bytes,
+            name,
+            telemetry: s.telemetry.unwrap_or_default(),
+        };
+        Ok((self.target, layer))
+    }
+}
+
+impl<S, K> CacheBuilder<Standalone, S, K> {
+    /// Validates the settings and builds the layer.
     ///
     /// # Errors
     ///
     /// [`BuildError`] for an invalid name or namespace, a TTL out of range, or a zero
     /// value size limit.
-    pub fn build(self) -> Result<CachePrimitive<P, S, K>, BuildError>
-    where
-        S: CacheStore,
-    {
-        let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
-        let namespace = PrimitiveName::new(&self.namespace).map_err(BuildError::Namespace)?;
-        if self.ttl < Duration::from_millis(1)
-            || self.ttl > CachePrimitive::<(), MemoryStore>::MAX_TTL
-        {
-            return Err(BuildError::Ttl {
-                value: self.ttl,
-                max: CachePrimitive::<(), MemoryStore>::MAX_TTL,
-            });
-        }
-        if self.max_value_bytes == 0 {
-            return Err(BuildError::MaxValueBytes);
-        }
-        Ok(self.assemble(name, namespace))
+    pub fn build(self) -> Result<CacheLayer<S, K>, BuildError> {
+        self.validate().map(|(Standalone, layer)| layer)
     }
+}
 
-    /// Builds from settings already validated (by [`Self::build`], or by a layer).
-    pub(crate) fn assemble(
-        self,
-        name: PrimitiveName,
-        namespace: PrimitiveName,
-    ) -> CachePrimitive<P, S, K>
-    where
-        S: CacheStore,
-    {
-        let telemetry = self.telemetry.unwrap_or_default();
+impl<P, S: CacheStore, K> CacheBuilder<Around<P>, S, K> {
+    /// Validates the settings and builds the cache around the inner primitive.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for an invalid name or namespace, a TTL out of range, or a zero
+    /// value size limit.
+    pub fn build(self) -> Result<CachePrimitive<P, S, K>, BuildError> {
+        let (Around(inner), layer) = self.validate()?;
+        Ok(layer.wrap(inner))
+    }
+}
+
+/// The cache's validated settings, and its [`Layer`]: a [`CachePrimitive`] around
+/// whatever it wraps. Made by [`CacheLayer::builder`].
+///
+/// Every primitive a layer wraps shares its store (a clone of it): give each its own
+/// namespace unless they answer the same questions.
+///
+/// As a tower layer: `tta_core::tower::TowerLayer::new(cache)` (feature `tower`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tta_cache::CacheLayer;
+/// use tta_core::{from_sync_fn, Stack, WorkflowContext, WorkflowPrimitive};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = CacheLayer::builder().namespace("qa").ttl(Duration::from_secs(600)).build()?;
+/// let llm = from_sync_fn(|q: String, _| Ok(format!("answer to {q}")));
+/// let cached = Stack::new().layer(cache).into_primitive(llm);
+/// let cx = WorkflowContext::new();
+/// cached.execute("hi".into(), &cx).await?;
+/// cached.execute("hi".into(), &cx).await?;
+/// assert_eq!(cached.stats().hits, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct CacheLayer<S = MemoryStore, K = SerializedInput> {
+    store: S,
+    key: K,
+    ttl: Duration,
+    namespace: Arc<str>,
+    version: u32,
+    max_value_bytes: usize,
+    name: PrimitiveName,
+    telemetry: Telemetry,
+}
+
+impl CacheLayer {
+    /// Starts configuring a cache layer (in memory by default).
+    pub fn builder() -> CacheBuilder<Standalone> {
+        CacheBuilder::new(Standalone)
+    }
+}
+
+impl<S: CacheStore, K> CacheLayer<S, K> {
+    /// Builds the cache around `inner`, consuming the settings.
+    fn wrap<P>(self, inner: P) -> CachePrimitive<P, S, K> {
         CachePrimitive {
-            metrics: CacheMetrics::new(&name, self.store.kind(), &telemetry).initialize(),
-            inst: tta_core::Instrumentation::new("cache", name, &telemetry),
-            inner: self.inner,
+            metrics: CacheMetrics::new(&self.name, self.store.kind(), &self.telemetry).initialize(),
+            inst: tta_core::Instrumentation::new("cache", self.name, &self.telemetry),
+            inner,
             store: self.store,
             key: self.key,
             ttl: self.ttl,
-            namespace: namespace.to_arc(),
+            namespace: self.namespace,
             version: self.version,
             max_value_bytes: self.max_value_bytes,
             flights: Flights::new(),
         }
+    }
+}
+
+impl<P, S: CacheStore + Clone, K: Clone> Layer<P> for CacheLayer<S, K> {
+    type Primitive = CachePrimitive<P, S, K>;
+
+    fn layer(&self, inner: P) -> Self::Primitive {
+        self.clone().wrap(inner)
     }
 }

@@ -1,8 +1,9 @@
 //! Single flight: concurrent misses on one key run the fill once.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 use tta_core::Error;
@@ -12,14 +13,22 @@ use crate::codec::FillCost;
 /// What a leader publishes to its followers.
 pub(crate) type Outcome<O> = Result<(O, FillCost), Error>;
 
-/// A flight's id and the channel its followers subscribe to.
-type Slot<O> = (u64, watch::Receiver<Option<Outcome<O>>>);
-type FlightMap<O> = HashMap<[u8; 32], Slot<O>>;
+type Channel<O> = watch::Receiver<Option<Outcome<O>>>;
 
-/// In-flight fills by key hash. An entry lives from the moment a leader claims a key
-/// until the leader is done (or dropped); followers subscribe to its channel.
-pub(crate) struct Flights<O> {
-    map: Mutex<FlightMap<O>>,
+/// A flight's id and its followers' channel: a `Channel<O>` for the `O` in its key.
+struct Slot {
+    id: u64,
+    channel: Box<dyn Any + Send + Sync>,
+}
+
+/// A key hash, with the output type it is filled for: a primitive with several input
+/// types may have several output types, and a flight only ever hands its own type on.
+type FlightKey = (TypeId, [u8; 32]);
+
+/// In-flight fills by output type and key hash. An entry lives from the moment a leader
+/// claims a key until the leader is done (or dropped); followers subscribe to its channel.
+pub(crate) struct Flights {
+    map: Mutex<HashMap<FlightKey, Slot>>,
     next_id: AtomicU64,
 }
 
@@ -28,19 +37,19 @@ pub(crate) enum Role<'a, O> {
     /// Runs the fill and publishes the outcome.
     Leader(Leader<'a, O>),
     /// Waits for the leader's outcome.
-    Follower(watch::Receiver<Option<Outcome<O>>>),
+    Follower(Channel<O>),
 }
 
 /// The leader's claim on a key. Dropping it (finished or cancelled) releases the key;
-/// followers of a leader dropped before publishing see the channel close and retry.
+/// followers of a leader dropped before publishing see the channel close and claim again.
 pub(crate) struct Leader<'a, O> {
-    flights: &'a Flights<O>,
-    key: [u8; 32],
+    flights: &'a Flights,
+    key: FlightKey,
     id: u64,
     tx: watch::Sender<Option<Outcome<O>>>,
 }
 
-impl<O: Clone> Flights<O> {
+impl Flights {
     pub(crate) fn new() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
@@ -48,24 +57,34 @@ impl<O: Clone> Flights<O> {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, FlightMap<O>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<FlightKey, Slot>> {
         // Every critical section is a single map operation: a poisoned lock holds
         // consistent data.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Claims `key`, or joins the flight already running for it.
-    pub(crate) fn join(&self, key: &[u8; 32]) -> Role<'_, O> {
+    /// Claims `key` for an output of type `O`, or joins the flight already filling it.
+    pub(crate) fn join<O: Send + Sync + 'static>(&self, key: &[u8; 32]) -> Role<'_, O> {
+        let key = (TypeId::of::<O>(), *key);
         let mut map = self.map();
-        if let Some((_, rx)) = map.get(key) {
-            return Role::Follower(rx.clone());
+        if let Some(channel) = map
+            .get(&key)
+            .and_then(|slot| slot.channel.downcast_ref::<Channel<O>>())
+        {
+            return Role::Follower(channel.clone());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(*key, (id, rx));
+        map.insert(
+            key,
+            Slot {
+                id,
+                channel: Box::new(rx),
+            },
+        );
         Role::Leader(Leader {
             flights: self,
-            key: *key,
+            key,
             id,
             tx,
         })
@@ -75,33 +94,39 @@ impl<O: Clone> Flights<O> {
     pub(crate) fn in_flight(&self) -> usize {
         self.map().len()
     }
+
+    fn release(&self, key: &FlightKey, id: u64) {
+        let mut map = self.map();
+        if map.get(key).is_some_and(|slot| slot.id == id) {
+            map.remove(key);
+        }
+    }
 }
 
 impl<O> Leader<'_, O> {
-    /// Hands the outcome to every follower, present and future, until the leader drops.
-    pub(crate) fn publish(&self, outcome: Outcome<O>) {
-        self.tx.send_replace(Some(outcome));
+    /// Hands the value to every follower, present and future, until the leader drops
+    /// (a caller that joins meanwhile gets it without a fill).
+    pub(crate) fn publish(&self, value: O, cost: FillCost) {
+        self.tx.send_replace(Some(Ok((value, cost))));
+    }
+
+    /// Hands the error to the present followers. The key is released first, so a
+    /// follower that takes over (after a retryable error) claims a new flight.
+    pub(crate) fn fail(self, error: Error) {
+        self.flights.release(&self.key, self.id);
+        self.tx.send_replace(Some(Err(error)));
     }
 }
 
 impl<O> Drop for Leader<'_, O> {
     fn drop(&mut self) {
-        let mut map = self
-            .flights
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
-            map.remove(&self.key);
-        }
+        self.flights.release(&self.key, self.id);
     }
 }
 
 /// Waits for a leader's outcome; `None` when the leader was dropped without one (the
-/// caller then retries, and may become the leader).
-pub(crate) async fn follow<O: Clone>(
-    mut rx: watch::Receiver<Option<Outcome<O>>>,
-) -> Option<Outcome<O>> {
+/// caller then claims the key again, and may become the leader).
+pub(crate) async fn follow<O: Clone>(mut rx: Channel<O>) -> Option<Outcome<O>> {
     match rx.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone(),
         Err(_) => None,

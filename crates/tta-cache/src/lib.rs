@@ -45,20 +45,18 @@
 //! # Features
 //!
 //! - `redis`: `RedisStore` on fred 10 (`redis://`, `rediss://`, `redis-cluster://`).
-//! - `tower`: `CacheLayer`, the cache as a tower `Layer`.
+//! - `tower`: turns on `tta_core::tower`, whose `TowerLayer` serves a [`CacheLayer`] as
+//!   a tower `Layer`.
 #![doc(test(attr(deny(warnings))))]
 
 mod builder;
 mod codec;
 mod flight;
 mod key;
-#[cfg(feature = "tower")]
-mod layer;
 mod metrics;
 pub mod semconv;
 mod store;
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,18 +66,20 @@ use opentelemetry::KeyValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
-use tta_core::{CostEntry, Error, Instrumentation, WorkflowContext, WorkflowPrimitive};
+use tta_core::{Around, CostEntry, Error, Instrumentation, WorkflowContext, WorkflowPrimitive};
 
-pub use builder::{BuildError, CacheBuilder};
+pub use builder::{BuildError, CacheBuilder, CacheLayer};
 pub use key::{CacheKey, KeyWriter};
-#[cfg(feature = "tower")]
-pub use layer::CacheLayer;
-pub use store::{CacheStore, MemoryStore, MemoryStoreBuilder, StoreError, StoreErrorKind};
+pub use metrics::CacheStats;
+pub use store::{
+    BoxStore, CacheStore, MemoryStore, MemoryStoreBuilder, StoreBuildError, StoreError,
+    StoreErrorKind,
+};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 
 use codec::FillCost;
-use flight::{Flights, Role};
+use flight::{Flights, Leader, Role};
 use metrics::{CacheMetrics, Op};
 
 /// How a cache derives key bytes from an input. Implemented by [`SerializedInput`] (the
@@ -129,8 +129,21 @@ enum Lookup<O> {
     Failed,
 }
 
-/// A value shared with single-flight followers, whatever the output type.
-type Shared = Arc<dyn Any + Send + Sync>;
+/// What a cached output must be: cloned to every coalesced caller, serialized into the
+/// store, and decoded from it on a hit.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached output must be `Clone + Serialize + DeserializeOwned + Send + Sync + 'static`",
+    label = "not cacheable",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` on the output type"
+)]
+pub trait Cacheable: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Cacheable for T {}
+
+/// How many times one request takes a failed fill over (after a retryable error of the
+/// leader) before it shares the error: one blip does not fail every waiter, and a
+/// provider that keeps failing is not called once per waiter.
+const MAX_TAKEOVERS: u32 = 2;
 
 /// Caches the outputs of a primitive; see the [crate docs](crate).
 ///
@@ -143,7 +156,7 @@ pub struct CachePrimitive<P, S = MemoryStore, K = SerializedInput> {
     namespace: Arc<str>,
     version: u32,
     max_value_bytes: usize,
-    flights: Flights<Shared>,
+    flights: Flights,
     inst: Instrumentation,
     metrics: CacheMetrics,
 }
@@ -154,8 +167,8 @@ impl<P> CachePrimitive<P> {
     /// # Examples
     ///
     /// See the [crate docs](crate).
-    pub fn builder(inner: P) -> CacheBuilder<P> {
-        CacheBuilder::new(inner)
+    pub fn builder(inner: P) -> CacheBuilder<Around<P>> {
+        CacheBuilder::new(Around(inner))
     }
 }
 
@@ -190,6 +203,15 @@ impl<P, S, K> CachePrimitive<P, S, K> {
     /// ```
     pub fn fills_in_flight(&self) -> usize {
         self.flights.in_flight()
+    }
+
+    /// Counts of its lookups since it was built, without a metrics backend.
+    ///
+    /// # Examples
+    ///
+    /// See [`CacheLayer`].
+    pub fn stats(&self) -> CacheStats {
+        self.metrics.stats()
     }
 }
 
@@ -287,10 +309,52 @@ impl<P, S, K> CachePrimitive<P, S, K> {
     }
 }
 
+impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
+    /// Runs the fill as the flight's leader: publishes the value (or the error) to the
+    /// followers, and stores the value unless the store failed this request's lookup.
+    async fn lead<I>(
+        &self,
+        leader: Leader<'_, P::Output>,
+        key: &CacheKey,
+        input: I,
+        cx: &WorkflowContext,
+        write: bool,
+    ) -> Result<P::Output, Error>
+    where
+        P: WorkflowPrimitive<I>,
+        P::Output: Cacheable,
+        I: Send,
+    {
+        self.metrics.lookup(false);
+        if let Some(span) = cx.primitive_span() {
+            span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
+        }
+        // A ledger scope learns what the fill cost, for future hits.
+        let (fill_cx, scope) = cx.with_ledger_scope();
+        let value = match self.run_inner(input, &fill_cx).await {
+            Ok(value) => value,
+            Err(e) => {
+                leader.fail(e.clone());
+                return Err(e);
+            }
+        };
+        let totals = scope.totals();
+        let cost = FillCost {
+            usage: totals.usage,
+            cost: totals.spent,
+        };
+        leader.publish(value.clone(), cost);
+        if write {
+            self.fill(key, &value, cost).await;
+        }
+        Ok(value)
+    }
+}
+
 impl<I, P, S, K> WorkflowPrimitive<I> for CachePrimitive<P, S, K>
 where
     P: WorkflowPrimitive<I>,
-    P::Output: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    P::Output: Cacheable,
     S: CacheStore,
     K: KeyFn<I>,
     I: Send,
@@ -301,6 +365,8 @@ where
         self.inst.name().as_str()
     }
 
+    /// Lookup (the request's one store read), then claim: lead the fill or follow the
+    /// one in flight for the same key.
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
         self.inst
             .run(cx, |child| async move {
@@ -321,75 +387,48 @@ where
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
 
-                let mut found = self.lookup::<P::Output>(&key).await;
+                let write = match self.lookup::<P::Output>(&key).await {
+                    Lookup::Hit(value, cost) => {
+                        self.record_hit(&child, cost, "hit");
+                        return Ok(value);
+                    }
+                    Lookup::Miss | Lookup::Junk => true,
+                    // The store is failing: no write, so the request adds at most one
+                    // command timeout.
+                    Lookup::Failed => false,
+                };
+                let mut takeovers = 0;
                 loop {
-                    if let Lookup::Hit(value, cost) = found {
-                        self.record_hit(&child, cost, "hit");
-                        return Ok(value);
-                    }
-                    let leader = match self.flights.join(key.hash()) {
-                        Role::Leader(leader) => leader,
-                        Role::Follower(rx) => match flight::follow(rx).await {
-                            Some(Ok((shared, cost))) => {
-                                self.metrics.coalesced();
-                                let Some(value) = shared.downcast_ref::<P::Output>() else {
-                                    // Another output type under the same key (a primitive
-                                    // with several input types): not ours to share.
-                                    self.metrics.lookup(false);
-                                    return self.run_inner(input, &child).await;
-                                };
-                                self.record_hit(&child, cost, "coalesced");
-                                return Ok(value.clone());
-                            }
-                            Some(Err(e)) => {
-                                self.metrics.coalesced();
-                                if let Some(span) = &span {
-                                    span.set_attribute(KeyValue::new(
-                                        semconv::ATTR_RESULT,
-                                        "coalesced",
-                                    ));
-                                }
-                                return Err(e);
-                            }
-                            // The leader was cancelled before it finished: look again,
-                            // then take over.
-                            None => {
-                                found = self.lookup::<P::Output>(&key).await;
-                                continue;
-                            }
-                        },
+                    let rx = match self.flights.join::<P::Output>(key.hash()) {
+                        Role::Leader(leader) => {
+                            return self.lead(leader, &key, input, &child, write).await;
+                        }
+                        Role::Follower(rx) => rx,
                     };
-                    // A fill may have landed between our lookup and our claim.
-                    if matches!(found, Lookup::Miss)
-                        && let Lookup::Hit(value, cost) = self.lookup::<P::Output>(&key).await
-                    {
-                        leader.publish(Ok((Arc::new(value.clone()) as Shared, cost)));
-                        self.record_hit(&child, cost, "hit");
-                        return Ok(value);
-                    }
-                    self.metrics.lookup(false);
-                    if let Some(span) = &span {
-                        span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
-                    }
-                    // A ledger scope learns what the fill cost, for future hits.
-                    let (fill_cx, scope) = child.with_ledger_scope();
-                    let value = match self.run_inner(input, &fill_cx).await {
-                        Ok(value) => value,
-                        Err(e) => {
-                            leader.publish(Err(e.clone()));
+                    match flight::follow(rx).await {
+                        Some(Ok((value, cost))) => {
+                            self.metrics.coalesced();
+                            self.record_hit(&child, cost, "coalesced");
+                            return Ok(value);
+                        }
+                        // The leader hit a blip: one of its followers fills instead.
+                        Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
+                            takeovers += 1;
+                        }
+                        Some(Err(e)) => {
+                            self.metrics.coalesced();
+                            self.metrics.lookup(false);
+                            if let Some(span) = &span {
+                                span.set_attribute(KeyValue::new(
+                                    semconv::ATTR_RESULT,
+                                    "coalesced",
+                                ));
+                            }
                             return Err(e);
                         }
-                    };
-                    let totals = scope.totals();
-                    let cost = FillCost {
-                        usage: totals.usage,
-                        cost: totals.spent,
-                    };
-                    leader.publish(Ok((Arc::new(value.clone()) as Shared, cost)));
-                    if !matches!(found, Lookup::Failed) {
-                        self.fill(&key, &value, cost).await;
+                        // The leader was cancelled before it finished: claim again.
+                        None => {}
                     }
-                    return Ok(value);
                 }
             })
             .await

@@ -1,5 +1,6 @@
 //! The cache's instruments and label sets, created once at build time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -51,7 +52,33 @@ pub(crate) struct CacheMetrics {
     cache_store: [KeyValue; 2],
     /// The last 1,024 lookups: the window of `tta.cache.hit_ratio`.
     window: OutcomeWindow<16>,
+    /// What [`CacheStats`] reads: hits, misses, coalesced, errors, saved picodollars.
+    counts: [AtomicU64; 5],
 }
+
+/// What a cache has seen since it was built: [`CachePrimitive::stats`](crate::CachePrimitive::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered without running the inner primitive (coalesced ones included).
+    pub hits: u64,
+    /// Lookups that ran the inner primitive, or shared a failed fill.
+    pub misses: u64,
+    /// Lookups that waited for another caller's fill of the same key.
+    pub coalesced: u64,
+    /// Store, key and codec errors (each one bypassed, never failed, a request).
+    pub errors: u64,
+    /// What the hits did not spend.
+    pub saved: Usd,
+    /// The share of hits among the last 1,024 lookups (the `tta.cache.hit_ratio` gauge).
+    pub hit_ratio: f64,
+}
+
+const HITS: usize = 0;
+const MISSES: usize = 1;
+const COALESCED: usize = 2;
+const ERRORS: usize = 3;
+const SAVED_PICOS: usize = 4;
 
 impl CacheMetrics {
     pub(crate) fn new(name: &PrimitiveName, store: &'static str, telemetry: &Telemetry) -> Self {
@@ -115,6 +142,7 @@ impl CacheMetrics {
             errors,
             cache_store,
             window: OutcomeWindow::new(),
+            counts: Default::default(),
         }
     }
 
@@ -128,22 +156,42 @@ impl CacheMetrics {
         self
     }
 
+    fn count(&self, which: usize, n: u64) {
+        self.counts[which].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let count = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        CacheStats {
+            hits: count(HITS),
+            misses: count(MISSES),
+            coalesced: count(COALESCED),
+            errors: count(ERRORS),
+            saved: Usd::from_picos(count(SAVED_PICOS)),
+            hit_ratio: self.window.share(),
+        }
+    }
+
     pub(crate) fn lookup(&self, hit: bool) {
         if hit {
             self.hits.add(1);
+            self.count(HITS, 1);
         } else {
             self.misses.add(1);
+            self.count(MISSES, 1);
         }
         self.hit_ratio.record(self.window.push(hit));
     }
 
     pub(crate) fn coalesced(&self) {
         self.coalesced.add(1);
+        self.count(COALESCED, 1);
     }
 
     pub(crate) fn saved(&self, usd: Usd) {
         if usd > Usd::ZERO {
             self.savings.add(usd.dollars());
+            self.count(SAVED_PICOS, usd.picos());
         }
     }
 
@@ -152,6 +200,7 @@ impl CacheMetrics {
     }
 
     pub(crate) fn error(&self, op: &'static str, error_type: &'static str) {
+        self.count(ERRORS, 1);
         let [cache, store] = self.cache_store.clone();
         self.errors.add(
             1,

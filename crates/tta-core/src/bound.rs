@@ -1,34 +1,61 @@
 //! Instruments bound to a fixed label set at build time, so the hot path does no
 //! attribute lookup.
 //!
-//! With the feature `bound-instruments` these are OpenTelemetry's bound instruments
-//! (`Counter::bind`, experimental in the API). That feature must only be on when the SDK
-//! implements binding too, or every bound measurement would be silently dropped; so it is
-//! off by default and `tta-apm` turns it on together with the SDK's matching feature.
-//! Without it, each handle keeps its label set and records through the ordinary
-//! instrument: the same data, with the attribute lookup per call.
+//! OpenTelemetry's bound instruments (`Counter::bind`, experimental in the API) drop
+//! every measurement when the SDK was built without its matching feature: the API
+//! falls back to a no-op handle. So binding is used only when both hold: this crate's
+//! feature `bound-instruments` is on (it turns on the API's), **and** the application
+//! declared at run time that its SDK binds, with [`declare_sdk_binds`] (`tta_apm::init`
+//! does, since it builds the SDK with the matching feature). Otherwise each handle keeps
+//! its label set and records through the ordinary instrument: the same data, with the
+//! attribute lookup per call. Turning the feature on alone can therefore never lose a
+//! measurement.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
+
+static SDK_BINDS: AtomicBool = AtomicBool::new(false);
+
+/// Declares that the installed SDK implements bound instruments (it was built with
+/// `opentelemetry_sdk/experimental_metrics_bound_instruments`), so instruments made
+/// from now on bind their labels. Only an application that builds its own SDK with that
+/// feature calls this; `tta_apm::init` calls it for its SDK. Without the crate feature
+/// `bound-instruments` it does nothing.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!tta_core::bound::binds() || cfg!(feature = "bound-instruments"));
+/// ```
+pub fn declare_sdk_binds() {
+    SDK_BINDS.store(cfg!(feature = "bound-instruments"), Ordering::Release);
+}
+
+/// Whether instruments made now bind their labels (see the [module docs](self)).
+pub fn binds() -> bool {
+    SDK_BINDS.load(Ordering::Acquire)
+}
 
 macro_rules! bound {
     ($(#[$doc:meta])* $name:ident, $inst:ident, $method:ident) => {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $name<T> {
+            /// Set only when binding is used (see the module docs).
             #[cfg(feature = "bound-instruments")]
-            bound: opentelemetry::metrics::$name<T>,
-            #[cfg(not(feature = "bound-instruments"))]
+            bound: Option<opentelemetry::metrics::$name<T>>,
             unbound: ($inst<T>, Box<[KeyValue]>),
         }
 
         impl<T: Copy> $name<T> {
-            /// Binds `instrument` to `attributes`.
+            /// Binds `instrument` to `attributes` (see the [module docs](self) for when
+            /// binding is used).
             pub fn new(instrument: &$inst<T>, attributes: &[KeyValue]) -> Self {
                 Self {
                     #[cfg(feature = "bound-instruments")]
-                    bound: instrument.bind(attributes),
-                    #[cfg(not(feature = "bound-instruments"))]
+                    bound: binds().then(|| instrument.bind(attributes)),
                     unbound: (instrument.clone(), attributes.into()),
                 }
             }
@@ -37,8 +64,9 @@ macro_rules! bound {
             #[inline]
             pub fn $method(&self, value: T) {
                 #[cfg(feature = "bound-instruments")]
-                self.bound.$method(value);
-                #[cfg(not(feature = "bound-instruments"))]
+                if let Some(bound) = &self.bound {
+                    return bound.$method(value);
+                }
                 self.unbound.0.$method(value, &self.unbound.1);
             }
         }

@@ -9,9 +9,8 @@ use std::future::Future;
 
 use futures_util::future::{try_join, try_join_all};
 
-use crate::primitive::BoxPrimitive;
 use crate::{
-    Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, WorkflowContext,
+    BoxPrimitive, Error, Flow, Instrumentation, PrimitiveBuilder, WorkflowContext,
     WorkflowPrimitive,
 };
 
@@ -80,25 +79,12 @@ pub struct Then<A, B> {
 }
 
 impl<A, B> Then<A, B> {
-    /// `first`, then `second`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let t = tta_core::Then::new(1, 2);
-    /// assert_eq!(t.into_parts(), (1, 2));
-    /// ```
+    /// `first`, then `second` (what `first >> second` makes).
     pub fn new(first: A, second: B) -> Self {
         Self { first, second }
     }
 
-    /// The two steps.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_core::Then::new('a', 'b').into_parts().1, 'b');
-    /// ```
+    /// The two steps, `first` then `second`.
     pub fn into_parts(self) -> (A, B) {
         (self.first, self.second)
     }
@@ -146,63 +132,34 @@ pub struct Join<A, B> {
 }
 
 impl<A, B> Join<A, B> {
-    /// `left` and `right` in parallel, named `parallel`, with [`Telemetry::global`].
+    /// `left` and `right` in parallel, named `parallel`, with [`Telemetry::global`](crate::Telemetry::global)
+    /// (what `left | right` makes).
+    pub fn new(left: A, right: B) -> Self {
+        Self::builder(left, right).build_default()
+    }
+
+    /// Configures the name and telemetry of `left` and `right` in parallel.
     ///
     /// # Examples
     ///
     /// ```
-    /// let j = tta_core::Join::new((), ());
-    /// # let _ = j;
+    /// use tta_core::{from_fn, Error, Join, WorkflowPrimitive};
+    /// let ask = |who: &'static str| from_fn(move |q: String, _| async move { Ok::<_, Error>(format!("{who}: {q}")) });
+    /// let both = Join::builder(ask("a"), ask("b")).name("ask_both").build()?;
+    /// assert_eq!(both.name(), "ask_both");
+    /// # Ok::<(), tta_core::InvalidName>(())
     /// ```
-    pub fn new(left: A, right: B) -> Self {
-        Self {
+    pub fn builder(left: A, right: B) -> PrimitiveBuilder<(A, B), Self> {
+        PrimitiveBuilder::new(PARALLEL, (left, right), |(left, right), inst| Self {
             left,
             right,
-            inst: parallel_instrumentation(
-                PrimitiveName::from_static("parallel"),
-                &Telemetry::global(),
-            ),
-        }
-    }
-
-    /// Renames the parallel step.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidName`] when `name` is not a valid [`PrimitiveName`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_core::Join::new((), ()).named("fan-out").is_ok());
-    /// ```
-    pub fn named(self, name: &str) -> Result<Self, InvalidName> {
-        let name = PrimitiveName::new(name)?;
-        Ok(Self {
-            inst: parallel_instrumentation(name, &Telemetry::global()),
-            ..self
+            inst,
         })
     }
-
-    /// Uses `telemetry` instead of the global providers.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let j = tta_core::Join::new((), ()).with_telemetry(&tta_core::Telemetry::global());
-    /// # let _ = j;
-    /// ```
-    pub fn with_telemetry(self, telemetry: &Telemetry) -> Self {
-        Self {
-            inst: parallel_instrumentation(self.inst.name().clone(), telemetry),
-            ..self
-        }
-    }
 }
 
-fn parallel_instrumentation(name: PrimitiveName, telemetry: &Telemetry) -> Instrumentation {
-    Instrumentation::new("parallel", name, telemetry)
-}
+/// The kind (and default name) of `|` and [`parallel`].
+const PARALLEL: &str = "parallel";
 
 impl<A, B> std::fmt::Debug for Join<A, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,49 +225,24 @@ pub struct Parallel<I, O> {
 /// # }
 /// ```
 pub fn parallel<I, O>(branches: Vec<BoxPrimitive<I, O>>) -> Parallel<I, O> {
-    Parallel {
-        branches,
-        inst: parallel_instrumentation(
-            PrimitiveName::from_static("parallel"),
-            &Telemetry::global(),
-        ),
-    }
+    Parallel::builder(branches).build_default()
 }
 
 impl<I, O> Parallel<I, O> {
-    /// Renames the parallel step.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidName`] when `name` is not a valid [`PrimitiveName`].
+    /// Configures the name and telemetry of a parallel step over `branches`.
     ///
     /// # Examples
     ///
     /// ```
-    /// let p = tta_core::parallel::<(), ()>(vec![]);
-    /// assert!(p.named("").is_err());
+    /// use tta_core::{Parallel, WorkflowPrimitive};
+    /// let none = Parallel::<u8, u8>::builder(vec![]).name("fan_out").build()?;
+    /// assert_eq!(none.name(), "fan_out");
+    /// # Ok::<(), tta_core::InvalidName>(())
     /// ```
-    pub fn named(self, name: &str) -> Result<Self, InvalidName> {
-        let name = PrimitiveName::new(name)?;
-        Ok(Self {
-            inst: parallel_instrumentation(name, &Telemetry::global()),
-            ..self
-        })
-    }
-
-    /// Uses `telemetry` instead of the global providers.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let p = tta_core::parallel::<(), ()>(vec![]).with_telemetry(&tta_core::Telemetry::global());
-    /// # let _ = p;
-    /// ```
-    pub fn with_telemetry(self, telemetry: &Telemetry) -> Self {
-        Self {
-            inst: parallel_instrumentation(self.inst.name().clone(), telemetry),
-            ..self
-        }
+    pub fn builder(
+        branches: Vec<BoxPrimitive<I, O>>,
+    ) -> PrimitiveBuilder<Vec<BoxPrimitive<I, O>>, Self> {
+        PrimitiveBuilder::new(PARALLEL, branches, |branches, inst| Self { branches, inst })
     }
 }
 
@@ -353,3 +285,52 @@ where
 crate::impl_composition_ops!(Then<A, B>);
 crate::impl_composition_ops!(Join<A, B>);
 crate::impl_composition_ops!(Parallel<I, O>);
+
+/// Combinators available on every primitive.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive, WorkflowPrimitiveExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let double = from_fn(|x: u32, _cx| async move { Ok::<_, Error>(x * 2) });
+/// let inc = from_fn(|x: u32, _cx| async move { Ok::<_, Error>(x + 1) });
+/// let both = double.then(inc);
+/// assert_eq!(both.execute(5, &WorkflowContext::new()).await.unwrap(), 11);
+/// # }
+/// ```
+pub trait WorkflowPrimitiveExt<I>: WorkflowPrimitive<I> + Sized {
+    /// Runs `self`, then `next` on its output (the same as `self >> next`).
+    fn then<B>(self, next: B) -> Then<Self, B>
+    where
+        B: WorkflowPrimitive<Self::Output>,
+    {
+        Then::new(self, next)
+    }
+
+    /// Runs `self` and `other` concurrently on clones of the input (the same as
+    /// `self | other`).
+    fn join<B>(self, other: B) -> Join<Self, B>
+    where
+        B: WorkflowPrimitive<I>,
+    {
+        Join::new(self, other)
+    }
+
+    /// Erases the type, for routes and registries.
+    fn boxed(self) -> BoxPrimitive<I, Self::Output>
+    where
+        Self: 'static,
+        I: Send + 'static,
+    {
+        BoxPrimitive::new(self)
+    }
+
+    /// Wraps `self` in [`Flow`] to get the `>>` and `|` operators.
+    fn flow(self) -> Flow<Self> {
+        Flow::new(self)
+    }
+}
+
+impl<I, P: WorkflowPrimitive<I>> WorkflowPrimitiveExt<I> for P {}

@@ -1,15 +1,14 @@
 //! The per-workflow context every primitive receives.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::deadline::DeadlineClaim;
 use crate::ledger::CostLedger;
 
 /// What a workflow carries through every primitive: ids, metadata, a deadline, a
@@ -32,8 +31,8 @@ use crate::ledger::CostLedger;
 /// let cx = WorkflowContext::builder()
 ///     .workflow_id("order-42")
 ///     .metadata("tenant", "acme")
-///     .unwrap()
-///     .build();
+///     .build()
+///     .unwrap();
 /// let child = cx.with_timeout(Duration::from_secs(2));
 /// assert_eq!(child.workflow_id(), "order-42");
 /// assert!(child.remaining().unwrap() <= Duration::from_secs(2));
@@ -48,6 +47,8 @@ pub struct WorkflowContext {
     /// Outside the `Arc`: a child with a tighter deadline (what every timeout makes) is
     /// a clone, not an allocation.
     deadline: Option<Instant>,
+    /// Who reports the deadline (see [`crate::deadline`]); `None` when the caller set it.
+    deadline_claim: Option<DeadlineClaim>,
 }
 
 #[derive(Clone)]
@@ -76,7 +77,7 @@ struct Shared {
 /// ```
 /// use tta_core::{ContextError, WorkflowContext};
 ///
-/// let err = WorkflowContext::builder().metadata("bad key", "v").unwrap_err();
+/// let err = WorkflowContext::builder().metadata("bad key", "v").build().unwrap_err();
 /// assert!(matches!(err, ContextError::MetadataKey { .. }));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -87,29 +88,29 @@ pub enum ContextError {
     MetadataKey {
         /// The key, with control characters escaped.
         key: String,
-        /// Why.
+        /// The rule of [`PrimitiveName`](crate::PrimitiveName) the key breaks.
         reason: crate::InvalidName,
     },
     /// A metadata value is too long or holds a control character.
     #[error("metadata value for {key:?} is invalid: {reason}")]
     MetadataValue {
-        /// The key.
+        /// The key whose value was rejected.
         key: String,
-        /// Why.
+        /// The rule the value breaks (too long, or a control character).
         reason: &'static str,
     },
     /// More metadata entries than [`WorkflowContext::MAX_METADATA_ENTRIES`].
     #[error("at most {max} metadata entries are allowed")]
     TooManyEntries {
-        /// The maximum.
+        /// [`WorkflowContext::MAX_METADATA_ENTRIES`], the number of distinct keys allowed.
         max: usize,
     },
     /// An id is empty, too long or holds a control character.
     #[error("{field} is invalid: {reason}")]
     Id {
-        /// Which id.
+        /// The id's name: `workflow id`, `session id` or `correlation id`.
         field: &'static str,
-        /// Why.
+        /// The rule the id breaks (empty, too long, or a control character).
         reason: &'static str,
     },
 }
@@ -130,7 +131,7 @@ impl WorkflowContext {
     /// assert!(!cx.is_cancelled());
     /// ```
     pub fn new() -> Self {
-        Self::builder().build()
+        Self::root(Shared::default(), None, None, None)
     }
 
     /// Starts a root context with ids and metadata.
@@ -138,7 +139,7 @@ impl WorkflowContext {
     /// # Examples
     ///
     /// ```
-    /// let cx = tta_core::WorkflowContext::builder().session_id("s-1").unwrap().build();
+    /// let cx = tta_core::WorkflowContext::builder().session_id("s-1").build().unwrap();
     /// assert_eq!(cx.session_id(), Some("s-1"));
     /// ```
     pub fn builder() -> WorkflowContextBuilder {
@@ -285,11 +286,24 @@ impl WorkflowContext {
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> Self {
         let mut child = self.clone();
-        child.deadline = Some(match self.deadline {
-            Some(current) => current.min(deadline),
-            None => deadline,
-        });
+        if self.deadline.is_none_or(|current| deadline < current) {
+            child.deadline = Some(deadline);
+            child.deadline_claim = None;
+        }
         child
+    }
+
+    /// A child whose deadline is the earlier of this one and `deadline`, owned by
+    /// `claim` (only [`claim_deadline`](Self::claim_deadline) makes these).
+    pub(crate) fn with_deadline_claimed(&self, deadline: Instant, claim: DeadlineClaim) -> Self {
+        let mut child = self.with_deadline(deadline);
+        child.deadline_claim = Some(claim);
+        child
+    }
+
+    /// Who owns the deadline: `None` when there is none, or when the caller set it.
+    pub(crate) fn deadline_claim(&self) -> Option<DeadlineClaim> {
+        self.deadline_claim
     }
 
     /// A child whose deadline is at most `timeout` from now.
@@ -440,7 +454,8 @@ impl fmt::Debug for WorkflowContext {
     }
 }
 
-/// Builds a root [`WorkflowContext`].
+/// Builds a root [`WorkflowContext`]. Setters only store; [`build`](Self::build) checks
+/// every setting once.
 ///
 /// Ids and metadata values must be at most [`WorkflowContext::MAX_VALUE_LEN`] bytes with
 /// no control characters; metadata keys follow the [`PrimitiveName`](crate::PrimitiveName)
@@ -449,24 +464,29 @@ impl fmt::Debug for WorkflowContext {
 /// # Examples
 ///
 /// ```
-/// use tta_core::WorkflowContext;
+/// use tta_core::{ContextError, WorkflowContext};
 ///
 /// let cx = WorkflowContext::builder()
 ///     .workflow_id("wf-1")
-///     .correlation_id("req-9").unwrap()
-///     .metadata("user_tier", "pro").unwrap()
+///     .correlation_id("req-9")
+///     .metadata("user_tier", "pro")
 ///     .ledger_capacity(16)
-///     .build();
+///     .build()?;
 /// assert_eq!(cx.correlation_id(), Some("req-9"));
 /// assert_eq!(cx.ledger().capacity(), 16);
+///
+/// // A bad value is reported by `build`, naming the setting; nothing is replaced silently.
+/// let err = WorkflowContext::builder().workflow_id("").build().unwrap_err();
+/// assert!(matches!(err, ContextError::Id { field: "workflow id", .. }));
+/// # Ok::<(), ContextError>(())
 /// ```
 #[derive(Debug, Default)]
 #[must_use]
 pub struct WorkflowContextBuilder {
-    workflow_id: Option<Arc<str>>,
-    session_id: Option<Arc<str>>,
-    correlation_id: Option<Arc<str>>,
-    metadata: BTreeMap<Arc<str>, Arc<str>>,
+    workflow_id: Option<String>,
+    session_id: Option<String>,
+    correlation_id: Option<String>,
+    metadata: Vec<(String, String)>,
     ledger_capacity: Option<usize>,
     otel: Option<opentelemetry::Context>,
     cancel: Option<CancellationToken>,
@@ -482,133 +502,50 @@ fn check_value(value: &str) -> Result<(), &'static str> {
     }
 }
 
-fn check_id(field: &'static str, value: &str) -> Result<Arc<str>, ContextError> {
+fn check_id(field: &'static str, value: Option<String>) -> Result<Option<Arc<str>>, ContextError> {
+    let Some(value) = value else { return Ok(None) };
     if value.is_empty() {
         return Err(ContextError::Id {
             field,
             reason: "empty",
         });
     }
-    check_value(value).map_err(|reason| ContextError::Id { field, reason })?;
-    Ok(Arc::from(value))
+    check_value(&value).map_err(|reason| ContextError::Id { field, reason })?;
+    Ok(Some(Arc::from(value)))
 }
 
 impl WorkflowContextBuilder {
-    /// Sets the workflow id. An invalid id is replaced by a generated one, since the
-    /// workflow id is always present; use [`Self::try_workflow_id`] to be told instead.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cx = tta_core::WorkflowContext::builder().workflow_id("").build();
-    /// assert!(cx.workflow_id().starts_with("wf-"));
-    /// ```
+    /// The workflow id (default: a random `wf-` id).
     pub fn workflow_id(mut self, id: &str) -> Self {
-        self.workflow_id = check_id("workflow id", id).ok();
+        self.workflow_id = Some(id.to_owned());
         self
     }
 
-    /// Sets the workflow id.
-    ///
-    /// # Errors
-    ///
-    /// [`ContextError::Id`] for an empty, too long or control-character id.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_core::WorkflowContext::builder().try_workflow_id("a\nb").is_err());
-    /// ```
-    pub fn try_workflow_id(mut self, id: &str) -> Result<Self, ContextError> {
-        self.workflow_id = Some(check_id("workflow id", id)?);
-        Ok(self)
+    /// The session id.
+    pub fn session_id(mut self, id: &str) -> Self {
+        self.session_id = Some(id.to_owned());
+        self
     }
 
-    /// Sets the session id.
-    ///
-    /// # Errors
-    ///
-    /// [`ContextError::Id`] for an empty, too long or control-character id.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_core::WorkflowContext::builder().session_id("s").is_ok());
-    /// ```
-    pub fn session_id(mut self, id: &str) -> Result<Self, ContextError> {
-        self.session_id = Some(check_id("session id", id)?);
-        Ok(self)
+    /// The correlation id.
+    pub fn correlation_id(mut self, id: &str) -> Self {
+        self.correlation_id = Some(id.to_owned());
+        self
     }
 
-    /// Sets the correlation id.
-    ///
-    /// # Errors
-    ///
-    /// [`ContextError::Id`] for an empty, too long or control-character id.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_core::WorkflowContext::builder().correlation_id("\u{7}").is_err());
-    /// ```
-    pub fn correlation_id(mut self, id: &str) -> Result<Self, ContextError> {
-        self.correlation_id = Some(check_id("correlation id", id)?);
-        Ok(self)
-    }
-
-    /// Adds one metadata entry (replacing an earlier value of the same key).
-    ///
-    /// # Errors
-    ///
-    /// [`ContextError`] for an invalid key or value, or too many entries.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let b = tta_core::WorkflowContext::builder();
-    /// assert!(b.metadata("tenant", "bad\u{0}value").is_err());
-    /// ```
-    pub fn metadata(mut self, key: &str, value: &str) -> Result<Self, ContextError> {
-        crate::PrimitiveName::new(key).map_err(|reason| ContextError::MetadataKey {
-            key: key.escape_debug().to_string(),
-            reason,
-        })?;
-        check_value(value).map_err(|reason| ContextError::MetadataValue {
-            key: key.to_owned(),
-            reason,
-        })?;
-        if !self.metadata.contains_key(key)
-            && self.metadata.len() >= WorkflowContext::MAX_METADATA_ENTRIES
-        {
-            return Err(ContextError::TooManyEntries {
-                max: WorkflowContext::MAX_METADATA_ENTRIES,
-            });
-        }
-        self.metadata.insert(Arc::from(key), Arc::from(value));
-        Ok(self)
+    /// Adds one metadata entry (a later value for the same key replaces an earlier one).
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// How many ledger entries to keep (totals are always complete).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cx = tta_core::WorkflowContext::builder().ledger_capacity(0).build();
-    /// assert_eq!(cx.ledger().capacity(), 0);
-    /// ```
     pub fn ledger_capacity(mut self, capacity: usize) -> Self {
         self.ledger_capacity = Some(capacity);
         self
     }
 
     /// The OpenTelemetry parent (for example the server span of an incoming request).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cx = tta_core::WorkflowContext::builder().otel_context(opentelemetry::Context::new()).build();
-    /// # let _ = cx;
-    /// ```
     pub fn otel_context(mut self, otel: opentelemetry::Context) -> Self {
         self.otel = Some(otel);
         self
@@ -620,7 +557,7 @@ impl WorkflowContextBuilder {
     ///
     /// ```
     /// let token = tokio_util::sync::CancellationToken::new();
-    /// let cx = tta_core::WorkflowContext::builder().cancellation_token(token.clone()).build();
+    /// let cx = tta_core::WorkflowContext::builder().cancellation_token(token.clone()).build().unwrap();
     /// token.cancel();
     /// assert!(cx.is_cancelled());
     /// ```
@@ -629,36 +566,81 @@ impl WorkflowContextBuilder {
         self
     }
 
-    /// Builds the root context.
+    /// Checks the settings and builds the root context.
     ///
-    /// # Examples
+    /// # Errors
     ///
-    /// ```
-    /// let cx = tta_core::WorkflowContext::builder().build();
-    /// assert!(cx.deadline().is_none());
-    /// ```
-    pub fn build(self) -> WorkflowContext {
-        let workflow_id = self.workflow_id.unwrap_or_else(|| {
-            let mut hasher = RandomState::new().build_hasher();
-            hasher.write_u64(0);
-            Arc::from(format!("wf-{:016x}", hasher.finish()))
-        });
-        WorkflowContext {
+    /// [`ContextError`] for the first invalid id, metadata key or value, or for more
+    /// than [`WorkflowContext::MAX_METADATA_ENTRIES`] distinct keys.
+    pub fn build(self) -> Result<WorkflowContext, ContextError> {
+        let workflow_id = check_id("workflow id", self.workflow_id)?;
+        let session_id = check_id("session id", self.session_id)?;
+        let correlation_id = check_id("correlation id", self.correlation_id)?;
+        let mut metadata = BTreeMap::new();
+        for (key, value) in self.metadata {
+            crate::PrimitiveName::new(&key).map_err(|reason| ContextError::MetadataKey {
+                key: key.escape_debug().to_string(),
+                reason,
+            })?;
+            check_value(&value).map_err(|reason| ContextError::MetadataValue {
+                key: key.clone(),
+                reason,
+            })?;
+            metadata.insert(Arc::<str>::from(key), Arc::<str>::from(value));
+            if metadata.len() > WorkflowContext::MAX_METADATA_ENTRIES {
+                return Err(ContextError::TooManyEntries {
+                    max: WorkflowContext::MAX_METADATA_ENTRIES,
+                });
+            }
+        }
+        Ok(WorkflowContext::root(
+            Shared {
+                workflow_id: workflow_id.unwrap_or_else(random_workflow_id),
+                session_id,
+                correlation_id,
+                metadata,
+            },
+            self.ledger_capacity,
+            self.otel,
+            self.cancel,
+        ))
+    }
+}
+
+fn random_workflow_id() -> Arc<str> {
+    Arc::from(format!("wf-{:016x}", crate::random_seed()))
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            workflow_id: random_workflow_id(),
+            session_id: None,
+            correlation_id: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+impl WorkflowContext {
+    fn root(
+        shared: Shared,
+        ledger_capacity: Option<usize>,
+        otel: Option<opentelemetry::Context>,
+        cancel: Option<CancellationToken>,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                shared: Arc::new(Shared {
-                    workflow_id,
-                    session_id: self.session_id,
-                    correlation_id: self.correlation_id,
-                    metadata: self.metadata,
-                }),
+                shared: Arc::new(shared),
                 ledger: Arc::new(CostLedger::with_capacity(
-                    self.ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
+                    ledger_capacity.unwrap_or(CostLedger::DEFAULT_CAPACITY),
                 )),
-                cancel: Arc::new(self.cancel.unwrap_or_default()),
-                otel: self.otel.unwrap_or_default(),
+                cancel: Arc::new(cancel.unwrap_or_default()),
+                otel: otel.unwrap_or_default(),
                 own_span: false,
             }),
             deadline: None,
+            deadline_claim: None,
         }
     }
 }

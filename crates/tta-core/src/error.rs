@@ -42,6 +42,8 @@ pub struct Error {
 
 struct Repr {
     kind: ErrorKind,
+    /// The class without its retry-after, which lives in `retry_after` (one place).
+    class: ErrorClass,
     message: Cow<'static, str>,
     primitive: Option<Arc<str>>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
@@ -102,6 +104,166 @@ impl ErrorKind {
 }
 
 impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a caller may do about an error: the part of an error that decides fallback,
+/// health and the HTTP status a gateway answers with.
+///
+/// | class | typical cause | a router by default |
+/// |---|---|---|
+/// | `RateLimited` | 429 | falls back; holds the route until `retry_after` |
+/// | `Unavailable` | 5xx, connect or reset, a provider timeout | falls back; counts against health |
+/// | `InvalidRequest` | 400, 404, 422: the same request fails everywhere | returns it at once |
+/// | `ContextLength` | the prompt is longer than the model's window | falls back only to larger windows |
+/// | `ContentFilter` | the provider refused the content | returns it at once |
+/// | `Auth` | 401, 403 | falls back; cools the route for long |
+/// | `Other` | anything unclassified | falls back |
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::ErrorClass;
+///
+/// assert_eq!(ErrorClass::from_http_status(503), ErrorClass::Unavailable);
+/// assert_eq!(ErrorClass::from_http_status(401), ErrorClass::Auth);
+/// assert!(ErrorClass::from_http_status(429).is_rate_limited());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The provider asked to be called less; retry after the hint, if any.
+    RateLimited {
+        /// How long the provider asked to wait.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The provider or a dependency is down, overloaded or too slow right now.
+    Unavailable,
+    /// The request itself is wrong: it fails the same way everywhere.
+    InvalidRequest,
+    /// The prompt does not fit the model's context window.
+    ContextLength,
+    /// The provider refused the content.
+    ContentFilter,
+    /// The credentials were refused.
+    Auth,
+    /// Not classified.
+    Other,
+}
+
+impl ErrorClass {
+    /// The label value (`rate_limited`, `unavailable`, ...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::ErrorClass::ContextLength.as_str(), "context_length");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::InvalidRequest => "invalid_request",
+            ErrorClass::ContextLength => "context_length",
+            ErrorClass::ContentFilter => "content_filter",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    /// The class of an HTTP error status: 429 rate limited; 408, 5xx unavailable;
+    /// 401, 403 auth; 400, 404, 413, 422 invalid request; anything else other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(tta_core::ErrorClass::from_http_status(422), tta_core::ErrorClass::InvalidRequest);
+    /// ```
+    pub const fn from_http_status(status: u16) -> Self {
+        match status {
+            429 => ErrorClass::RateLimited { retry_after: None },
+            408 | 500..=599 => ErrorClass::Unavailable,
+            401 | 403 => ErrorClass::Auth,
+            400 | 404 | 413 | 422 => ErrorClass::InvalidRequest,
+            _ => ErrorClass::Other,
+        }
+    }
+
+    /// `true` for [`ErrorClass::RateLimited`], whatever its hint.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!tta_core::ErrorClass::Auth.is_rate_limited());
+    /// ```
+    pub const fn is_rate_limited(self) -> bool {
+        matches!(self, ErrorClass::RateLimited { .. })
+    }
+
+    /// Whether the same request may succeed if tried again later or elsewhere:
+    /// rate limited, unavailable and other. Invalid requests, context-length and
+    /// content-filter errors fail the same way again; refused credentials stay refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(tta_core::ErrorClass::Unavailable.is_retryable());
+    /// assert!(!tta_core::ErrorClass::InvalidRequest.is_retryable());
+    /// ```
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::RateLimited { .. } | ErrorClass::Unavailable | ErrorClass::Other
+        )
+    }
+
+    const fn default_for(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Timeout | ErrorKind::NoRoute | ErrorKind::Backend => ErrorClass::Unavailable,
+            ErrorKind::InvalidConfig => ErrorClass::InvalidRequest,
+            _ => ErrorClass::Other,
+        }
+    }
+
+    const fn without_retry_after(self) -> Self {
+        match self {
+            ErrorClass::RateLimited { .. } => ErrorClass::RateLimited { retry_after: None },
+            class => class,
+        }
+    }
+}
+
+impl crate::Label for ErrorClass {
+    const ALL: &'static [Self] = &[
+        ErrorClass::RateLimited { retry_after: None },
+        ErrorClass::Unavailable,
+        ErrorClass::InvalidRequest,
+        ErrorClass::ContextLength,
+        ErrorClass::ContentFilter,
+        ErrorClass::Auth,
+        ErrorClass::Other,
+    ];
+
+    fn as_str(self) -> &'static str {
+        ErrorClass::as_str(self)
+    }
+
+    fn index(self) -> usize {
+        match self {
+            ErrorClass::RateLimited { .. } => 0,
+            ErrorClass::Unavailable => 1,
+            ErrorClass::InvalidRequest => 2,
+            ErrorClass::ContextLength => 3,
+            ErrorClass::ContentFilter => 4,
+            ErrorClass::Auth => 5,
+            ErrorClass::Other => 6,
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -170,6 +332,7 @@ impl Error {
         Self {
             repr: Arc::new(Repr {
                 kind,
+                class: ErrorClass::default_for(kind),
                 message: message.into(),
                 primitive: None,
                 source: None,
@@ -185,6 +348,7 @@ impl Error {
             Ok(repr) => repr,
             Err(shared) => Repr {
                 kind: shared.kind,
+                class: shared.class,
                 message: shared.message.clone(),
                 primitive: shared.primitive.clone(),
                 source: shared.source.clone(),
@@ -352,6 +516,21 @@ impl Error {
         self.map_repr(|r| r.source = Some(Arc::new(source)))
     }
 
+    /// Keeps the attempts that failed before this error (a router that ran out of time
+    /// after some failed, say); see [`Error::attempts`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{AttemptError, Error};
+    /// let err = Error::timeout("router", "no time left")
+    ///     .with_attempts(vec![AttemptError::new("a", Error::msg("503"))]);
+    /// assert_eq!(err.attempts().len(), 1);
+    /// ```
+    pub fn with_attempts(self, attempts: Vec<AttemptError>) -> Self {
+        self.map_repr(|r| r.attempts = attempts)
+    }
+
     /// Records that the failed call was still billed for these tokens (a provider that
     /// charged for a prompt and then failed). Routers record it as a failed-but-billed
     /// attempt in the cost ledger.
@@ -391,6 +570,53 @@ impl Error {
     /// ```
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         self.repr.retry_after
+    }
+
+    /// Sets what a caller may do about this error (see [`ErrorClass`]); provider clients
+    /// set it from the HTTP status and body, users on their own errors. A class of
+    /// [`ErrorClass::RateLimited`] with a retry-after also sets [`Error::retry_after`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tta_core::{Error, ErrorClass};
+    ///
+    /// let err = Error::msg("slow down").with_class(ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(3)) });
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    /// assert_eq!(err.class().as_str(), "rate_limited");
+    /// ```
+    pub fn with_class(self, class: ErrorClass) -> Self {
+        self.map_repr(|r| {
+            if let ErrorClass::RateLimited {
+                retry_after: Some(after),
+            } = class
+            {
+                r.retry_after = Some(after);
+            }
+            r.class = class.without_retry_after();
+        })
+    }
+
+    /// What a caller may do about this error. Errors that no one classified are
+    /// [`ErrorClass::Other`], except timeouts (their primitive's dependency was
+    /// [`ErrorClass::Unavailable`] in time) and invalid configurations
+    /// ([`ErrorClass::InvalidRequest`]: the same request fails again).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Error, ErrorClass};
+    /// assert_eq!(Error::msg("boom").class(), ErrorClass::Other);
+    /// assert_eq!(Error::timeout("t", "late").class(), ErrorClass::Unavailable);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self.repr.class {
+            ErrorClass::RateLimited { .. } => ErrorClass::RateLimited {
+                retry_after: self.repr.retry_after,
+            },
+            class => class,
+        }
     }
 
     /// What went wrong.
@@ -543,6 +769,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.repr.kind)
+            .field("class", &self.class())
             .field("message", &self.repr.message);
         if let Some(p) = &self.repr.primitive {
             d.field("primitive", p);
@@ -563,6 +790,21 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The longest message of one attempt that `Display` shows, in bytes.
+const MAX_ATTEMPT_MESSAGE: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn bounded(text: &str, max: usize) -> (&str, &'static str) {
+    if text.len() <= max {
+        return (text, "");
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], "...")
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.repr.kind)?;
@@ -571,17 +813,37 @@ impl fmt::Display for Error {
         }
         write!(f, ": {}", self.repr.message)?;
         for attempt in &self.repr.attempts {
-            write!(f, "; {}: {}", attempt.route, attempt.error)?;
+            // Each route with its class and its own message, bounded: the provider's
+            // words, never a whole response body.
+            let inner = &attempt.error.repr;
+            let (message, cut) = bounded(&inner.message, MAX_ATTEMPT_MESSAGE);
+            write!(
+                f,
+                "; {} ({}): {message}{cut}",
+                attempt.route,
+                attempt.error.class()
+            )?;
+            if let Some(source) = &inner.source {
+                let source = source.to_string();
+                let (source, cut) = bounded(&source, MAX_ATTEMPT_MESSAGE);
+                write!(f, " ({source}{cut})")?;
+            }
         }
         Ok(())
     }
 }
 
 impl StdError for Error {
+    /// The cause; for an error with attempts and no cause of its own, the last attempt's
+    /// error.
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.repr
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+        match &self.repr.source {
+            Some(source) => Some(&**source as &(dyn StdError + 'static)),
+            None => self
+                .repr
+                .attempts
+                .last()
+                .map(|a| &a.error as &(dyn StdError + 'static)),
+        }
     }
 }

@@ -11,217 +11,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
-use opentelemetry::metrics::{Meter, MeterProvider};
+use opentelemetry::KeyValue;
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{InstrumentationScope, KeyValue};
 use tokio::time::Instant;
 
 use crate::bound::{BoundCounter, BoundHistogram};
 use crate::semconv;
-use crate::{Error, ErrorKind, PrimitiveName, WorkflowContext};
+use crate::{Error, ErrorKind, PrimitiveName, Telemetry, WorkflowContext};
 
-/// The instrumentation scope name of every tta meter and tracer.
-pub const SCOPE_NAME: &str = "tta";
-
-/// Where primitives get their meter and tracer.
-///
-/// [`Telemetry::global`] (what builders use unless told otherwise) reads the global
-/// providers **when the primitive is built**, so install them (for example with
-/// `tta_apm::init`) before building primitives. Tests and multi-tenant programs can
-/// hand explicit providers to [`Telemetry::new`] instead.
-///
-/// # Examples
-///
-/// ```
-/// use opentelemetry::trace::noop::NoopTracerProvider;
-/// use opentelemetry::metrics::noop::NoopMeterProvider;
-/// use tta_core::Telemetry;
-///
-/// let telemetry = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-/// # let _ = telemetry;
-/// let global = Telemetry::global();
-/// # let _ = global;
-/// ```
-#[derive(Clone)]
-pub struct Telemetry {
-    meter: Meter,
-    tracer: Arc<BoxedTracer>,
-    /// Whether the tracer makes spans of its own; see [`Telemetry::starts_spans`].
-    spans: bool,
-}
-
-/// Whether `tracer` makes spans of its own, or only hands back its parent's span context
-/// (the no-op tracer of an unset global provider). Asked with a context whose telemetry
-/// is suppressed, so an SDK tracer records and exports nothing for the question.
-fn starts_spans(tracer: &BoxedTracer) -> bool {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    let parent = SpanContext::new(
-        TraceId::from(0x7474_6120_7072_6f62_u128),
-        SpanId::from(0x7474_6120_7072_6f62_u64),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
-    let cx = opentelemetry::Context::new()
-        .with_remote_span_context(parent.clone())
-        .with_telemetry_suppressed();
-    let probe = tracer.build_with_context(SpanBuilder::from_name("tta.probe"), &cx);
-    probe.span_context() != &parent
-}
-
-fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
-}
-
-impl Telemetry {
-    /// The globally installed meter and tracer providers, as they are now.
+crate::label_enum! {
+    /// How one execution ended: the `outcome` label of the generic metrics.
     ///
     /// # Examples
     ///
     /// ```
-    /// let _ = tta_core::Telemetry::global();
+    /// use tta_core::{Error, Outcome};
+    ///
+    /// assert_eq!(Outcome::of(&Ok::<_, Error>(())), Outcome::Ok);
+    /// assert_eq!(Outcome::of::<()>(&Err(Error::timeout("t", "late"))), Outcome::Timeout);
+    /// assert_eq!(Outcome::Cancelled.as_str(), "cancelled");
     /// ```
-    pub fn global() -> Self {
-        let tracer = global::tracer_with_scope(scope());
-        Self {
-            meter: global::meter_with_scope(scope()),
-            spans: starts_spans(&tracer),
-            tracer: Arc::new(tracer),
-        }
+    #[non_exhaustive]
+    pub enum Outcome {
+        /// Finished with a value.
+        Ok => "ok",
+        /// Finished with an error other than a timeout or cancellation.
+        Error => "error",
+        /// Finished with an error of kind timeout.
+        Timeout => "timeout",
+        /// Cancelled through the context, or its future was dropped before it finished.
+        Cancelled => "cancelled",
     }
-
-    /// Explicit providers, for tests or for programs with several pipelines.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use opentelemetry::trace::noop::NoopTracerProvider;
-    /// use opentelemetry::metrics::noop::NoopMeterProvider;
-    ///
-    /// let t = tta_core::Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-    /// # let _ = t;
-    /// ```
-    pub fn new<M, T>(meter_provider: &M, tracer_provider: &T) -> Self
-    where
-        M: MeterProvider + ?Sized,
-        T: ObjectSafeTracerProvider + ?Sized,
-    {
-        let tracer = BoxedTracer::new(tracer_provider.boxed_tracer(scope()));
-        Self {
-            meter: meter_provider.meter_with_scope(scope()),
-            spans: starts_spans(&tracer),
-            tracer: Arc::new(tracer),
-        }
-    }
-
-    /// The meter, for a primitive's own instruments.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let counter = tta_core::Telemetry::global().meter().u64_counter("my.counter").build();
-    /// counter.add(1, &[]);
-    /// ```
-    pub fn meter(&self) -> &Meter {
-        &self.meter
-    }
-
-    /// The tracer, for a primitive's own child spans.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use opentelemetry::trace::{Span, Tracer};
-    /// let mut span = tta_core::Telemetry::global().tracer().start("work");
-    /// span.end();
-    /// ```
-    pub fn tracer(&self) -> &BoxedTracer {
-        &self.tracer
-    }
-
-    /// Whether the tracer makes spans of its own. It does not when no tracer provider is
-    /// installed: the global no-op tracer only hands back its parent's span context. Then
-    /// primitives skip span work altogether, and a child context carries its parent's
-    /// span, exactly what the no-op span would have carried.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use opentelemetry::trace::noop::NoopTracerProvider;
-    /// use opentelemetry::metrics::noop::NoopMeterProvider;
-    ///
-    /// let t = tta_core::Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-    /// assert!(!t.starts_spans());
-    /// ```
-    pub fn starts_spans(&self) -> bool {
-        self.spans
-    }
-}
-
-impl Default for Telemetry {
-    fn default() -> Self {
-        Self::global()
-    }
-}
-
-impl std::fmt::Debug for Telemetry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Telemetry").finish_non_exhaustive()
-    }
-}
-
-/// How one execution ended: the `outcome` label of the generic metrics.
-///
-/// # Examples
-///
-/// ```
-/// use tta_core::{Error, Outcome};
-///
-/// assert_eq!(Outcome::of(&Ok::<_, Error>(())), Outcome::Ok);
-/// assert_eq!(Outcome::of::<()>(&Err(Error::timeout("t", "late"))), Outcome::Timeout);
-/// assert_eq!(Outcome::Cancelled.as_str(), "cancelled");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Finished with a value.
-    Ok,
-    /// Finished with an error other than a timeout or cancellation.
-    Error,
-    /// Finished with an error of kind timeout.
-    Timeout,
-    /// Cancelled through the context, or its future was dropped before it finished.
-    Cancelled,
 }
 
 impl Outcome {
-    /// Every outcome, in label-set order.
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Ok,
-        Outcome::Error,
-        Outcome::Timeout,
-        Outcome::Cancelled,
-    ];
-
-    /// The label value.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_core::Outcome::Ok.as_str(), "ok");
-    /// ```
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-
     /// The outcome of a finished execution.
     ///
     /// # Examples
@@ -238,15 +62,6 @@ impl Outcome {
                 ErrorKind::Cancelled => Outcome::Cancelled,
                 _ => Outcome::Error,
             },
-        }
-    }
-
-    const fn index(self) -> usize {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::Error => 1,
-            Outcome::Timeout => 2,
-            Outcome::Cancelled => 3,
         }
     }
 }
@@ -531,7 +346,7 @@ impl Execution<'_> {
     /// ```
     /// # use tta_core::*;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::builder().workflow_id("wf-9").build());
+    /// let exec = i.start(&WorkflowContext::builder().workflow_id("wf-9").build().unwrap());
     /// assert_eq!(exec.context().workflow_id(), "wf-9");
     /// exec.finish(Outcome::Ok);
     /// ```

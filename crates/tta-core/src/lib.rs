@@ -31,25 +31,36 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod bound;
+mod breaker;
+mod builder;
 mod compose;
 mod context;
+pub mod deadline;
 mod error;
 mod instrument;
+mod label;
+mod layer;
 mod ledger;
 mod name;
 mod primitive;
 pub mod semconv;
+mod telemetry;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod window;
 
-pub use compose::{Join, Parallel, Then, parallel};
+pub use breaker::{Breaker, BreakerSnapshot, BreakerState, Permit};
+pub use builder::PrimitiveBuilder;
+pub use compose::{Join, Parallel, Then, WorkflowPrimitiveExt, parallel};
 pub use context::{ContextError, WorkflowContext, WorkflowContextBuilder};
-pub use error::{AttemptError, BoxError, Error, ErrorKind};
-pub use instrument::{Execution, Instrumentation, Outcome, SCOPE_NAME, Telemetry};
+pub use error::{AttemptError, BoxError, Error, ErrorClass, ErrorKind};
+pub use instrument::{Execution, Instrumentation, Outcome};
+pub use label::{Label, random_seed};
+pub use layer::{Around, Identity, Layer, Layered, Stack, Standalone};
 pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, TokenUsage, Usd};
 pub use name::{InvalidName, PrimitiveName};
 pub use primitive::{
-    BoxPrimitive, Flow, FnPrimitive, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn,
+    BoxPrimitive, Flow, FnPrimitive, StepFn, SyncFn, WorkflowPrimitive, from_fn, from_sync_fn,
 };
+pub use telemetry::{SCOPE_NAME, Telemetry};
 pub use window::OutcomeWindow;

@@ -42,7 +42,7 @@ pub enum InvalidName {
     TooLong {
         /// Its length in bytes.
         len: usize,
-        /// The maximum.
+        /// [`PrimitiveName::MAX_LEN`], the longest name accepted, in bytes.
         max: usize,
     },
     /// The name holds a character outside `[A-Za-z0-9_.-]`.

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::compose::{Join, Then};
-use crate::{Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, WorkflowContext};
+use crate::{Error, Instrumentation, PrimitiveBuilder, WorkflowContext};
 
 /// One step of a workflow: takes an `I`, returns an [`Output`](Self::Output) or an
 /// [`Error`].
@@ -50,6 +49,12 @@ use crate::{Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, Workf
 /// assert_eq!(out, "HI");
 /// # }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a workflow primitive taking `{I}`",
+    label = "not a `WorkflowPrimitive<{I}>`",
+    note = "closures become primitives with `tta_core::from_fn` (async) or `tta_core::from_sync_fn`",
+    note = "a wrapping primitive is one only when its inner primitive meets its bounds: a cache needs an output that is `Clone + Serialize + DeserializeOwned`, a router an input that is `Clone`"
+)]
 pub trait WorkflowPrimitive<I>: Send + Sync {
     /// What a successful execution returns.
     type Output;
@@ -80,55 +85,6 @@ impl<I, P: WorkflowPrimitive<I>> WorkflowPrimitive<I> for Arc<P> {
         (**self).execute(input, cx)
     }
 }
-
-/// Combinators available on every primitive.
-///
-/// # Examples
-///
-/// ```
-/// use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive, WorkflowPrimitiveExt};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let double = from_fn(|x: u32, _cx| async move { Ok::<_, Error>(x * 2) });
-/// let inc = from_fn(|x: u32, _cx| async move { Ok::<_, Error>(x + 1) });
-/// let both = double.then(inc);
-/// assert_eq!(both.execute(5, &WorkflowContext::new()).await.unwrap(), 11);
-/// # }
-/// ```
-pub trait WorkflowPrimitiveExt<I>: WorkflowPrimitive<I> + Sized {
-    /// Runs `self`, then `next` on its output (the same as `self >> next`).
-    fn then<B>(self, next: B) -> Then<Self, B>
-    where
-        B: WorkflowPrimitive<Self::Output>,
-    {
-        Then::new(self, next)
-    }
-
-    /// Runs `self` and `other` concurrently on clones of the input (the same as
-    /// `self | other`).
-    fn join<B>(self, other: B) -> Join<Self, B>
-    where
-        B: WorkflowPrimitive<I>,
-    {
-        Join::new(self, other)
-    }
-
-    /// Erases the type, for routes and registries.
-    fn boxed(self) -> BoxPrimitive<I, Self::Output>
-    where
-        Self: 'static,
-        I: Send + 'static,
-    {
-        BoxPrimitive::new(self)
-    }
-
-    /// Wraps `self` in [`Flow`] to get the `>>` and `|` operators.
-    fn flow(self) -> Flow<Self> {
-        Flow(self)
-    }
-}
-
-impl<I, P: WorkflowPrimitive<I>> WorkflowPrimitiveExt<I> for P {}
 
 trait DynPrimitive<I, O>: Send + Sync {
     fn dyn_name(&self) -> &str;
@@ -182,15 +138,7 @@ pub struct BoxPrimitive<I, O> {
 }
 
 impl<I, O> BoxPrimitive<I, O> {
-    /// Boxes `primitive`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use tta_core::{from_fn, BoxPrimitive, Error};
-    /// let b: BoxPrimitive<(), ()> = BoxPrimitive::new(from_fn(|(), _| async { Ok::<_, Error>(()) }));
-    /// # let _ = b;
-    /// ```
+    /// Boxes `primitive` (the same as [`WorkflowPrimitiveExt::boxed`](crate::WorkflowPrimitiveExt::boxed)).
     pub fn new<P>(primitive: P) -> Self
     where
         P: WorkflowPrimitive<I, Output = O> + 'static,
@@ -256,35 +204,16 @@ pub struct Flow<P>(P);
 
 impl<P> Flow<P> {
     /// Wraps `primitive`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let f = tta_core::Flow::new(42);
-    /// assert_eq!(f.into_inner(), 42);
-    /// ```
     pub fn new(primitive: P) -> Self {
         Self(primitive)
     }
 
     /// The wrapped primitive.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(*tta_core::Flow::new(1).get_ref(), 1);
-    /// ```
     pub fn get_ref(&self) -> &P {
         &self.0
     }
 
     /// Unwraps the primitive.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(tta_core::Flow::new("p").into_inner(), "p");
-    /// ```
     pub fn into_inner(self) -> P {
         self.0
     }
@@ -306,17 +235,92 @@ impl<I, P: WorkflowPrimitive<I>> WorkflowPrimitive<I> for Flow<P> {
     }
 }
 
-/// An async closure as an instrumented primitive; made by [`from_fn`].
+/// A closure as an instrumented primitive of kind `fn`; made by [`from_fn`],
+/// [`from_sync_fn`] or [`FnPrimitive::builder`].
 pub struct FnPrimitive<F> {
     f: F,
     inst: Instrumentation,
 }
 
-/// Lifts an async closure `Fn(I, WorkflowContext) -> Future<Output = Result<O, Error>>`
-/// into a primitive of kind `fn`, named `fn` until [`FnPrimitive::named`] renames it.
+/// What a [`FnPrimitive`] calls: an async closure `Fn(I, WorkflowContext) -> impl
+/// Future<Output = Result<O, Error>>`, or a synchronous closure in a [`SyncFn`].
 ///
-/// Its span and metrics use [`Telemetry::global`] as it is when `from_fn` is called;
-/// [`FnPrimitive::with_telemetry`] picks other providers.
+/// The async closure takes the context **by value**, where
+/// [`WorkflowPrimitive::execute`] borrows it: a future that borrowed the context would
+/// need an async closure whose future is `Send`, which stable Rust cannot yet state in a
+/// bound. Cloning the context is one reference count, so nothing is lost.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be called as a workflow step taking `{I}`",
+    label = "expected `Fn({I}, WorkflowContext) -> impl Future<Output = Result<_, tta_core::Error>>`",
+    note = "async closures go to `from_fn(|input, cx| async move {{ .. }})`; synchronous ones to `from_sync_fn(|input, cx| Ok(..))`"
+)]
+pub trait StepFn<I>: Send + Sync {
+    /// What a successful call returns.
+    type Output;
+
+    /// Calls the closure.
+    fn call(
+        &self,
+        input: I,
+        cx: WorkflowContext,
+    ) -> impl Future<Output = Result<Self::Output, Error>> + Send;
+}
+
+impl<I, O, F, Fut> StepFn<I> for F
+where
+    F: Fn(I, WorkflowContext) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<O, Error>> + Send,
+{
+    type Output = O;
+
+    fn call(&self, input: I, cx: WorkflowContext) -> impl Future<Output = Result<O, Error>> + Send {
+        self(input, cx)
+    }
+}
+
+/// A synchronous closure `Fn(I, &WorkflowContext) -> Result<O, Error>` as a [`StepFn`];
+/// made by [`from_sync_fn`] or [`SyncFn::new`].
+#[derive(Clone, Copy)]
+pub struct SyncFn<F>(F);
+
+impl<F> SyncFn<F> {
+    /// Wraps `f`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{StepFn, SyncFn, WorkflowContext};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tta_core::Error> {
+    /// // Any `StepFn` can be called directly, as `FnPrimitive` does.
+    /// let double = SyncFn::new(|x: u32, _| Ok(x * 2));
+    /// assert_eq!(double.call(4, WorkflowContext::new()).await?, 8);
+    /// # Ok(()) }
+    /// ```
+    pub fn new<I, O>(f: F) -> Self
+    where
+        F: Fn(I, &WorkflowContext) -> Result<O, Error>,
+    {
+        Self(f)
+    }
+}
+
+impl<I, O, F> StepFn<I> for SyncFn<F>
+where
+    F: Fn(I, &WorkflowContext) -> Result<O, Error> + Send + Sync,
+    O: Send,
+{
+    type Output = O;
+
+    fn call(&self, input: I, cx: WorkflowContext) -> impl Future<Output = Result<O, Error>> + Send {
+        std::future::ready((self.0)(input, &cx))
+    }
+}
+
+/// Lifts an async closure `Fn(I, WorkflowContext) -> impl Future<Output = Result<O,
+/// Error>>` into a primitive of kind and name `fn` (rename it with
+/// [`FnPrimitive::builder`]). It takes the context by value: see [`StepFn`] for why.
+///
+/// Its span and metrics use [`Telemetry::global`] as it is when `from_fn` is called.
 ///
 /// # Examples
 ///
@@ -324,13 +328,11 @@ pub struct FnPrimitive<F> {
 /// use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
-/// let summarize = from_fn(|text: String, _cx: WorkflowContext| async move {
-///     Ok::<_, Error>(text.split_whitespace().count())
-/// })
-/// .named("count_words")
-/// .map_err(Error::invalid_config)?;
-/// assert_eq!(summarize.name(), "count_words");
-/// assert_eq!(summarize.execute("a b c".into(), &WorkflowContext::new()).await?, 3);
+/// let tenant_of = from_fn(|_: (), cx: WorkflowContext| async move {
+///     Ok::<_, Error>(cx.metadata("tenant").unwrap_or("none").to_owned())
+/// });
+/// let cx = WorkflowContext::builder().metadata("tenant", "acme").build().map_err(Error::invalid_config)?;
+/// assert_eq!(tenant_of.execute((), &cx).await?, "acme");
 /// # Ok(()) }
 /// ```
 pub fn from_fn<I, O, F, Fut>(f: F) -> FnPrimitive<F>
@@ -338,50 +340,62 @@ where
     F: Fn(I, WorkflowContext) -> Fut,
     Fut: Future<Output = Result<O, Error>>,
 {
-    FnPrimitive {
-        f,
-        inst: Instrumentation::new("fn", PrimitiveName::from_static("fn"), &Telemetry::global()),
-    }
+    FnPrimitive::builder(f).build_default()
+}
+
+/// Lifts a synchronous closure `Fn(I, &WorkflowContext) -> Result<O, Error>` into a
+/// primitive of kind and name `fn`.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{from_sync_fn, WorkflowContext, WorkflowPrimitive};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tta_core::Error> {
+/// let inc = from_sync_fn(|x: u32, _| Ok(x + 1));
+/// assert_eq!(inc.execute(41, &WorkflowContext::new()).await?, 42);
+/// # Ok(()) }
+/// ```
+pub fn from_sync_fn<I, O, F>(f: F) -> FnPrimitive<SyncFn<F>>
+where
+    F: Fn(I, &WorkflowContext) -> Result<O, Error>,
+{
+    FnPrimitive::sync_builder(f).build_default()
 }
 
 impl<F> FnPrimitive<F> {
-    /// Renames the primitive.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidName`] when `name` is not a valid [`PrimitiveName`].
+    /// Configures the name and telemetry of an async closure primitive (what
+    /// [`from_fn`] makes); see [`PrimitiveBuilder`].
+    pub fn builder<I, O, Fut>(f: F) -> PrimitiveBuilder<F, Self>
+    where
+        F: Fn(I, WorkflowContext) -> Fut,
+        Fut: Future<Output = Result<O, Error>>,
+    {
+        Self::assemble(f)
+    }
+
+    fn assemble(f: F) -> PrimitiveBuilder<F, Self> {
+        PrimitiveBuilder::new("fn", f, |f, inst| Self { f, inst })
+    }
+}
+
+impl<F> FnPrimitive<SyncFn<F>> {
+    /// Configures the name and telemetry of a synchronous closure primitive (what
+    /// [`from_sync_fn`] makes).
     ///
     /// # Examples
     ///
     /// ```
-    /// let p = tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) });
-    /// assert!(p.named("bad name").is_err());
+    /// use tta_core::{FnPrimitive, WorkflowPrimitive};
+    /// let inc = FnPrimitive::sync_builder(|x: u32, _| Ok(x + 1)).name("inc").build()?;
+    /// assert_eq!(inc.name(), "inc");
+    /// # Ok::<(), tta_core::InvalidName>(())
     /// ```
-    pub fn named(self, name: &str) -> Result<Self, InvalidName> {
-        let name = PrimitiveName::new(name)?;
-        Ok(self.rebuild(name, None))
-    }
-
-    /// Uses `telemetry` instead of the global providers.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let p = tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) })
-    ///     .with_telemetry(&tta_core::Telemetry::global());
-    /// # let _ = p;
-    /// ```
-    pub fn with_telemetry(self, telemetry: &Telemetry) -> Self {
-        let name = self.inst.name().clone();
-        self.rebuild(name, Some(telemetry))
-    }
-
-    fn rebuild(self, name: PrimitiveName, telemetry: Option<&Telemetry>) -> Self {
-        let telemetry = telemetry.cloned().unwrap_or_default();
-        Self {
-            f: self.f,
-            inst: Instrumentation::new("fn", name, &telemetry),
-        }
+    pub fn sync_builder<I, O>(f: F) -> PrimitiveBuilder<SyncFn<F>, Self>
+    where
+        F: Fn(I, &WorkflowContext) -> Result<O, Error>,
+    {
+        FnPrimitive::assemble(SyncFn(f))
     }
 }
 
@@ -393,13 +407,12 @@ impl<F> std::fmt::Debug for FnPrimitive<F> {
     }
 }
 
-impl<I, O, F, Fut> WorkflowPrimitive<I> for FnPrimitive<F>
+impl<I, F> WorkflowPrimitive<I> for FnPrimitive<F>
 where
-    F: Fn(I, WorkflowContext) -> Fut + Send + Sync,
-    Fut: Future<Output = Result<O, Error>> + Send,
+    F: StepFn<I>,
     I: Send,
 {
-    type Output = O;
+    type Output = F::Output;
 
     fn name(&self) -> &str {
         self.inst.name().as_str()
@@ -409,8 +422,8 @@ where
         &self,
         input: I,
         cx: &WorkflowContext,
-    ) -> impl Future<Output = Result<O, Error>> + Send {
-        self.inst.run(cx, move |child| (self.f)(input, child))
+    ) -> impl Future<Output = Result<F::Output, Error>> + Send {
+        self.inst.run(cx, move |child| self.f.call(input, child))
     }
 }
 

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
 use crate::{
-    BoxError, Error, Instrumentation, InvalidName, PrimitiveName, Telemetry, WorkflowContext,
+    BoxError, Error, Instrumentation, Layer, PrimitiveBuilder, Telemetry, WorkflowContext,
     WorkflowPrimitive,
 };
 
@@ -33,14 +33,7 @@ pub struct PrimitiveService<P> {
 }
 
 impl<P> PrimitiveService<P> {
-    /// Serves `primitive`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let svc = tta_core::tower::PrimitiveService::new(tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) }));
-    /// # let _ = svc;
-    /// ```
+    /// Serves `primitive`, each call in a fresh root context.
     pub fn new(primitive: P) -> Self {
         Self {
             primitive: Arc::new(primitive),
@@ -53,10 +46,17 @@ impl<P> PrimitiveService<P> {
     /// # Examples
     ///
     /// ```
+    /// use tower::ServiceExt;
     /// use tta_core::{from_fn, tower::PrimitiveService, Error, WorkflowContext};
-    /// let svc = PrimitiveService::new(from_fn(|(), _| async { Ok::<_, Error>(()) }))
-    ///     .with_context(WorkflowContext::new());
-    /// # let _ = svc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cx = WorkflowContext::builder().metadata("tenant", "acme").build().unwrap();
+    /// let svc = PrimitiveService::new(from_fn(|(), cx: WorkflowContext| async move {
+    ///     Ok::<_, Error>(cx.metadata("tenant").map(str::to_owned))
+    /// }))
+    /// .with_context(cx);
+    /// assert_eq!(svc.oneshot(()).await.unwrap().as_deref(), Some("acme"));
+    /// # }
     /// ```
     pub fn with_context(mut self, cx: WorkflowContext) -> Self {
         self.base = Some(cx);
@@ -115,7 +115,7 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let svc = tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x * 2) });
-/// let step = ServicePrimitive::new(svc).named("double").unwrap();
+/// let step = ServicePrimitive::builder(svc).name("double").build().unwrap();
 /// assert_eq!(step.execute(21, &WorkflowContext::new()).await.unwrap(), 42);
 /// # }
 /// ```
@@ -125,59 +125,22 @@ pub struct ServicePrimitive<S> {
 }
 
 impl<S> ServicePrimitive<S> {
-    /// Wraps `service`, named `service`, with [`Telemetry::global`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let p = tta_core::tower::ServicePrimitive::new(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
-    /// # let _ = p;
-    /// ```
+    /// Wraps `service`, named `service`, with [`Telemetry::global`](crate::Telemetry::global).
     pub fn new(service: S) -> Self {
-        Self {
-            service,
-            inst: Instrumentation::new(
-                "service",
-                PrimitiveName::from_static("service"),
-                &Telemetry::global(),
-            ),
-        }
+        Self::builder(service).build_default()
     }
 
-    /// Renames the primitive.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidName`] when `name` is not a valid [`PrimitiveName`].
+    /// Configures the name and telemetry of `service` as a primitive.
     ///
     /// # Examples
     ///
     /// ```
-    /// let p = tta_core::tower::ServicePrimitive::new(());
-    /// assert!(p.named("has space").is_err());
+    /// use tta_core::tower::ServicePrimitive;
+    /// let svc = tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
+    /// assert!(ServicePrimitive::builder(svc).name("has space").build().is_err());
     /// ```
-    pub fn named(self, name: &str) -> Result<Self, InvalidName> {
-        let name = PrimitiveName::new(name)?;
-        Ok(Self {
-            service: self.service,
-            inst: Instrumentation::new("service", name, &Telemetry::global()),
-        })
-    }
-
-    /// Uses `telemetry` instead of the global providers.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let p = tta_core::tower::ServicePrimitive::new(()).with_telemetry(&tta_core::Telemetry::global());
-    /// # let _ = p;
-    /// ```
-    pub fn with_telemetry(self, telemetry: &Telemetry) -> Self {
-        let name = self.inst.name().clone();
-        Self {
-            service: self.service,
-            inst: Instrumentation::new("service", name, telemetry),
-        }
+    pub fn builder(service: S) -> PrimitiveBuilder<S, Self> {
+        PrimitiveBuilder::new("service", service, |service, inst| Self { service, inst })
     }
 }
 
@@ -218,3 +181,62 @@ where
 }
 
 crate::impl_composition_ops!(ServicePrimitive<S>);
+
+/// Any tta [`Layer`] as a `tower::Layer`: the service is wrapped as a
+/// [`ServicePrimitive`], the layer's primitive goes around it, and the result is served
+/// again as a [`PrimitiveService`] (error type [`Error`]). One adapter for every wrapping
+/// primitive: the layer's settings are validated when the layer itself is built.
+///
+/// # Examples
+///
+/// ```
+/// use tower::{Layer as _, ServiceExt};
+/// use tta_core::tower::TowerLayer;
+/// use tta_core::{Error, Identity};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = TowerLayer::new(Identity);
+/// let svc = layer.layer(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x + 1) }));
+/// assert_eq!(svc.oneshot(1).await.unwrap(), 2);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct TowerLayer<L> {
+    layer: L,
+    telemetry: Option<Telemetry>,
+}
+
+impl<L> TowerLayer<L> {
+    /// Adapts `layer`; the wrapped services are instrumented with
+    /// [`Telemetry::global`](crate::Telemetry::global) unless [`Self::telemetry`] says otherwise.
+    pub fn new(layer: L) -> Self {
+        Self {
+            layer,
+            telemetry: None,
+        }
+    }
+
+    /// The telemetry of the wrapped services' own spans and metrics.
+    #[must_use]
+    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.telemetry = Some(telemetry.clone());
+        self
+    }
+}
+
+impl<S, L> tower::Layer<S> for TowerLayer<L>
+where
+    L: Layer<ServicePrimitive<S>>,
+{
+    type Service = PrimitiveService<L::Primitive>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        let inner = match &self.telemetry {
+            Some(telemetry) => ServicePrimitive::builder(service)
+                .telemetry(telemetry)
+                .build_default(),
+            None => ServicePrimitive::new(service),
+        };
+        PrimitiveService::new(self.layer.layer(inner))
+    }
+}

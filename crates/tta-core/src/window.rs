@@ -75,4 +75,45 @@ impl<const WORDS: usize> OutcomeWindow<WORDS> {
         };
         ones as f64 / (i + 1).min(Self::SLOTS) as f64
     }
+
+    /// The share of `true` in the window now (0 when nothing was recorded).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = tta_core::OutcomeWindow::<1>::new();
+    /// assert_eq!(w.share(), 0.0);
+    /// w.push(true);
+    /// w.push(false);
+    /// assert_eq!(w.share(), 0.5);
+    /// ```
+    pub fn share(&self) -> f64 {
+        let seen = self.seen.load(Ordering::Relaxed).min(Self::SLOTS);
+        if seen == 0 {
+            return 0.0;
+        }
+        self.ones.load(Ordering::Relaxed) as f64 / seen as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutcomeWindow;
+
+    #[test]
+    fn the_rate_window_covers_the_last_128_executions() {
+        let w = OutcomeWindow::<2>::new();
+        assert_eq!(w.push(true), 1.0);
+        assert_eq!(w.push(false), 0.5);
+        for _ in 0..126 {
+            w.push(false);
+        }
+        // 129 executions: the first (the timeout) slid out.
+        assert_eq!(w.push(false), 0.0);
+        for _ in 0..64 {
+            w.push(true);
+        }
+        assert_eq!(w.push(false), 64.0 / 128.0);
+        assert_eq!(w.share(), 64.0 / 128.0);
+    }
 }

@@ -338,7 +338,11 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
                 let request = catalogue.request(id);
                 let usage = TokenUsage::new(request.input_tokens, request.output_tokens);
                 tally.baseline += frontier.cost(Some(usage));
-                let cx = WorkflowContext::builder().ledger_capacity(8).build();
+                // Only a ledger bound is set: nothing to reject.
+                let cx = WorkflowContext::builder()
+                    .ledger_capacity(8)
+                    .build()
+                    .unwrap_or_default();
                 let t0 = Instant::now();
                 let result = stack.execute(request, &cx).await;
                 let _ = tally

@@ -30,8 +30,8 @@ struct Args {
     #[arg(long)]
     redis: Option<String>,
     /// Where /metrics listens.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    metrics_addr: String,
+    #[arg(long, default_value_t = apm::DEFAULT_METRICS_ADDR)]
+    metrics_addr: std::net::SocketAddr,
     /// Also export traces and metrics by OTLP (http/protobuf) to this URL.
     #[arg(long)]
     otlp: Option<String>,
@@ -130,21 +130,24 @@ fn print_summary(s: &Summary) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut apm_config = match ApmConfig::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    apm_config = apm_config
-        .service_name("tta-demo")
-        .metrics_addr(&args.metrics_addr)
+    let mut apm_config = ApmConfig::from_env()
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .metrics_addr(args.metrics_addr.to_string())
         .console_spans(false);
+    // The demo's name is a default: `OTEL_SERVICE_NAME` (or `service.name`) overrides it.
+    let named_by_env = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|r| r.contains("service.name="));
+    if !named_by_env {
+        apm_config = apm_config.service_name("tta-demo");
+    }
     if let Some(url) = &args.otlp {
         apm_config = apm_config.otlp_endpoint(url.clone());
     }
-    let guard = match apm::init(apm_config) {
+    let guard = match apm_config
+        .build()
+        .map_err(apm::InitError::from)
+        .and_then(apm::init)
+    {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e}");

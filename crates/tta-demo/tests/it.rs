@@ -81,9 +81,10 @@ fn value(scrape: &str, prefix: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use() {
     let guard = apm::init(
-        ApmConfig::new("tta-demo-test")
+        ApmConfig::builder("tta-demo-test")
             .metrics_addr("127.0.0.1:0")
-            .console_spans(false),
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let config = DemoConfig {

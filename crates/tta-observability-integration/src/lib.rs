@@ -38,8 +38,8 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // 1. Telemetry first: primitives take their instruments when they are built.
-//! let guard = apm::init(apm::ApmConfig::from_env()?.service_name("support-bot")
-//!     .metrics_addr("127.0.0.1:0").console_spans(false))?;
+//! let guard = apm::init(apm::ApmConfig::from_env().service_name("support-bot")
+//!     .metrics_addr("127.0.0.1:0").build()?)?;
 //!
 //! // 2. The providers, behind a router that prefers the cheaper one.
 //! let provider = |name: &'static str| from_fn(move |prompt: String, _| async move {
@@ -53,13 +53,13 @@
 //!     .usage_reported()
 //!     .build()?;
 //!
-//! // 3. timeout >> cache >> router: the timeout bounds the whole call, the cache answers
-//! //    repeated prompts without calling the router.
-//! let cached = cache::CachePrimitive::builder(llm).name("answers").ttl(Duration::from_secs(600)).build()?;
-//! let stack = timeout::TimeoutPrimitive::builder(cached)
-//!     .timeout(Duration::from_secs(2))
-//!     .grace(Duration::from_millis(500))
-//!     .build()?;
+//! // 3. A timeout around a cache around the router, read in the order a request travels:
+//! //    the timeout bounds the whole call, the cache answers repeated prompts without
+//! //    calling the router. (`>>` and `|` are for pipelines, not for wrapping.)
+//! let stack = Stack::new()
+//!     .layer(timeout::TimeoutLayer::builder().timeout(Duration::from_secs(2)).grace(Duration::from_millis(500)).build()?)
+//!     .layer(cache::CacheLayer::builder().name("answers").ttl(Duration::from_secs(600)).build()?)
+//!     .into_primitive(llm);
 //!
 //! // 4. Run it; the context carries ids, the deadline, cancellation and the cost ledger.
 //! let cx = WorkflowContext::new();
@@ -119,16 +119,17 @@ pub mod router {
 /// What a typical program imports: `use tta_observability_integration::prelude::*;`.
 pub mod prelude {
     pub use tta_core::{
-        BoxPrimitive, Error, ErrorKind, Flow, ReportsUsage, TokenUsage, Usd, WorkflowContext,
-        WorkflowPrimitive, WorkflowPrimitiveExt, from_fn, parallel,
+        BoxPrimitive, Error, ErrorClass, ErrorKind, Flow, Layer, ReportsUsage, Stack, TokenUsage,
+        Usd, WorkflowContext, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn, from_sync_fn,
+        parallel,
     };
 
     #[cfg(feature = "cache")]
-    pub use tta_cache::{CachePrimitive, MemoryStore};
+    pub use tta_cache::{CacheLayer, CachePrimitive, MemoryStore};
     #[cfg(feature = "router")]
     pub use tta_router::{Price, Route, RouterPrimitive, Strategy};
     #[cfg(feature = "timeout")]
-    pub use tta_timeout::TimeoutPrimitive;
+    pub use tta_timeout::{TimeoutLayer, TimeoutPrimitive};
 }
 
 /// The workspace README's example, compiled as a doctest so it stays true.

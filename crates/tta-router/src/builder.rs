@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tta_core::{Error, InvalidName, PrimitiveName, Telemetry, TokenUsage};
+use tta_core::{Error, InvalidName, PrimitiveName, Telemetry, TokenUsage, WorkflowContext};
 
-use crate::health::RouteState;
+use crate::health::RouteHealth;
 use crate::metrics::{RouteIdentity, RouterMetrics};
-use crate::{BuiltRoute, Route, RouterPrimitive, Strategy, UsageFn};
+use crate::{BuiltRoute, Route, RouteFn, RouteStats, RouterPrimitive, Strategy, UsageFn};
 
 /// Why a router could not be built.
 ///
@@ -35,7 +35,7 @@ pub enum BuildError {
     RouteName {
         /// The name, escaped.
         name: String,
-        /// Why.
+        /// The rule of [`PrimitiveName`] it breaks.
         reason: InvalidName,
     },
     /// Two routes share a name.
@@ -46,7 +46,7 @@ pub enum BuildError {
     UnknownFallback {
         /// The route.
         route: String,
-        /// The missing name.
+        /// The name it falls back to, which no route has.
         unknown: String,
     },
     /// Declared fallbacks form a cycle.
@@ -62,9 +62,9 @@ pub enum BuildError {
     Price {
         /// The route.
         route: String,
-        /// Which price.
+        /// Which price (`input_per_1k`, `output_per_1k` or `per_call`).
         what: &'static str,
-        /// The value.
+        /// The value given.
         value: f64,
     },
     /// A weight is not positive and finite.
@@ -72,7 +72,7 @@ pub enum BuildError {
     Weight {
         /// The route.
         route: String,
-        /// The value.
+        /// The weight given.
         value: f64,
     },
     /// A router setting is out of range.
@@ -91,11 +91,13 @@ impl From<BuildError> for Error {
 /// | setting | default |
 /// |---|---|
 /// | `strategy` | [`Strategy::Ordered`] |
+/// | `route_by` | none: an input-aware order replaces the strategy's for the requests it names known routes for |
 /// | `max_attempts` | the number of routes (each route is tried at most once per request) |
-/// | `fallback_on` | every error but `cancelled` and `invalid_config` |
-/// | `failure_threshold` / `cooldown` | 3 consecutive failures / 30 s |
-/// | `min_budget` | 10 ms: no attempt starts with less time left before the deadline |
-/// | `attempt_timeout` | none (each attempt still ends at the context's deadline) |
+/// | `fallback_on` | by class: all but `invalid_request` and `content_filter` (and `cancelled`, `invalid_config` kinds) |
+/// | `failure_threshold` / `cooldown` / `max_cooldown` | 3 consecutive failures / 30 s, doubling per failed probe / 10 min |
+/// | `panic_mode` | on: with every route cooling, try the one that recovers first |
+/// | `min_budget` | 10 ms: no attempt starts with less time left, and the reserve for a fallback when its latency is unknown |
+/// | `attempt_timeout` | none: an attempt gets the remaining time minus a reserve for the next candidate |
 /// | `usage` | none: calls are priced per call |
 /// | `seed` | random (set it for reproducible weighted routing) |
 #[must_use]
@@ -104,9 +106,12 @@ pub struct RouterBuilder<I, O> {
     routes: Vec<Route<I, O>>,
     strategy: Strategy,
     max_attempts: Option<usize>,
-    fallback_on: Arc<dyn Fn(&Error) -> bool + Send + Sync>,
+    route_fn: Option<RouteFn<I>>,
+    fallback_on: Option<Arc<dyn Fn(&Error) -> bool + Send + Sync>>,
     failure_threshold: u32,
     cooldown: Duration,
+    max_cooldown: Duration,
+    panic_mode: bool,
     min_budget: Duration,
     attempt_timeout: Option<Duration>,
     usage: Option<UsageFn<O>>,
@@ -131,9 +136,12 @@ impl<I, O> Default for RouterBuilder<I, O> {
             routes: Vec::new(),
             strategy: Strategy::Ordered,
             max_attempts: None,
-            fallback_on: Arc::new(|e: &Error| !(e.is_cancelled() || e.is_invalid_config())),
+            route_fn: None,
+            fallback_on: None,
             failure_threshold: 3,
             cooldown: Duration::from_secs(30),
+            max_cooldown: Duration::from_secs(600),
+            panic_mode: true,
             min_budget: Duration::from_millis(10),
             attempt_timeout: None,
             usage: None,
@@ -168,12 +176,71 @@ impl<I, O> RouterBuilder<I, O> {
         self
     }
 
-    /// Which errors fall back to the next route (others are returned at once).
+    /// Orders the routes of each request from its input, its context (a tenant or tier
+    /// in the metadata, say) and the routes' statistics: `f` returns route names, best
+    /// first; routes it leaves out are not tried. A name that is not a route is an
+    /// [`UnknownRoute`](crate::UnknownRoute) error, counted, and that request uses the
+    /// strategy's order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{from_sync_fn, WorkflowContext};
+    /// use tta_router::{Route, RouterPrimitive};
+    ///
+    /// let echo = || from_sync_fn(|q: String, _| Ok(q));
+    /// let router = RouterPrimitive::builder()
+    ///     .route(Route::new("premium", echo()))
+    ///     .route(Route::new("budget", echo()))
+    ///     .route_by(|q: &String, cx: &WorkflowContext, _stats| {
+    ///         if cx.metadata("tier") == Some("pro") || q.len() > 1_000 {
+    ///             vec!["premium", "budget"]
+    ///         } else {
+    ///             vec!["budget"]
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// let pro = WorkflowContext::builder().metadata("tier", "pro").build()?;
+    /// assert_eq!(router.plan(&Default::default(), &"hi".to_owned(), &pro), ["premium", "budget"]);
+    /// assert_eq!(router.plan(&Default::default(), &"hi".to_owned(), &WorkflowContext::new()), ["budget"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn route_by<F, R>(mut self, f: F) -> Self
+    where
+        F: Fn(&I, &WorkflowContext, &[RouteStats]) -> R + Send + Sync + 'static,
+        R: IntoIterator,
+        R::Item: AsRef<str>,
+    {
+        self.route_fn = Some(Arc::new(move |input, cx, stats, sink| {
+            for name in f(input, cx, stats) {
+                sink(name.as_ref());
+            }
+        }));
+        self
+    }
+
+    /// Which errors fall back to the next route (others are returned at once), instead
+    /// of the default by [`ErrorClass`](tta_core::ErrorClass). Health is still judged by
+    /// class: an invalid request never counts against a route.
     pub fn fallback_on(
         mut self,
         predicate: impl Fn(&Error) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.fallback_on = Arc::new(predicate);
+        self.fallback_on = Some(Arc::new(predicate));
+        self
+    }
+
+    /// The longest a route cools while its probes keep failing (each failed probe
+    /// doubles the cooldown), and how long an `auth` error cools it.
+    pub fn max_cooldown(mut self, cooldown: Duration) -> Self {
+        self.max_cooldown = cooldown;
+        self
+    }
+
+    /// Whether a request with every route cooling tries the one whose cooldown ends
+    /// first (on by default) or fails with `NoRoute` and the earliest retry-after.
+    pub fn panic_mode(mut self, on: bool) -> Self {
+        self.panic_mode = on;
         self
     }
 
@@ -252,20 +319,27 @@ impl<I, O> RouterBuilder<I, O> {
         if self.cooldown.is_zero() {
             return Err(BuildError::Setting("cooldown must be greater than zero"));
         }
+        if self.max_cooldown < self.cooldown {
+            return Err(BuildError::Setting(
+                "max_cooldown must be at least cooldown",
+            ));
+        }
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
             return Err(BuildError::Setting(
                 "attempt_timeout must be greater than zero",
             ));
         }
         let mut index = HashMap::new();
+        let mut names = Vec::with_capacity(self.routes.len());
         for (i, route) in self.routes.iter().enumerate() {
-            PrimitiveName::new(&route.name).map_err(|reason| BuildError::RouteName {
+            let name = PrimitiveName::new(&route.name).map_err(|reason| BuildError::RouteName {
                 name: route.name.escape_debug().to_string(),
                 reason,
             })?;
             if index.insert(route.name.clone(), i).is_some() {
                 return Err(BuildError::DuplicateRoute(route.name.clone()));
             }
+            names.push(name);
         }
         let mut fallbacks = Vec::with_capacity(self.routes.len());
         for route in &self.routes {
@@ -294,7 +368,7 @@ impl<I, O> RouterBuilder<I, O> {
         }
         let telemetry = self.telemetry.unwrap_or_default();
         let mut routes = Vec::with_capacity(self.routes.len());
-        for (route, fallbacks) in self.routes.into_iter().zip(fallbacks) {
+        for ((route, fallbacks), route_name) in self.routes.into_iter().zip(fallbacks).zip(names) {
             let price = route
                 .price
                 .validate()
@@ -309,11 +383,6 @@ impl<I, O> RouterBuilder<I, O> {
                     value: route.weight,
                 });
             }
-            let route_name =
-                PrimitiveName::new(&route.name).map_err(|reason| BuildError::RouteName {
-                    name: route.name.clone(),
-                    reason,
-                })?;
             let provider = route.provider.unwrap_or_else(|| route.name.clone());
             let model = route.model.unwrap_or_else(|| route.name.clone());
             routes.push(BuiltRoute {
@@ -325,7 +394,8 @@ impl<I, O> RouterBuilder<I, O> {
                 model,
                 weight: route.weight,
                 fallbacks,
-                state: RouteState::default(),
+                context_window: route.context_window,
+                health: RouteHealth::new(self.failure_threshold, self.cooldown, self.max_cooldown),
             });
         }
         let identities: Vec<RouteIdentity<'_>> = routes
@@ -337,22 +407,19 @@ impl<I, O> RouterBuilder<I, O> {
             })
             .collect();
         let metrics = RouterMetrics::new(&name, &identities, &telemetry).initialize();
-        let seed = self.seed.unwrap_or_else(|| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(0);
-            h.finish()
-        });
+        let seed = self.seed.unwrap_or_else(tta_core::random_seed);
         Ok(RouterPrimitive {
             tracer: telemetry.clone(),
             inst: tta_core::Instrumentation::new("router", name, &telemetry),
             metrics,
             routes,
             strategy: self.strategy,
+            route_fn: self.route_fn,
+            route_fn_errors: std::sync::atomic::AtomicU64::new(0),
             max_attempts,
             fallback_on: self.fallback_on,
-            failure_threshold: self.failure_threshold,
-            cooldown: self.cooldown,
+            auth_cooldown: self.max_cooldown,
+            panic_mode: self.panic_mode,
             min_budget: self.min_budget,
             attempt_timeout: self.attempt_timeout,
             usage: self.usage,

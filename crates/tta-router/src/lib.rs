@@ -5,15 +5,30 @@
 //! provider and model it calls. For each request a [`Strategy`] orders the routes; the
 //! router tries them in that order until one succeeds:
 //!
-//! - **Fallback** on an error (or a timeout) to the failed route's declared fallbacks,
-//!   then to the strategy's next choice. Each route is tried **at most once per
-//!   request** and at most `max_attempts` times in all, and declared fallbacks are checked
-//!   for cycles when the router is built: there is no fallback loop.
-//! - **Health**: after `failure_threshold` consecutive failures a route cools down; when
-//!   the cooldown ends exactly one caller probes it at a time. When every route is
-//!   cooling the router fails fast with [`ErrorKind::NoRoute`](tta_core::ErrorKind).
-//! - **Deadlines**: no attempt starts with less than `min_budget` left before the
-//!   context's deadline, and no attempt runs past it.
+//! - **Fallback by error class** ([`ErrorClass`](tta_core::ErrorClass)): `unavailable`,
+//!   `rate_limited`, `auth` and unclassified errors fall back to the failed route's
+//!   declared fallbacks, then to the strategy's next choice; `invalid_request` and
+//!   `content_filter` are returned at once (the same request fails everywhere);
+//!   `context_length` falls back only to routes with a larger declared
+//!   [`context_window`](Route::context_window). [`RouterBuilder::fallback_on`] overrides
+//!   the choice. Each route is tried **at most once per request** and at most
+//!   `max_attempts` times in all, and declared fallbacks are checked for cycles when the
+//!   router is built: there is no fallback loop.
+//! - **Health** ([`tta_core::Breaker`]): after `failure_threshold` consecutive failures
+//!   a route cools down; when the cooldown ends exactly one caller probes it, and each
+//!   failed probe doubles the cooldown (up to `max_cooldown`). A `rate_limited` error
+//!   holds the route until its retry-after (a call that started before the hint does
+//!   not clear it by succeeding), `auth` cools it for `max_cooldown`; errors of the
+//!   request itself carry no penalty. When every route is cooling, the router tries the
+//!   one whose cooldown ends first (**panic mode**, reason `panic`; turn it off with
+//!   [`RouterBuilder::panic_mode`] to get [`ErrorKind::NoRoute`](tta_core::ErrorKind)
+//!   with the earliest retry-after).
+//! - **Deadlines**: without an `attempt_timeout`, an attempt gets the context's
+//!   remaining time minus a reserve for the next candidate (its latency average, or
+//!   `min_budget`), so a hung route leaves time for a fallback; no attempt starts with
+//!   less than `min_budget` left, or with less than its own latency average. A deadline
+//!   the router set is reported by the router; the caller's is reported by the caller
+//!   (see [`tta_core::deadline`]).
 //! - **Cost**: each attempt's token usage times its route's price is recorded in the
 //!   workflow's ledger (a route call, a fallback, or a failed call that was still
 //!   billed), in `tta.router.cost.usd`, and, against the most expensive route's price for the
@@ -53,39 +68,53 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+mod attempt;
 mod builder;
 mod health;
 mod metrics;
+mod plan;
 mod route;
 pub mod semconv;
 mod strategy;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
 use rand::rngs::StdRng;
 use tokio::time::Instant;
-use tta_core::semconv::gen_ai;
+use tta_core::deadline::DeadlineReached;
 use tta_core::{
-    AttemptError, AttemptKind, BoxPrimitive, CostEntry, Error, Instrumentation, PrimitiveName,
-    Telemetry, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive,
+    AttemptError, AttemptKind, BoxPrimitive, Error, ErrorClass, Instrumentation, PrimitiveName,
+    Telemetry, TokenUsage, WorkflowContext, WorkflowPrimitive,
 };
 
 pub use builder::{BuildError, RouterBuilder};
 pub use route::{Price, Route, ValidPrice};
 pub use strategy::{RankFn, RouteStats, Strategy};
 
-use health::{Availability, RouteState};
-use metrics::{AttemptOutcome, Reason, RouterMetrics};
+use attempt::Attempt;
+use health::RouteHealth;
+use metrics::{Reason, RouterMetrics};
 
 pub(crate) type UsageFn<O> = Arc<dyn Fn(&O) -> Option<TokenUsage> + Send + Sync>;
 
-/// Token usage assumed for expected costs before any call reported its usage.
-const DEFAULT_USAGE: (f64, f64) = (1_000.0, 1_000.0);
-/// How much the newest call weighs in the average usage.
-const USAGE_ALPHA: f64 = 0.1;
+/// An input-aware route function, as stored: it feeds route names to the sink.
+pub(crate) type RouteFn<I> =
+    Arc<dyn Fn(&I, &WorkflowContext, &[RouteStats], &mut dyn FnMut(&str)) + Send + Sync>;
+
+/// The route function of [`RouterBuilder::route_by`] named a route the router does not
+/// have. The request then uses the strategy's order; the error is counted
+/// ([`RouterPrimitive::route_fn_errors`]) and recorded as a span event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the route function named unknown route {name:?}")]
+pub struct UnknownRoute {
+    /// The name it gave (at most 64 characters of it).
+    pub name: String,
+}
 
 pub(crate) struct BuiltRoute<I, O> {
     name: PrimitiveName,
@@ -96,7 +125,8 @@ pub(crate) struct BuiltRoute<I, O> {
     model: String,
     weight: f64,
     fallbacks: Vec<usize>,
-    state: RouteState,
+    context_window: Option<u64>,
+    health: RouteHealth,
 }
 
 /// Routes requests between priced routes; see the [crate docs](crate).
@@ -108,12 +138,14 @@ pub struct RouterPrimitive<I, O> {
     metrics: RouterMetrics,
     routes: Vec<BuiltRoute<I, O>>,
     strategy: Strategy,
+    route_fn: Option<RouteFn<I>>,
+    route_fn_errors: AtomicU64,
     max_attempts: usize,
-    fallback_on: Arc<dyn Fn(&Error) -> bool + Send + Sync>,
-    failure_threshold: u32,
-    cooldown: std::time::Duration,
-    min_budget: std::time::Duration,
-    attempt_timeout: Option<std::time::Duration>,
+    fallback_on: Option<Arc<dyn Fn(&Error) -> bool + Send + Sync>>,
+    min_budget: Duration,
+    attempt_timeout: Option<Duration>,
+    auth_cooldown: Duration,
+    panic_mode: bool,
     usage: Option<UsageFn<O>>,
     rng: Mutex<StdRng>,
     usage_average: Mutex<Option<(f64, f64)>>,
@@ -134,10 +166,10 @@ impl<I, O> RouterPrimitive<I, O> {
     /// # Examples
     ///
     /// ```
-    /// use tta_core::{from_fn, Error};
+    /// use tta_core::from_sync_fn;
     /// use tta_router::{Route, RouterPrimitive};
     /// let r = RouterPrimitive::builder()
-    ///     .route(Route::new("a", from_fn(|x: u8, _| async move { Ok::<_, Error>(x) })))
+    ///     .route(Route::new("a", from_sync_fn(|x: u8, _| Ok(x))))
     ///     .build()
     ///     .unwrap();
     /// assert_eq!(r.strategy().as_str(), "ordered");
@@ -151,10 +183,10 @@ impl<I, O> RouterPrimitive<I, O> {
     /// # Examples
     ///
     /// ```
-    /// use tta_core::{from_fn, Error};
+    /// use tta_core::from_sync_fn;
     /// use tta_router::{Route, RouterPrimitive};
     /// let r = RouterPrimitive::builder()
-    ///     .route(Route::new("a", from_fn(|x: u8, _| async move { Ok::<_, Error>(x) })))
+    ///     .route(Route::new("a", from_sync_fn(|x: u8, _| Ok(x))))
     ///     .build()
     ///     .unwrap();
     /// assert_eq!(&*r.stats()[0].name, "a");
@@ -164,94 +196,50 @@ impl<I, O> RouterPrimitive<I, O> {
         self.snapshot().0
     }
 
-    /// Every route's statistics, and whether it may be tried now (healthy, or its
-    /// single probe is free): one lock per route.
-    fn snapshot(&self) -> (Vec<RouteStats>, Vec<bool>) {
-        let now = Instant::now();
-        let usage = self.expected_usage();
-        let mut open = Vec::with_capacity(self.routes.len());
-        let stats = self
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(index, route)| {
-                let snap = route.state.snapshot(now);
-                open.push(snap.availability != Availability::Cooling);
-                RouteStats {
-                    index,
-                    name: route.name.to_arc(),
-                    latency: snap.latency,
-                    observations: snap.observations,
-                    consecutive_failures: snap.consecutive_failures,
-                    cooling: snap.availability != Availability::Healthy,
-                    weight: route.weight,
-                    expected_cost: route.price.cost(Some(usage)),
-                }
-            })
-            .collect();
-        (stats, open)
+    /// How many requests fell back to the strategy's order because the route function
+    /// named an unknown route.
+    pub fn route_fn_errors(&self) -> u64 {
+        self.route_fn_errors.load(Ordering::Relaxed)
     }
 
-    /// The strategy's order for a request with `remaining` time, cooling routes left out.
-    fn candidates(&self, remaining: Option<std::time::Duration>) -> Vec<usize> {
-        let (stats, open) = self.snapshot();
-        let mut order = self.strategy.rank(&stats, remaining, &self.rng);
-        order.retain(|&i| open[i]);
-        order
-    }
-
-    /// The routes a request with context `cx` would try now, in order (before any
-    /// fallback declared by a failing route), cooling routes left out.
+    /// The routes a request for `input` with context `cx` would try now, in order
+    /// (before any fallback declared by a failing route), cooling routes left out.
     ///
     /// # Examples
     ///
     /// ```
-    /// use tta_core::{from_fn, Error, WorkflowContext};
+    /// use tta_core::{from_sync_fn, WorkflowContext};
     /// use tta_router::{Price, Route, RouterPrimitive, Strategy};
-    /// let echo = || from_fn(|x: u8, _| async move { Ok::<_, Error>(x) });
+    /// let echo = || from_sync_fn(|x: u8, _| Ok(x));
     /// let r = RouterPrimitive::builder()
     ///     .route(Route::new("dear", echo()).price(Price::per_call(0.02)))
     ///     .route(Route::new("cheap", echo()).price(Price::per_call(0.01)))
     ///     .strategy(Strategy::Cheapest)
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(r.plan(&WorkflowContext::new()), ["cheap", "dear"]);
+    /// assert_eq!(r.plan(&Default::default(), &0, &WorkflowContext::new()), ["cheap", "dear"]);
     /// ```
-    pub fn plan(&self, cx: &WorkflowContext) -> Vec<&str> {
-        self.candidates(cx.remaining())
+    pub fn plan(&self, input: &I, cx: &WorkflowContext) -> Vec<&str> {
+        let plan = self.plan_for(input, cx);
+        plan.order
             .into_iter()
+            .filter(|&i| plan.health[i].breaker.admits)
             .map(|i| self.routes[i].name.as_str())
             .collect()
     }
 
-    fn expected_usage(&self) -> TokenUsage {
-        let (input, output) = self
-            .usage_average
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .unwrap_or(DEFAULT_USAGE);
-        TokenUsage::new(input.round() as u64, output.round() as u64)
-    }
-
-    fn observe_usage(&self, usage: TokenUsage) {
-        let mut avg = self
-            .usage_average
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (i, o) = (usage.input as f64, usage.output as f64);
-        *avg = Some(match *avg {
-            Some((ai, ao)) => (ai + USAGE_ALPHA * (i - ai), ao + USAGE_ALPHA * (o - ao)),
-            None => (i, o),
-        });
-    }
-
-    /// What the most expensive route would charge for `usage`.
-    fn baseline(&self, usage: Option<TokenUsage>) -> Usd {
-        self.routes
-            .iter()
-            .map(|r| r.price.cost(usage))
-            .max()
-            .unwrap_or(Usd::ZERO)
+    /// Whether a failed attempt falls back: the router's `fallback_on`, else by class.
+    fn falls_back(&self, e: &Error) -> bool {
+        if e.is_cancelled() || e.is_invalid_config() {
+            return false;
+        }
+        match &self.fallback_on {
+            Some(decide) => decide(e),
+            None => !matches!(
+                e.class(),
+                ErrorClass::InvalidRequest | ErrorClass::ContentFilter
+            ),
+        }
     }
 }
 
@@ -273,159 +261,12 @@ impl<I, O> std::fmt::Debug for RouterPrimitive<I, O> {
     }
 }
 
-/// Gives a probe back if its attempt is dropped before it settles.
-struct ProbeGuard<'a> {
-    state: &'a RouteState,
-    active: bool,
-}
-
-impl Drop for ProbeGuard<'_> {
-    fn drop(&mut self) {
-        if self.active {
-            self.state.release_probe();
-        }
-    }
-}
-
-impl<I, O> RouterPrimitive<I, O>
-where
-    I: Send + 'static,
-    O: Send + 'static,
-{
-    /// One attempt on route `i`: its span, the call bounded by the deadline, and every
-    /// record of its outcome (health, metrics, ledger).
-    async fn attempt(
-        &self,
-        i: usize,
-        input: I,
-        cx: &WorkflowContext,
-        reason: Reason,
-        probe: bool,
-        first: bool,
-    ) -> Result<O, Error> {
-        let route = &self.routes[i];
-        let builder = SpanBuilder::from_name(route.span_name.clone())
-            .with_kind(SpanKind::Client)
-            .with_attributes([
-                KeyValue::new(gen_ai::OPERATION_NAME, gen_ai::OPERATION_CHAT),
-                KeyValue::new(gen_ai::PROVIDER_NAME, route.provider.clone()),
-                KeyValue::new(gen_ai::REQUEST_MODEL, route.model.clone()),
-                KeyValue::new(semconv::ATTR_ROUTE, route.name.to_arc()),
-                KeyValue::new(semconv::ATTR_REASON, reason.as_str()),
-            ]);
-        let span = self
-            .tracer
-            .tracer()
-            .build_with_context(builder, cx.otel_context());
-        let mut attempt_cx = cx.with_otel_context(cx.otel_context().with_span(span));
-        if let Some(limit) = self.attempt_timeout {
-            attempt_cx = attempt_cx.with_timeout(limit);
-        }
-        // Whether the attempt's own limit (not the caller's deadline) is the binding one.
-        let own_limit = self.attempt_timeout.is_some() && attempt_cx.deadline() != cx.deadline();
-        let mut guard = ProbeGuard {
-            state: &route.state,
-            active: probe,
-        };
-        let started = Instant::now();
-        let call = route.primitive.execute(input, &attempt_cx);
-        let result = match attempt_cx.deadline() {
-            Some(deadline) => tokio::time::timeout_at(deadline, call)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout(
-                        route.name.to_arc(),
-                        "the attempt reached its deadline",
-                    ))
-                }),
-            None => call.await,
-        };
-        let took = started.elapsed();
-        guard.active = false;
-        let span = attempt_cx.otel_context().span();
-        let kind = if first {
-            AttemptKind::RouteCall
-        } else {
-            AttemptKind::Fallback
-        };
-        match &result {
-            Ok(output) => {
-                let usage = self.usage.as_ref().and_then(|extract| extract(output));
-                let cost = route.price.cost(usage);
-                cx.ledger().record(CostEntry::spent(
-                    kind,
-                    route.name.to_arc(),
-                    usage.unwrap_or_default(),
-                    cost,
-                ));
-                self.metrics.cost(i, cost);
-                self.metrics
-                    .savings(self.baseline(usage).saturating_sub(cost));
-                if let Some(usage) = usage {
-                    self.metrics.usage(i, usage);
-                    self.observe_usage(usage);
-                    span.set_attributes([
-                        KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input as i64),
-                        KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output as i64),
-                    ]);
-                }
-                span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
-                self.metrics.attempt(i, AttemptOutcome::Ok, took, None);
-                route.state.record(
-                    true,
-                    probe,
-                    took,
-                    self.failure_threshold,
-                    self.cooldown,
-                    None,
-                );
-            }
-            Err(e) => {
-                let outcome = if e.is_timeout() {
-                    AttemptOutcome::Timeout
-                } else {
-                    AttemptOutcome::Error
-                };
-                self.metrics.attempt(i, outcome, took, Some(e.kind()));
-                if let Some(usage) = e.billed_usage() {
-                    let cost = route.price.cost(Some(usage));
-                    cx.ledger().record(CostEntry::spent(
-                        AttemptKind::FailedBilled,
-                        route.name.to_arc(),
-                        usage,
-                        cost,
-                    ));
-                    self.metrics.cost(i, cost);
-                    self.metrics.usage(i, usage);
-                    span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
-                }
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.kind().as_str()));
-                span.set_status(Status::error(e.kind().as_str()));
-                // Neither the caller's cancellation nor the caller's deadline is the
-                // route's fault.
-                let callers_limit = e.is_cancelled()
-                    || (e.is_timeout()
-                        && !own_limit
-                        && cx.remaining().is_some_and(|r| r.is_zero()));
-                if callers_limit {
-                    if probe {
-                        route.state.release_probe();
-                    }
-                } else {
-                    route.state.record(
-                        false,
-                        probe,
-                        took,
-                        self.failure_threshold,
-                        self.cooldown,
-                        e.retry_after(),
-                    );
-                }
-            }
-        }
-        span.end();
-        result
-    }
+/// Why a request ended without a value, when no attempt could report it.
+enum NoAttempt {
+    /// Every route was cooling (and panic mode found nothing to try).
+    Cooling { retry_at: Option<Instant> },
+    /// The deadline left too little time for any candidate.
+    OutOfTime,
 }
 
 impl<I, O> WorkflowPrimitive<I> for RouterPrimitive<I, O>
@@ -449,65 +290,83 @@ where
                         self.strategy.as_str(),
                     ));
                 }
-                let ranked: VecDeque<usize> = self.candidates(child.remaining()).into();
-                let only_candidate = ranked.len() == 1;
-                let mut queue = ranked;
+                let plan = self.plan_for(&input, &child);
+                let mut queue: VecDeque<usize> = plan.order.iter().copied().collect();
                 let mut tried = vec![false; self.routes.len()];
                 let mut failures: Vec<AttemptError> = Vec::new();
-                let mut out_of_budget = false;
+                let mut stopped: Option<NoAttempt> = None;
+                // After a context-length error: only routes with a larger window.
+                let mut min_window: Option<u64> = None;
                 while failures.len() < self.max_attempts {
                     let Some(i) = queue.pop_front() else { break };
-                    if std::mem::replace(&mut tried[i], true) {
+                    if tried[i]
+                        || min_window
+                            .is_some_and(|w| self.routes[i].context_window.is_none_or(|c| c <= w))
+                    {
                         continue;
                     }
-                    if child.remaining().is_some_and(|left| left < self.min_budget) {
-                        out_of_budget = true;
-                        break;
+                    let remaining = child.remaining();
+                    let health = &plan.health[i];
+                    // No attempt starts that cannot finish: less than the minimum budget,
+                    // or less than its own latency average.
+                    if remaining.is_some_and(|left| {
+                        left < self.min_budget || health.latency.is_some_and(|l| left < l)
+                    }) {
+                        stopped = Some(NoAttempt::OutOfTime);
+                        continue;
                     }
                     // Cooling, or another caller holds its single probe: skip it.
-                    let Some(probe) = self.routes[i].state.admit(Instant::now()) else {
+                    let Some(permit) = self.routes[i].health.admit(false) else {
                         continue;
                     };
+                    tried[i] = true;
+                    stopped = None;
                     let first = failures.is_empty();
-                    let reason = match (probe, first) {
+                    let reason = match (permit.is_probe(), first) {
                         (true, _) => Reason::Probe,
-                        (false, true) if only_candidate => Reason::OnlyCandidate,
+                        (false, true) if plan.admissible == 1 => Reason::OnlyCandidate,
                         (false, true) => Reason::Strategy,
                         (false, false) => Reason::Fallback,
                     };
-                    self.metrics.decision(i, reason);
-                    match self
-                        .attempt(i, input.clone(), &child, reason, probe, first)
-                        .await
-                    {
+                    let next = queue.iter().find(|&&j| !tried[j]).map(|&j| &plan.health[j]);
+                    let attempt = Attempt {
+                        route: i,
+                        reason,
+                        kind: if first {
+                            AttemptKind::RouteCall
+                        } else {
+                            AttemptKind::Fallback
+                        },
+                        permit,
+                        deadline: self.attempt_deadline(Instant::now(), remaining, health, next),
+                    };
+                    match self.attempt(attempt, input.clone(), &child).await {
                         Ok(output) => {
-                            if let Some(span) = &span {
-                                span.set_attributes([
-                                    KeyValue::new(
-                                        semconv::ATTR_ROUTE,
-                                        self.routes[i].name.to_arc(),
-                                    ),
-                                    KeyValue::new(semconv::ATTR_REASON, reason.as_str()),
-                                    KeyValue::new(
-                                        semconv::ATTR_ATTEMPTS,
-                                        failures.len() as i64 + 1,
-                                    ),
-                                ]);
-                            }
+                            self.annotate(span.as_ref(), Some((i, reason)), failures.len() + 1);
                             return Ok(output);
                         }
                         Err(e) => {
-                            let fall_back = (self.fallback_on)(&e);
+                            let fall_back = self.falls_back(&e);
+                            let class = e.class();
                             failures
                                 .push(AttemptError::new(self.routes[i].name.to_arc(), e.clone()));
                             if !fall_back {
-                                if let Some(span) = &span {
-                                    span.set_attribute(KeyValue::new(
-                                        semconv::ATTR_ATTEMPTS,
-                                        failures.len() as i64,
-                                    ));
-                                }
+                                self.annotate(span.as_ref(), None, failures.len());
                                 return Err(e);
+                            }
+                            if class == ErrorClass::ContextLength {
+                                match self.routes[i].context_window {
+                                    Some(window) => {
+                                        min_window =
+                                            Some(min_window.map_or(window, |w| w.max(window)))
+                                    }
+                                    // Which routes are larger is unknown: the same prompt
+                                    // would fail again.
+                                    None => {
+                                        self.annotate(span.as_ref(), None, failures.len());
+                                        return Err(e);
+                                    }
+                                }
                             }
                             // The failed route's declared fallbacks come next, in order.
                             for &next in self.routes[i].fallbacks.iter().rev() {
@@ -518,26 +377,85 @@ where
                         }
                     }
                 }
-                if let Some(span) = &span {
-                    span.set_attribute(KeyValue::new(
-                        semconv::ATTR_ATTEMPTS,
-                        failures.len() as i64,
-                    ));
+                if failures.is_empty() && stopped.is_none() {
+                    // Every route was cooling: panic mode tries the one that recovers first.
+                    let earliest = plan
+                        .order
+                        .iter()
+                        .copied()
+                        .filter(|&i| plan.health[i].breaker.retry_at.is_some())
+                        .min_by_key(|&i| plan.health[i].breaker.retry_at);
+                    let retry_at = earliest.and_then(|i| plan.health[i].breaker.retry_at);
+                    if let Some(i) = earliest.filter(|_| self.panic_mode)
+                        && let Some(permit) = self.routes[i].health.admit(true)
+                    {
+                        let attempt = Attempt {
+                            route: i,
+                            reason: Reason::Panic,
+                            kind: AttemptKind::RouteCall,
+                            permit,
+                            deadline: self.attempt_deadline(
+                                Instant::now(),
+                                child.remaining(),
+                                &plan.health[i],
+                                None,
+                            ),
+                        };
+                        let result = self.attempt(attempt, input, &child).await;
+                        match &result {
+                            Ok(_) => self.annotate(span.as_ref(), Some((i, Reason::Panic)), 1),
+                            Err(_) => self.annotate(span.as_ref(), None, 1),
+                        }
+                        return result;
+                    }
+                    stopped = Some(NoAttempt::Cooling { retry_at });
                 }
-                if failures.is_empty() {
-                    return Err(if out_of_budget {
-                        Error::timeout(
-                            self.inst.name().to_arc(),
-                            "too little time left before the deadline to start an attempt",
-                        )
-                    } else {
-                        Error::no_route("every route is cooling down")
-                            .with_primitive(self.inst.name().to_arc())
-                    });
-                }
-                Err(Error::all_routes_failed(failures).with_primitive(self.inst.name().to_arc()))
+                self.annotate(span.as_ref(), None, failures.len());
+                Err(self.no_value(stopped, failures))
             })
             .await
+    }
+}
+
+impl<I, O> RouterPrimitive<I, O> {
+    /// The request's span attributes once it is settled.
+    fn annotate(
+        &self,
+        span: Option<&opentelemetry::trace::SpanRef<'_>>,
+        served: Option<(usize, Reason)>,
+        attempts: usize,
+    ) {
+        let Some(span) = span else { return };
+        span.set_attribute(KeyValue::new(semconv::ATTR_ATTEMPTS, attempts as i64));
+        if let Some((i, reason)) = served {
+            span.set_attributes([
+                KeyValue::new(semconv::ATTR_ROUTE, self.routes[i].name.to_arc()),
+                KeyValue::new(semconv::ATTR_REASON, reason.as_str()),
+            ]);
+        }
+    }
+
+    /// The error of a request that got no value.
+    fn no_value(&self, stopped: Option<NoAttempt>, failures: Vec<AttemptError>) -> Error {
+        let name = self.inst.name().to_arc();
+        match stopped {
+            // Marked as a deadline: a timeout around the router that owns it reports it
+            // as its own (and runs its fallback) rather than passing this through.
+            Some(NoAttempt::OutOfTime) => Error::timeout(
+                name,
+                "too little time left before the deadline to start an attempt",
+            )
+            .with_source(DeadlineReached)
+            .with_attempts(failures),
+            Some(NoAttempt::Cooling { retry_at }) if failures.is_empty() => {
+                let err = Error::no_route("every route is cooling down").with_primitive(name);
+                match retry_at {
+                    Some(at) => err.with_retry_after(at.saturating_duration_since(Instant::now())),
+                    None => err,
+                }
+            }
+            _ => Error::all_routes_failed(failures).with_primitive(name),
+        }
     }
 }
 

@@ -3,82 +3,54 @@
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
-use tta_core::bound::{BoundCounter, BoundHistogram};
-use tta_core::{ErrorKind, PrimitiveName, Telemetry, TokenUsage, Usd};
+use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
+use tta_core::{BreakerState, ErrorClass, Label, PrimitiveName, Telemetry, TokenUsage, Usd};
 
 use crate::semconv::{self, gen_ai};
 
-/// Why a route was tried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reason {
-    /// The strategy's choice.
-    Strategy,
-    /// After an earlier attempt of the same request failed.
-    Fallback,
-    /// The single probe of a route whose cooldown ended.
-    Probe,
-    /// The only route that could be tried.
-    OnlyCandidate,
-}
-
-impl Reason {
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Reason::Strategy => "strategy",
-            Reason::Fallback => "fallback",
-            Reason::Probe => "probe",
-            Reason::OnlyCandidate => "only_candidate",
-        }
+tta_core::label_enum! {
+    /// Why a route was tried: the `reason` label of `tta.router.decisions`.
+    pub(crate) enum Reason {
+        /// The strategy's choice.
+        Strategy => "strategy",
+        /// After an earlier attempt of the same request failed.
+        Fallback => "fallback",
+        /// The single probe of a route whose cooldown ended.
+        Probe => "probe",
+        /// The only route that could be tried.
+        OnlyCandidate => "only_candidate",
+        /// Every route was cooling: the one whose cooldown ends first, tried anyway.
+        Panic => "panic",
     }
-
-    const ALL: [Reason; 4] = [
-        Reason::Strategy,
-        Reason::Fallback,
-        Reason::Probe,
-        Reason::OnlyCandidate,
-    ];
 }
 
-/// How an attempt ended, for `tta.router.route.duration`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AttemptOutcome {
-    Ok,
-    Error,
-    Timeout,
-}
-
-impl AttemptOutcome {
-    const ALL: [AttemptOutcome; 3] = [
-        AttemptOutcome::Ok,
-        AttemptOutcome::Error,
-        AttemptOutcome::Timeout,
-    ];
-
-    const fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Ok => "ok",
-            AttemptOutcome::Error => "error",
-            AttemptOutcome::Timeout => "timeout",
-        }
+tta_core::label_enum! {
+    /// How an attempt ended, for `tta.router.route.duration`.
+    pub(crate) enum AttemptOutcome {
+        /// A value.
+        Ok => "ok",
+        /// An error other than a timeout.
+        Error => "error",
+        /// A timeout.
+        Timeout => "timeout",
     }
 }
 
 /// One route's instruments, bound to its labels.
 struct RouteRecorders {
-    decisions: [BoundCounter<u64>; 4],
-    duration: [BoundHistogram<f64>; 3],
+    decisions: [BoundCounter<u64>; Reason::COUNT],
+    duration: [BoundHistogram<f64>; AttemptOutcome::COUNT],
+    /// By error class, in [`Label::index`] order.
+    errors: Vec<BoundCounter<u64>>,
+    /// `gen_ai.client.operation.duration` of failed calls, by error class.
+    gen_ai_failed: Vec<BoundHistogram<f64>>,
     cost: BoundCounter<f64>,
     gen_ai_ok: BoundHistogram<f64>,
     tokens: [BoundHistogram<u64>; 2],
-    /// For the rare, error-typed series.
-    router_route: [KeyValue; 2],
-    gen_ai: [KeyValue; 3],
+    state: BoundGauge<u64>,
 }
 
 pub(crate) struct RouterMetrics {
-    errors: Counter<u64>,
-    gen_ai_duration: Histogram<f64>,
     savings: BoundCounter<f64>,
     routes: Vec<RouteRecorders>,
 }
@@ -110,7 +82,11 @@ impl RouterMetrics {
             .build();
         let errors = meter
             .u64_counter(semconv::ERRORS)
-            .with_description("Failed route attempts, by error type.")
+            .with_description("Failed route attempts, by error class.")
+            .build();
+        let state = meter
+            .u64_gauge(semconv::ROUTE_STATE)
+            .with_description("A route's breaker: 0 closed, 1 open, 2 half-open.")
             .build();
         let cost = meter
             .f64_counter(semconv::COST)
@@ -169,6 +145,31 @@ impl RouterMetrics {
                             ],
                         )
                     }),
+                    errors: ErrorClass::ALL
+                        .iter()
+                        .map(|class| {
+                            let [router, route] = router_route.clone();
+                            BoundCounter::new(
+                                &errors,
+                                &[
+                                    router,
+                                    route,
+                                    KeyValue::new(semconv::LABEL_ERROR_CLASS, class.as_str()),
+                                ],
+                            )
+                        })
+                        .collect(),
+                    gen_ai_failed: ErrorClass::ALL
+                        .iter()
+                        .map(|class| {
+                            let [a, b, c] = gen_ai.clone();
+                            BoundHistogram::new(
+                                &gen_ai_duration,
+                                &[a, b, c, KeyValue::new(semconv::ERROR_TYPE, class.as_str())],
+                            )
+                        })
+                        .collect(),
+                    state: BoundGauge::new(&state, &router_route),
                     cost: BoundCounter::new(&cost, &router_route),
                     gen_ai_ok: BoundHistogram::new(&gen_ai_duration, &gen_ai),
                     tokens: ["input", "output"].map(|t| {
@@ -178,32 +179,35 @@ impl RouterMetrics {
                             &[a, b, c, KeyValue::new(gen_ai::TOKEN_TYPE, t)],
                         )
                     }),
-                    router_route,
-                    gen_ai,
                 }
             })
             .collect();
         Self {
-            errors,
-            gen_ai_duration,
             savings: BoundCounter::new(&savings, &[router_kv()]),
             routes,
         }
     }
 
-    /// Starts the fixed series at zero (cost per route, savings), so the families exist
-    /// and `rate()` works from the first scrape.
+    /// Starts the series whose labels are fixed at build time at zero (decisions, errors
+    /// by class, cost per route, savings) and the state gauges at closed, so the families
+    /// exist and `rate()` sees the first burst.
     pub(crate) fn initialize(self) -> Self {
         for route in &self.routes {
+            route.decisions.iter().for_each(|c| c.add(0));
+            route.errors.iter().for_each(|c| c.add(0));
             route.cost.add(0.0);
+            route.state.record(BreakerState::Closed.index() as u64);
         }
         self.savings.add(0.0);
         self
     }
 
     pub(crate) fn decision(&self, route: usize, reason: Reason) {
-        let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
-        self.routes[route].decisions[i].add(1);
+        self.routes[route].decisions[reason.index()].add(1);
+    }
+
+    pub(crate) fn state(&self, route: usize, state: BreakerState) {
+        self.routes[route].state.record(state.index() as u64);
     }
 
     pub(crate) fn attempt(
@@ -211,31 +215,15 @@ impl RouterMetrics {
         route: usize,
         outcome: AttemptOutcome,
         took: Duration,
-        error: Option<ErrorKind>,
+        error: Option<ErrorClass>,
     ) {
         let recorders = &self.routes[route];
-        let i = AttemptOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
-        recorders.duration[i].record(took.as_secs_f64());
+        recorders.duration[outcome.index()].record(took.as_secs_f64());
         match error {
             None => recorders.gen_ai_ok.record(took.as_secs_f64()),
-            Some(kind) => {
-                let [router, route] = recorders.router_route.clone();
-                self.errors.add(
-                    1,
-                    &[
-                        router,
-                        route,
-                        KeyValue::new(semconv::LABEL_ERROR_TYPE, kind.as_str()),
-                    ],
-                );
-                let [a, b, c] = recorders.gen_ai.clone();
-                self.gen_ai_duration.record(
-                    took.as_secs_f64(),
-                    &[a, b, c, KeyValue::new(semconv::ERROR_TYPE, kind.as_str())],
-                );
+            Some(class) => {
+                recorders.errors[class.index()].add(1);
+                recorders.gen_ai_failed[class.index()].record(took.as_secs_f64());
             }
         }
     }

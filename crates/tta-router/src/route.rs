@@ -142,6 +142,7 @@ pub struct Route<I, O> {
     pub(crate) model: Option<String>,
     pub(crate) weight: f64,
     pub(crate) fallbacks: Vec<String>,
+    pub(crate) context_window: Option<u64>,
 }
 
 impl<I, O> Route<I, O> {
@@ -164,6 +165,7 @@ impl<I, O> Route<I, O> {
             model: None,
             weight: 1.0,
             fallbacks: Vec::new(),
+            context_window: None,
         }
     }
 
@@ -200,6 +202,13 @@ impl<I, O> Route<I, O> {
         self
     }
 
+    /// The model's context window, in tokens. After a context-length error the router
+    /// falls back only to routes with a larger declared window.
+    pub fn context_window(mut self, tokens: u64) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
     /// Routes to try, in order, right after this one fails (before the strategy's next
     /// choice). Checked when the router is built: the names must exist and the
     /// references must not form a cycle.
@@ -215,6 +224,7 @@ impl<I, O> std::fmt::Debug for Route<I, O> {
             .field("name", &self.name)
             .field("price", &self.price)
             .field("weight", &self.weight)
+            .field("context_window", &self.context_window)
             .field("fallbacks", &self.fallbacks)
             .finish_non_exhaustive()
     }

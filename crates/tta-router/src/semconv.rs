@@ -5,8 +5,10 @@
 pub const DECISIONS: &str = "tta.router.decisions";
 /// Histogram, seconds: attempt durations by `route` and `outcome`.
 pub const ROUTE_DURATION: &str = "tta.router.route.duration";
-/// Counter: failed attempts by `route` and `error_type`.
+/// Counter: failed attempts by `route` and `error_class`.
 pub const ERRORS: &str = "tta.router.errors";
+/// Gauge: a route's breaker state by `route` (0 closed, 1 open, 2 half-open).
+pub const ROUTE_STATE: &str = "tta.router.route.state";
 /// Counter, USD: what attempts cost, by `route`. The name carries the unit so that the
 /// Prometheus name is `tta_router_cost_usd_total` (the exporter drops unknown units).
 pub const COST: &str = "tta.router.cost.usd";
@@ -19,15 +21,13 @@ pub use tta_core::semconv::gen_ai;
 pub const LABEL_ROUTER: &str = "router";
 /// Label: the route's name.
 pub const LABEL_ROUTE: &str = "route";
-/// Label: why a route was tried (`strategy`, `fallback`, `probe`, `only_candidate`).
+/// Label: why a route was tried (`strategy`, `fallback`, `probe`, `only_candidate`, `panic`).
 pub const LABEL_REASON: &str = "reason";
-/// Label: how an attempt ended (`ok`, `error`, `timeout`).
-pub const LABEL_OUTCOME: &str = "outcome";
-/// Label: a bounded error type (an `ErrorKind`).
-pub const LABEL_ERROR_TYPE: &str = "error_type";
+/// Label: what a caller may do about an error (an `ErrorClass`: `rate_limited`,
+/// `unavailable`, `invalid_request`, `context_length`, `content_filter`, `auth`, `other`).
+pub const LABEL_ERROR_CLASS: &str = "error_class";
 
-/// Error attribute (OpenTelemetry's `error.type`).
-pub const ERROR_TYPE: &str = "error.type";
+pub use tta_core::semconv::{ERROR_TYPE, LABEL_OUTCOME};
 
 /// Span attribute: the strategy.
 pub const ATTR_STRATEGY: &str = "tta.router.strategy";
@@ -39,3 +39,7 @@ pub const ATTR_REASON: &str = "tta.router.reason";
 pub const ATTR_ATTEMPTS: &str = "tta.router.attempts";
 /// Span attribute: the attempt's cost in USD.
 pub const ATTR_COST: &str = "tta.router.cost_usd";
+/// Span attribute: the error class of a failed attempt.
+pub const ATTR_ERROR_CLASS: &str = "tta.router.error_class";
+/// Span event: the input-aware route function named a route the router does not have.
+pub const EVENT_UNKNOWN_ROUTE: &str = "tta.router.unknown_route";

@@ -24,6 +24,10 @@ pub struct RouteStats {
     pub consecutive_failures: u32,
     /// Whether it is cooling down (it is skipped unless it is probed).
     pub cooling: bool,
+    /// Its breaker's state.
+    pub state: tta_core::BreakerState,
+    /// Its declared context window, in tokens.
+    pub context_window: Option<u64>,
     /// Its weight.
     pub weight: f64,
     /// What a typical call would cost on it (the router's average usage times its price).

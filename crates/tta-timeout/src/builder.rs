@@ -1,12 +1,23 @@
-//! Configuration of the timeout primitive, validated once in `build`.
+//! Configuration of the timeout, validated once in `build`: into a [`TimeoutLayer`], or
+//! straight into a [`TimeoutPrimitive`] around an inner primitive.
 
 use std::time::Duration;
 
-use tta_core::{PrimitiveName, Telemetry};
+use tta_core::{Around, Layer, PrimitiveName, Standalone, Telemetry};
 
 use crate::{BuildError, NoFallback, TimeoutPrimitive, WithFallback};
 
-/// Builds a [`TimeoutPrimitive`]; made by [`TimeoutPrimitive::builder`].
+/// Builds a [`TimeoutLayer`] (made by [`TimeoutLayer::builder`]) or, as sugar over the
+/// same settings, a [`TimeoutPrimitive`] around an inner primitive (made by
+/// [`TimeoutPrimitive::builder`]). Setters only store; `build` validates once.
+///
+/// | setting | default | rule |
+/// |---|---|---|
+/// | `timeout` | required | above zero, at most [`MAX_DURATION`](crate::MAX_DURATION) |
+/// | `grace` | zero | at most [`MAX_DURATION`](crate::MAX_DURATION) |
+/// | `name` | `timeout` | a valid primitive name |
+/// | `telemetry` | [`Telemetry::global`] | |
+/// | `fallback` | none | a primitive run on a copy of the input at the hard limit |
 ///
 /// # Examples
 ///
@@ -22,15 +33,21 @@ use crate::{BuildError, NoFallback, TimeoutPrimitive, WithFallback};
 ///     .timeout(Duration::from_secs(2))
 ///     .grace(Duration::from_millis(500))
 ///     .fallback(fallback)
-///     .build()
-///     .unwrap();
+///     .build()?;
 /// assert_eq!(guarded.timeout(), Duration::from_secs(2));
+/// # Ok::<(), tta_timeout::BuildError>(())
 /// ```
 #[must_use]
 #[derive(Debug)]
-pub struct TimeoutBuilder<P, F = NoFallback> {
-    inner: P,
+pub struct TimeoutBuilder<T = Standalone, F = NoFallback> {
+    target: T,
     fallback: F,
+    settings: Settings,
+}
+
+/// The settings that do not change the builder's type.
+#[derive(Debug)]
+struct Settings {
     timeout: Option<Result<Duration, BuildError>>,
     grace: Result<Duration, BuildError>,
     name: String,
@@ -51,82 +68,76 @@ fn from_secs(setting: &'static str, secs: f64) -> Result<Duration, BuildError> {
     })
 }
 
-impl<P> TimeoutBuilder<P, NoFallback> {
-    pub(crate) fn new(inner: P) -> Self {
+impl<T> TimeoutBuilder<T> {
+    pub(crate) fn new(target: T) -> Self {
         Self {
-            inner,
+            target,
             fallback: NoFallback,
-            timeout: None,
-            grace: Ok(Duration::ZERO),
-            name: "timeout".to_owned(),
-            telemetry: None,
+            settings: Settings {
+                timeout: None,
+                grace: Ok(Duration::ZERO),
+                name: "timeout".to_owned(),
+                telemetry: None,
+            },
         }
     }
 }
 
-impl<P, F> TimeoutBuilder<P, F> {
+impl<T, F> TimeoutBuilder<T, F> {
     /// When the call is marked late (phase one). Required.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(Ok(timeout));
+        self.settings.timeout = Some(Ok(timeout));
         self
     }
 
     /// The timeout in seconds; a negative, NaN or infinite value is a build error.
     pub fn timeout_secs(mut self, secs: f64) -> Self {
-        self.timeout = Some(from_secs("timeout", secs));
+        self.settings.timeout = Some(from_secs("timeout", secs));
         self
     }
 
     /// How long a late call may still run before it is cancelled (phase two). Default zero.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = Ok(grace);
+        self.settings.grace = Ok(grace);
         self
     }
 
     /// The grace in seconds; a negative, NaN or infinite value is a build error.
     pub fn grace_secs(mut self, secs: f64) -> Self {
-        self.grace = from_secs("grace", secs);
+        self.settings.grace = from_secs("grace", secs);
         self
     }
 
     /// The primitive's name (a metric label). Default `timeout`.
     pub fn name(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.name);
+        name.clone_into(&mut self.settings.name);
         self
     }
 
-    /// Uses explicit telemetry providers instead of the global ones.
+    /// Explicit telemetry providers instead of the global ones.
     pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.telemetry = Some(telemetry.clone());
+        self.settings.telemetry = Some(telemetry.clone());
         self
     }
 
     /// Runs `fallback` on a copy of the input when the hard limit is reached (the input
     /// type must then be `Clone`).
-    pub fn fallback<G>(self, fallback: G) -> TimeoutBuilder<P, WithFallback<G>> {
+    pub fn fallback<G>(self, fallback: G) -> TimeoutBuilder<T, WithFallback<G>> {
         TimeoutBuilder {
-            inner: self.inner,
+            target: self.target,
             fallback: WithFallback(fallback),
-            timeout: self.timeout,
-            grace: self.grace,
-            name: self.name,
-            telemetry: self.telemetry,
+            settings: self.settings,
         }
     }
 
-    /// Validates the settings and builds the primitive.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] when the timeout is missing or zero, a duration is negative,
-    /// non-finite or above [`TimeoutPrimitive::MAX_DURATION`], or the name is invalid.
-    pub fn build(self) -> Result<TimeoutPrimitive<P, F>, BuildError> {
+    fn validate(self) -> Result<(T, TimeoutLayer<F>), BuildError> {
         let max = crate::MAX_DURATION;
-        let timeout = self.timeout.ok_or(BuildError::MissingTimeout)??;
+        let s = self.settings;
+        let timeout = s.timeout.ok_or(BuildError::MissingTimeout)??;
         if timeout.is_zero() {
             return Err(BuildError::Zero { setting: "timeout" });
         }
-        let grace = self.grace?;
+        let grace = s.grace?;
         for (setting, value) in [("timeout", timeout), ("grace", grace)] {
             if value > max {
                 return Err(BuildError::TooLong {
@@ -136,15 +147,101 @@ impl<P, F> TimeoutBuilder<P, F> {
                 });
             }
         }
-        let name = PrimitiveName::new(&self.name)?;
-        let telemetry = self.telemetry.unwrap_or_default();
-        Ok(TimeoutPrimitive::from_parts(
-            self.inner,
-            self.fallback,
+        let layer = TimeoutLayer {
             timeout,
             grace,
-            name,
-            &telemetry,
-        ))
+            name: PrimitiveName::new(&s.name)?,
+            telemetry: s.telemetry.unwrap_or_default(),
+            fallback: self.fallback,
+        };
+        Ok((self.target, layer))
+    }
+}
+
+impl<F> TimeoutBuilder<Standalone, F> {
+    /// Validates the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] when the timeout is missing or zero, a duration is negative,
+    /// non-finite or above [`MAX_DURATION`](crate::MAX_DURATION), or the name is invalid.
+    pub fn build(self) -> Result<TimeoutLayer<F>, BuildError> {
+        self.validate().map(|(Standalone, layer)| layer)
+    }
+}
+
+impl<P, F> TimeoutBuilder<Around<P>, F> {
+    /// Validates the settings and builds the timeout around the inner primitive.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] when the timeout is missing or zero, a duration is negative,
+    /// non-finite or above [`MAX_DURATION`](crate::MAX_DURATION), or the name is invalid.
+    pub fn build(self) -> Result<TimeoutPrimitive<P, F>, BuildError> {
+        let (Around(inner), layer) = self.validate()?;
+        Ok(layer.wrap(inner))
+    }
+}
+
+/// The timeout's validated settings, and its [`Layer`]: a [`TimeoutPrimitive`] around
+/// whatever it wraps. Made by [`TimeoutLayer::builder`].
+///
+/// # Examples
+///
+/// A timeout around a cache around a router, in the order a request travels:
+///
+/// ```
+/// use std::time::Duration;
+/// use tta_core::{from_fn, Error, Stack, WorkflowContext, WorkflowPrimitive};
+/// use tta_timeout::TimeoutLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let timeout = TimeoutLayer::builder().timeout(Duration::from_secs(1)).build()?;
+/// let hangs = from_fn(|(), _| std::future::pending::<Result<(), Error>>());
+/// let stack = Stack::new().layer(timeout).into_primitive(hangs);
+/// let err = stack.execute((), &WorkflowContext::new()).await.unwrap_err();
+/// assert_eq!(err.primitive(), Some("timeout"));
+/// # Ok(()) }
+/// ```
+///
+/// As a tower layer: `tta_core::tower::TowerLayer::new(timeout)` (feature `tower`).
+#[derive(Clone, Debug)]
+pub struct TimeoutLayer<F = NoFallback> {
+    pub(crate) timeout: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) name: PrimitiveName,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) fallback: F,
+}
+
+impl TimeoutLayer {
+    /// Starts configuring a timeout layer.
+    pub fn builder() -> TimeoutBuilder<Standalone> {
+        TimeoutBuilder::new(Standalone)
+    }
+}
+
+impl<F> TimeoutLayer<F> {
+    /// When a call is marked late.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long a late call may still run.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Builds the primitive around `inner`, consuming the settings.
+    pub(crate) fn wrap<P>(self, inner: P) -> TimeoutPrimitive<P, F> {
+        TimeoutPrimitive::from_layer(inner, self)
+    }
+}
+
+impl<P, F: Clone> Layer<P> for TimeoutLayer<F> {
+    type Primitive = TimeoutPrimitive<P, F>;
+
+    fn layer(&self, inner: P) -> Self::Primitive {
+        self.clone().wrap(inner)
     }
 }

@@ -59,16 +59,22 @@
 //! An execution cancelled by its caller (its context cancelled or its future dropped) is
 //! recorded only in the generic metrics, with outcome `cancelled`.
 //!
+//! # Wrapping
+//!
+//! [`TimeoutLayer`] is the timeout's validated settings and its
+//! [`Layer`](tta_core::Layer): `Stack::new().layer(timeout).layer(cache).into_primitive(router)`
+//! is a timeout around a cache around a router. [`TimeoutPrimitive::builder`] is sugar
+//! for the same settings applied to one inner primitive.
+//!
 //! # Features
 //!
-//! - `tower`: [`TimeoutLayer`], the timeout as a tower `Layer` around any `Service`.
+//! - `tower`: turns on `tta_core::tower`, whose `TowerLayer` serves a [`TimeoutLayer`]
+//!   as a tower `Layer` around any `Service`.
 #![doc(test(attr(deny(warnings))))]
 
 mod builder;
 mod error;
 mod fallback;
-#[cfg(feature = "tower")]
-mod layer;
 mod metrics;
 pub mod semconv;
 
@@ -79,15 +85,18 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use tokio::time::sleep_until;
-use tta_core::{Error, Execution, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive};
+use tta_core::deadline::DeadlineReached;
+use tta_core::{
+    Around, Error, Execution, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive,
+};
 
-pub use builder::TimeoutBuilder;
+pub use builder::{TimeoutBuilder, TimeoutLayer};
 pub use error::{BuildError, Elapsed};
 pub use fallback::{Fallback, NoFallback, WithFallback};
-#[cfg(feature = "tower")]
-pub use layer::TimeoutLayer;
 
-use metrics::{TimeoutMetrics, TimeoutOutcome};
+pub use metrics::TimeoutStats;
+
+use metrics::{FallbackResult, TimeoutMetrics, TimeoutOutcome};
 
 /// The longest timeout, and the longest grace, a [`TimeoutPrimitive`] accepts: 24 hours.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -117,30 +126,20 @@ impl<P> TimeoutPrimitive<P, NoFallback> {
     ///     .unwrap();
     /// assert_eq!(t.grace(), Duration::ZERO);
     /// ```
-    pub fn builder(inner: P) -> TimeoutBuilder<P, NoFallback> {
-        TimeoutBuilder::new(inner)
+    pub fn builder(inner: P) -> TimeoutBuilder<Around<P>> {
+        TimeoutBuilder::new(Around(inner))
     }
 }
 
 impl<P, F> TimeoutPrimitive<P, F> {
-    /// The longest timeout or grace accepted (see [`MAX_DURATION`]).
-    pub const MAX_DURATION: Duration = MAX_DURATION;
-
-    pub(crate) fn from_parts(
-        inner: P,
-        fallback: F,
-        timeout: Duration,
-        grace: Duration,
-        name: tta_core::PrimitiveName,
-        telemetry: &tta_core::Telemetry,
-    ) -> Self {
+    pub(crate) fn from_layer(inner: P, layer: TimeoutLayer<F>) -> Self {
         Self {
             inner,
-            fallback,
-            timeout,
-            grace,
-            metrics: TimeoutMetrics::new(&name, telemetry),
-            inst: Instrumentation::new("timeout", name, telemetry),
+            fallback: layer.fallback,
+            timeout: layer.timeout,
+            grace: layer.grace,
+            metrics: TimeoutMetrics::new(&layer.name, &layer.telemetry),
+            inst: Instrumentation::new("timeout", layer.name, &layer.telemetry),
         }
     }
 
@@ -160,6 +159,27 @@ impl<P, F> TimeoutPrimitive<P, F> {
     /// See [`TimeoutPrimitive::builder`].
     pub fn grace(&self) -> Duration {
         self.grace
+    }
+
+    /// Counts of its outcomes since it was built, without a metrics backend.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tta_core::{from_sync_fn, WorkflowContext, WorkflowPrimitive};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let t = tta_timeout::TimeoutPrimitive::builder(from_sync_fn(|x: u8, _| Ok(x)))
+    ///     .timeout(Duration::from_secs(1))
+    ///     .build()?;
+    /// t.execute(1, &WorkflowContext::new()).await?;
+    /// let stats = t.stats();
+    /// assert_eq!((stats.ok, stats.timeouts, stats.timeout_rate), (1, 0, 0.0));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> TimeoutStats {
+        self.metrics.stats()
     }
 
     /// The wrapped primitive.
@@ -215,12 +235,12 @@ where
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
         let exec = self.inst.start(cx);
         let started = exec.started();
-        let own_limit = self.timeout + self.grace;
-        let own_deadline = started + own_limit;
-        let (hard, shrunk) = match cx.deadline() {
-            Some(caller) if caller < own_deadline => (caller, true),
-            _ => (own_deadline, false),
-        };
+        let own_deadline = started + self.timeout + self.grace;
+        // The deadline race of tta-core: this timeout reports the hard limit only when it
+        // is its own (or its caller's unclaimed one); a tighter limit above reports itself.
+        let (child, scope) = exec.context().claim_deadline(Some(own_deadline));
+        let hard = scope.deadline().unwrap_or(own_deadline);
+        let shrunk = hard < own_deadline;
         let late_at = (started + self.timeout).min(hard);
         let effective = hard.saturating_duration_since(started);
         if let Some(span) = exec.context().primitive_span() {
@@ -231,37 +251,41 @@ where
                 KeyValue::new(semconv::ATTR_SHRUNK, shrunk),
             ]);
         }
-        let child = exec.context().with_deadline(hard);
         let kept = self.fallback.keep(&input);
 
-        let race = if effective.is_zero() {
+        let race = if effective.is_zero() && scope.owns_deadline() {
             // The caller's budget is already spent: starting the call would only waste it.
             Race::HardLimit
         } else {
-            let mut work = pin!(self.inner.execute(input, &child));
+            let mut work = pin!(scope.race(self.inner.execute(input, &child)));
+            let owned = scope.owns_deadline();
+            let finished =
+                |raced: Result<Result<P::Output, Error>, DeadlineReached>, late| match raced {
+                    // An inner primitive that gave up for lack of time before this timeout's
+                    // own deadline (a router with no time for an attempt) leaves it to us.
+                    Ok(Err(e))
+                        if owned
+                            && e.is_timeout()
+                            && e.downcast_ref::<DeadlineReached>().is_some() =>
+                    {
+                        Race::HardLimit
+                    }
+                    Ok(result) => Race::Finished { result, late },
+                    Err(DeadlineReached) => Race::HardLimit,
+                };
             // A result that is ready at once (a cache hit, say) needs no timer at all.
-            if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
-                return self
-                    .settle(
-                        exec,
-                        Race::Finished {
-                            result,
-                            late: false,
-                        },
-                        kept,
-                        effective,
-                        shrunk,
-                    )
-                    .await;
+            if let Poll::Ready(raced) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+                let race = finished(raced, false);
+                return self.settle(exec, race, kept, effective, shrunk).await;
             }
             let mut cancelled = pin!(child.cancellation_token().cancelled());
             // `biased`: a result that is ready wins over a timer that fires in the same poll.
             let first = tokio::select! {
                 biased;
-                result = &mut work => Race::Finished { result, late: false },
+                raced = &mut work => finished(raced, false),
                 () = &mut cancelled => Race::Cancelled,
                 // When the caller's deadline comes before the timeout there is no phase two.
-                () = sleep_until(late_at) => if late_at < hard { Race::Late } else { Race::HardLimit },
+                () = sleep_until(late_at), if late_at < hard => Race::Late,
             };
             match first {
                 Race::Late => {
@@ -270,9 +294,8 @@ where
                     }
                     tokio::select! {
                         biased;
-                        result = &mut work => Race::Finished { result, late: true },
+                        raced = &mut work => finished(raced, true),
                         () = &mut cancelled => Race::Cancelled,
-                        () = sleep_until(hard) => Race::HardLimit,
                     }
                 }
                 finished => finished,
@@ -332,7 +355,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
                         span.add_event(
                             semconv::EVENT_FALLBACK,
                             vec![KeyValue::new(
-                                "tta.timeout.fallback.name",
+                                semconv::ATTR_FALLBACK_NAME,
                                 self.fallback.name().unwrap_or("").to_owned(),
                             )],
                         );
@@ -341,7 +364,11 @@ impl<P, F> TimeoutPrimitive<P, F> {
                 match kept {
                     Some(input) => {
                         let result = self.fallback.run(input, exec.context()).await;
-                        self.metrics.record_fallback(result.is_ok());
+                        self.metrics.record_fallback(if result.is_ok() {
+                            FallbackResult::Ok
+                        } else {
+                            FallbackResult::Error
+                        });
                         let generic = Outcome::of(&result);
                         (result, Some(TimeoutOutcome::Timeout), generic)
                     }

@@ -1,43 +1,24 @@
 //! The timeout primitive's own metrics, created once at build time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use opentelemetry::KeyValue;
 use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
 use tta_core::{OutcomeWindow, PrimitiveName, Telemetry};
 
 use crate::semconv;
 
-/// How one execution ended, from the timeout's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TimeoutOutcome {
-    /// Finished with a value before the timeout.
-    Ok,
-    /// Finished with a value after the timeout, within the grace.
-    LateOk,
-    /// Reached timeout plus grace (or the caller's deadline) and was cancelled.
-    Timeout,
-    /// The inner primitive failed (an inner error of kind timeout included).
-    Error,
-}
-
-impl TimeoutOutcome {
-    const ALL: [TimeoutOutcome; 4] = [Self::Ok, Self::LateOk, Self::Timeout, Self::Error];
-
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::LateOk => "late_ok",
-            Self::Timeout => "timeout",
-            Self::Error => "error",
-        }
-    }
-
-    const fn index(self) -> usize {
-        match self {
-            Self::Ok => 0,
-            Self::LateOk => 1,
-            Self::Timeout => 2,
-            Self::Error => 3,
-        }
+tta_core::label_enum! {
+    /// How one execution ended, from the timeout's point of view.
+    pub(crate) enum TimeoutOutcome {
+        /// Finished with a value before the timeout.
+        Ok => "ok",
+        /// Finished with a value after the timeout, within the grace.
+        LateOk => "late_ok",
+        /// Reached timeout plus grace (or the caller's deadline) and was cancelled.
+        Timeout => "timeout",
+        /// The inner primitive failed (an inner error of kind timeout included).
+        Error => "error",
     }
 }
 
@@ -50,6 +31,39 @@ pub(crate) struct TimeoutMetrics {
     fallbacks: [BoundCounter<u64>; 2],
     /// The last 128 executions: the window of `tta.timeout.rate`.
     window: OutcomeWindow<2>,
+    /// Per outcome, then per fallback result: what [`TimeoutStats`] reads.
+    counts: [AtomicU64; TimeoutOutcome::COUNT + FallbackResult::COUNT],
+}
+
+tta_core::label_enum! {
+    /// How a fallback ended: the `result` label of `tta.timeout.fallbacks`.
+    pub(crate) enum FallbackResult {
+        /// The fallback returned a value.
+        Ok => "ok",
+        /// The fallback failed too.
+        Error => "error",
+    }
+}
+
+/// What a timeout primitive has seen since it was built: [`TimeoutPrimitive::stats`](crate::TimeoutPrimitive::stats).
+/// Executions cancelled by their caller are in none of the counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TimeoutStats {
+    /// Finished with a value before the timeout.
+    pub ok: u64,
+    /// Finished with a value in the grace period.
+    pub late_ok: u64,
+    /// Reached the hard limit (with or without a fallback).
+    pub timeouts: u64,
+    /// The inner primitive failed first.
+    pub errors: u64,
+    /// Fallbacks that returned a value.
+    pub fallbacks_ok: u64,
+    /// Fallbacks that failed.
+    pub fallbacks_failed: u64,
+    /// The share of timeouts among the last 128 executions (the `tta.timeout.rate` gauge).
+    pub timeout_rate: f64,
 }
 
 impl TimeoutMetrics {
@@ -91,46 +105,45 @@ impl TimeoutMetrics {
                 )
             }),
             rate: BoundGauge::new(&rate, &[primitive()]),
-            fallbacks: ["ok", "error"].map(|r| {
+            fallbacks: FallbackResult::ALL.map(|r| {
                 BoundCounter::new(
                     &fallbacks,
-                    &[primitive(), KeyValue::new(semconv::LABEL_RESULT, r)],
+                    &[
+                        primitive(),
+                        KeyValue::new(semconv::LABEL_RESULT, r.as_str()),
+                    ],
                 )
             }),
             window: OutcomeWindow::new(),
+            counts: Default::default(),
         }
     }
 
     pub(crate) fn record(&self, outcome: TimeoutOutcome, seconds: f64) {
         let (outcomes, duration) = &self.outcomes[outcome.index()];
         outcomes.add(1);
+        self.counts[outcome.index()].fetch_add(1, Ordering::Relaxed);
         duration.record(seconds);
         self.rate
             .record(self.window.push(outcome == TimeoutOutcome::Timeout));
     }
 
-    pub(crate) fn record_fallback(&self, ok: bool) {
-        self.fallbacks[usize::from(!ok)].add(1);
+    pub(crate) fn record_fallback(&self, result: FallbackResult) {
+        self.fallbacks[result.index()].add(1);
+        self.counts[TimeoutOutcome::COUNT + result.index()].fetch_add(1, Ordering::Relaxed);
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use tta_core::OutcomeWindow;
-
-    #[test]
-    fn the_rate_window_covers_the_last_128_executions() {
-        let w = OutcomeWindow::<2>::new();
-        assert_eq!(w.push(true), 1.0);
-        assert_eq!(w.push(false), 0.5);
-        for _ in 0..126 {
-            w.push(false);
+    pub(crate) fn stats(&self) -> TimeoutStats {
+        let count = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        let fallback = |r: FallbackResult| count(TimeoutOutcome::COUNT + r.index());
+        TimeoutStats {
+            ok: count(TimeoutOutcome::Ok.index()),
+            late_ok: count(TimeoutOutcome::LateOk.index()),
+            timeouts: count(TimeoutOutcome::Timeout.index()),
+            errors: count(TimeoutOutcome::Error.index()),
+            fallbacks_ok: fallback(FallbackResult::Ok),
+            fallbacks_failed: fallback(FallbackResult::Error),
+            timeout_rate: self.window.share(),
         }
-        // 129 executions: the first (the timeout) slid out.
-        assert_eq!(w.push(false), 0.0);
-        for _ in 0..64 {
-            w.push(true);
-        }
-        assert_eq!(w.push(false), 64.0 / 128.0);
     }
 }

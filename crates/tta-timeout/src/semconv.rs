@@ -9,10 +9,7 @@ pub const RATE: &str = "tta.timeout.rate";
 /// Counter: fallbacks run after a timeout, by `result` (`ok`, `error`).
 pub const FALLBACKS: &str = "tta.timeout.fallbacks";
 
-/// Metric label: the primitive's name.
-pub const LABEL_PRIMITIVE: &str = "primitive";
-/// Metric label: the outcome.
-pub const LABEL_OUTCOME: &str = "outcome";
+pub use tta_core::semconv::{LABEL_OUTCOME, LABEL_PRIMITIVE};
 /// Metric label: a fallback's result.
 pub const LABEL_RESULT: &str = "result";
 
@@ -22,6 +19,8 @@ pub const EVENT_LATE: &str = "tta.timeout.late";
 pub const EVENT_CANCELLED: &str = "tta.timeout.cancelled";
 /// Span event: the fallback ran.
 pub const EVENT_FALLBACK: &str = "tta.timeout.fallback";
+/// Attribute of [`EVENT_FALLBACK`]: the fallback primitive's name.
+pub const ATTR_FALLBACK_NAME: &str = "tta.timeout.fallback.name";
 /// Span attribute: the configured timeout, seconds.
 pub const ATTR_TIMEOUT: &str = "tta.timeout.timeout_s";
 /// Span attribute: the configured grace, seconds.

@@ -11,7 +11,7 @@ use tta_observability_integration::router::{
 };
 use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{
-    Error, PrimitiveName, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn,
+    Error, FnPrimitive, PrimitiveName, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn,
 };
 use tta_tests::telemetry::PromTelemetry;
 
@@ -56,9 +56,8 @@ proptest! {
 
     #[test]
     fn context_metadata_never_holds_control_characters(key in text(), value in text()) {
-        match WorkflowContext::builder().metadata(&key, &value) {
-            Ok(b) => {
-                let cx = b.build();
+        match WorkflowContext::builder().metadata(&key, &value).build() {
+            Ok(cx) => {
                 prop_assert!(valid_name(&key));
                 prop_assert!(!cx.metadata(&key).unwrap().chars().any(char::is_control));
             }
@@ -124,9 +123,8 @@ proptest! {
             "TTA_ENVIRONMENT", "TTA_METRICS_ADDR", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER_ARG",
         ];
         let lookup = |k: &str| vars.iter().rev().find(|(i, _)| VARS[*i] == k).map(|(_, v)| v.clone());
-        match ApmConfig::from_lookup(lookup) {
-            Ok(config) => { let _ = config.validate(); }
-            Err(e) => prop_assert!(VARS.contains(&e.variable())),
+        if let Err(e) = ApmConfig::from_lookup(lookup).build() {
+            prop_assert!(VARS.contains(&e.variable()));
         }
     }
 }
@@ -183,8 +181,9 @@ async fn hostile_strings_never_become_labels() {
     ] {
         assert!(PrimitiveName::new(hostile).is_err(), "{hostile:?}");
         assert!(
-            from_fn(|(), _| async { Ok::<(), Error>(()) })
-                .named(hostile)
+            FnPrimitive::builder(|(), _| async { Ok::<(), Error>(()) })
+                .name(hostile)
+                .build()
                 .is_err()
         );
         assert!(

@@ -11,9 +11,10 @@ use tta_tests::telemetry::sample_sum;
 async fn twenty_thousand_requests_on_redis_are_all_accounted_for() {
     let redis = RedisServer::start();
     let guard = apm::init(
-        ApmConfig::new("load")
+        ApmConfig::builder("load")
             .metrics_addr("127.0.0.1:0")
-            .console_spans(false),
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let config = DemoConfig {

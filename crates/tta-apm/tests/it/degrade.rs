@@ -2,8 +2,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Span, Tracer};
-use tta_apm::{ApmConfig, Component, ComponentState, InitError, OtlpProtocol};
-use tta_core::{Error, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_apm::{Component, ComponentState, InitError, OtlpProtocol};
+use tta_core::{Error, FnPrimitive, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn};
 
 use crate::{serial, test_config};
 
@@ -15,7 +15,9 @@ async fn a_busy_metrics_port_degrades_and_primitives_keep_working() {
     let guard = tta_apm::init(
         test_config("busy")
             .console_spans(false)
-            .metrics_addr(&addr.to_string()),
+            .metrics_addr(addr.to_string())
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let status = guard.status();
@@ -38,12 +40,14 @@ async fn a_busy_metrics_port_degrades_and_primitives_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_init_is_refused_and_starts_nothing() {
     let _serial = serial();
-    let first = tta_apm::init(test_config("first").console_spans(false)).unwrap();
+    let first = tta_apm::init(test_config("first").console_spans(false).build().unwrap()).unwrap();
     let taken_before = first.status().metrics_addr().unwrap();
     let second = tta_apm::init(
         test_config("second")
             .console_spans(false)
-            .metrics_addr("127.0.0.1:0"),
+            .metrics_addr("127.0.0.1:0")
+            .build()
+            .unwrap(),
     );
     assert!(
         matches!(second, Err(InitError::AlreadyInitialized)),
@@ -56,7 +60,7 @@ async fn a_second_init_is_refused_and_starts_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_sdk_installs_nothing_and_primitives_record_nothing() {
     let _serial = serial();
-    let guard = tta_apm::init(test_config("off").sdk_disabled(true)).unwrap();
+    let guard = tta_apm::init(test_config("off").sdk_disabled(true).build().unwrap()).unwrap();
     assert!(guard.status().is_disabled());
     assert!(!guard.status().is_degraded());
     assert!(guard.meter_provider().is_none());
@@ -75,7 +79,7 @@ async fn a_disabled_sdk_installs_nothing_and_primitives_record_nothing() {
 #[test]
 fn init_outside_a_runtime_is_a_clear_error() {
     let _serial = serial();
-    let err = tta_apm::init(test_config("no-rt")).unwrap_err();
+    let err = tta_apm::init(test_config("no-rt").build().unwrap()).unwrap_err();
     assert!(matches!(err, InitError::NoRuntime));
     assert!(err.to_string().contains("tokio runtime"));
 }
@@ -93,7 +97,7 @@ async fn shutdown_is_bounded_with_an_unreachable_collector(protocol: OtlpProtoco
         .console_spans(false)
         .otlp_endpoint(url)
         .otlp_protocol(protocol);
-    let guard = tta_apm::init(config).unwrap();
+    let guard = tta_apm::init(config.build().unwrap()).unwrap();
     assert_eq!(
         guard.status().state(Component::OtlpTraces),
         &ComponentState::Live
@@ -104,8 +108,9 @@ async fn shutdown_is_bounded_with_an_unreachable_collector(protocol: OtlpProtoco
     );
 
     // The application is never blocked by the collector.
-    let step = from_fn(|x: u64, _| async move { Ok::<_, Error>(x) })
-        .named("work")
+    let step = FnPrimitive::builder(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .name("work")
+        .build()
         .unwrap();
     let cx = WorkflowContext::new();
     let started = Instant::now();
@@ -145,7 +150,9 @@ async fn the_tracing_bridge_goes_live_once_and_degrades_when_a_subscriber_exists
     let guard = tta_apm::init(
         test_config("bridge")
             .console_spans(false)
-            .tracing_bridge(true),
+            .tracing_bridge(true)
+            .build()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -157,7 +164,9 @@ async fn the_tracing_bridge_goes_live_once_and_degrades_when_a_subscriber_exists
     let guard = tta_apm::init(
         test_config("bridge")
             .console_spans(false)
-            .tracing_bridge(true),
+            .tracing_bridge(true)
+            .build()
+            .unwrap(),
     )
     .unwrap();
     assert!(guard.status().state(Component::TracingBridge).is_degraded());
@@ -166,5 +175,4 @@ async fn the_tracing_bridge_goes_live_once_and_degrades_when_a_subscriber_exists
         &ComponentState::Live
     );
     guard.shutdown().await.unwrap();
-    let _ = ApmConfig::default();
 }

@@ -15,7 +15,7 @@ mod scrape;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use tta_apm::ApmConfig;
+use tta_apm::{ApmConfig, ApmConfigBuilder};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -24,8 +24,8 @@ pub(crate) fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// A config on a free port with console export off (tests read their own output).
-pub(crate) fn test_config(service: &str) -> ApmConfig {
-    ApmConfig::new(service)
+pub(crate) fn test_config(service: &str) -> ApmConfigBuilder {
+    ApmConfig::builder(service)
         .service_version("1.2.3")
         .environment("test")
         .metrics_addr("127.0.0.1:0")

@@ -3,21 +3,22 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use tta_apm::{Component, ComponentState};
-use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_core::{Error, FnPrimitive, WorkflowContext, WorkflowPrimitive};
 use tta_timeout::TimeoutPrimitive;
 
 use crate::{scrape, serial, test_config};
 
 async fn record_some_telemetry() {
     // Built after `init`, so they take the installed providers.
-    let step = from_fn(|fail: bool, _| async move {
+    let step = FnPrimitive::builder(|fail: bool, _| async move {
         if fail {
             Err(Error::msg("boom"))
         } else {
             Ok(())
         }
     })
-    .named("step")
+    .name("step")
+    .build()
     .unwrap();
     let guarded = TimeoutPrimitive::builder(step)
         .name("guarded")
@@ -57,7 +58,13 @@ async fn record_some_telemetry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_as_prometheus_text_with_seconds_buckets_and_target_info() {
     let _serial = serial();
-    let guard = tta_apm::init(test_config("scrape-svc").console_spans(false)).unwrap();
+    let guard = tta_apm::init(
+        test_config("scrape-svc")
+            .console_spans(false)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         guard.status().state(Component::Prometheus),
         &ComponentState::Live
@@ -109,7 +116,13 @@ async fn metrics_are_served_as_prometheus_text_with_seconds_buckets_and_target_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_the_scrape() {
     let _serial = serial();
-    let guard = tta_apm::init(test_config("promtool-svc").console_spans(false)).unwrap();
+    let guard = tta_apm::init(
+        test_config("promtool-svc")
+            .console_spans(false)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let addr = guard.status().metrics_addr().unwrap();
     record_some_telemetry().await;
     let body = scrape(addr, "/metrics").await.body;
@@ -124,7 +137,7 @@ async fn promtool_accepts_the_scrape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_paths_are_not_found() {
     let _serial = serial();
-    let guard = tta_apm::init(test_config("paths").console_spans(false)).unwrap();
+    let guard = tta_apm::init(test_config("paths").console_spans(false).build().unwrap()).unwrap();
     let addr = guard.status().metrics_addr().unwrap();
     for path in ["/", "/metric", "/metrics/extra", "/health"] {
         assert_eq!(scrape(addr, path).await.status, 404, "{path}");
@@ -135,7 +148,8 @@ async fn other_paths_are_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_the_server_and_a_new_init_can_start_again() {
     let _serial = serial();
-    let guard = tta_apm::init(test_config("restart").console_spans(false)).unwrap();
+    let guard =
+        tta_apm::init(test_config("restart").console_spans(false).build().unwrap()).unwrap();
     let addr = guard.status().metrics_addr().unwrap();
     assert_eq!(scrape(addr, "/metrics").await.status, 200);
     guard.shutdown().await.unwrap();
@@ -143,11 +157,12 @@ async fn shutdown_stops_the_server_and_a_new_init_can_start_again() {
         .await
         .unwrap();
     assert!(refused.is_err(), "the server is gone after shutdown");
-    let again = tta_apm::init(test_config("restart").console_spans(false)).unwrap();
+    let again =
+        tta_apm::init(test_config("restart").console_spans(false).build().unwrap()).unwrap();
     assert!(again.status().metrics_addr().is_some());
     drop(again);
     // Drop is a best-effort shutdown: init works once more.
-    tta_apm::init(test_config("restart").console_spans(false))
+    tta_apm::init(test_config("restart").console_spans(false).build().unwrap())
         .unwrap()
         .shutdown()
         .await

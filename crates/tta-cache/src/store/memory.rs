@@ -7,7 +7,7 @@ use moka::Expiry;
 use moka::sync::Cache;
 
 use crate::store::{CacheStore, StoreError};
-use crate::{BuildError, CacheKey};
+use crate::{CacheKey, StoreBuildError};
 
 #[derive(Clone)]
 struct Entry {
@@ -91,7 +91,7 @@ impl MemoryStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::StoreBound`] when a bound is zero or both bounds are set.
+    /// [`StoreBuildError::Bound`] when a bound is zero or both bounds are set.
     ///
     /// # Examples
     ///
@@ -99,15 +99,15 @@ impl MemoryStoreBuilder {
     /// assert!(tta_cache::MemoryStore::builder().max_entries(0).build().is_err());
     /// assert!(tta_cache::MemoryStore::builder().max_bytes(64 << 20).build().is_ok());
     /// ```
-    pub fn build(self) -> Result<MemoryStore, BuildError> {
+    pub fn build(self) -> Result<MemoryStore, StoreBuildError> {
         let builder = Cache::builder().expire_after(PerEntryTtl);
         let cache = match (self.max_entries, self.max_bytes) {
             (Some(_), Some(_)) => {
-                return Err(BuildError::StoreBound(
+                return Err(StoreBuildError::Bound(
                     "set max_entries or max_bytes, not both",
                 ));
             }
-            (Some(0), _) | (_, Some(0)) => return Err(BuildError::StoreBound("a bound of zero")),
+            (Some(0), _) | (_, Some(0)) => return Err(StoreBuildError::Bound("a bound of zero")),
             (_, Some(bytes)) => builder
                 .weigher(|_key: &[u8; 32], entry: &Entry| {
                     u32::try_from(entry.value.len() + 32).unwrap_or(u32::MAX)

@@ -8,12 +8,47 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 
 use crate::CacheKey;
+
+/// Why a store could not be built.
+///
+/// # Examples
+///
+/// ```
+/// use tta_cache::{MemoryStore, StoreBuildError};
+/// let err = MemoryStore::builder().max_entries(0).build().unwrap_err();
+/// assert!(matches!(err, StoreBuildError::Bound(_)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreBuildError {
+    /// A memory store bound is zero, or both bounds are set.
+    #[error("invalid store bound: {0}")]
+    Bound(&'static str),
+    /// A Redis URL that cannot be used.
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    RedisUrl {
+        /// The URL, with any password removed.
+        url: String,
+        /// What the Redis client said about it.
+        reason: String,
+    },
+    /// A Redis setting that cannot be used (pool size, timeouts, breaker).
+    #[error("invalid Redis setting: {0}")]
+    RedisSetting(&'static str),
+}
+
+impl From<StoreBuildError> for tta_core::Error {
+    fn from(e: StoreBuildError) -> Self {
+        tta_core::Error::invalid_config(e)
+    }
+}
 
 /// Why a store operation failed, in a bounded set fit for the `error_type` label.
 ///
@@ -138,5 +173,90 @@ impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).set(key, value, ttl)
+    }
+}
+
+/// The object-safe form of [`CacheStore`], behind [`BoxStore`].
+trait DynCacheStore: Send + Sync + 'static {
+    fn dyn_kind(&self) -> &'static str;
+    fn dyn_get<'a>(&'a self, key: &'a CacheKey)
+    -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        value: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<S: CacheStore> DynCacheStore for S {
+    fn dyn_kind(&self) -> &'static str {
+        self.kind()
+    }
+
+    fn dyn_get<'a>(
+        &'a self,
+        key: &'a CacheKey,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        Box::pin(self.get(key))
+    }
+
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        value: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.set(key, value, ttl))
+    }
+}
+
+/// Any store behind one type, chosen at run time: a Redis store when a URL is
+/// configured, the memory store otherwise, with one builder call for both. Costs one
+/// boxed future per store operation.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tta_cache::{BoxStore, CachePrimitive, MemoryStore, RedisStore};
+/// use tta_core::from_sync_fn;
+///
+/// # async fn example(redis_url: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = match redis_url {
+///     Some(url) => BoxStore::new(RedisStore::builder(url).connect().await?),
+///     None => BoxStore::new(MemoryStore::new()),
+/// };
+/// let answers = CachePrimitive::builder(from_sync_fn(|q: String, _| Ok(q.len())))
+///     .store(store)
+///     .build()?;
+/// # let _ = answers; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct BoxStore(std::sync::Arc<dyn DynCacheStore>);
+
+impl BoxStore {
+    /// Boxes `store`.
+    pub fn new<S: CacheStore>(store: S) -> Self {
+        Self(std::sync::Arc::new(store))
+    }
+}
+
+impl std::fmt::Debug for BoxStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("BoxStore").field(&self.0.dyn_kind()).finish()
+    }
+}
+
+impl CacheStore for BoxStore {
+    fn kind(&self) -> &'static str {
+        self.0.dyn_kind()
+    }
+
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
+        self.0.dyn_get(key).await
+    }
+
+    async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+        self.0.dyn_set(key, value, ttl).await
     }
 }

@@ -1,6 +1,5 @@
 //! The Redis store, on fred: shared between replicas, bounded in added delay.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,10 +7,14 @@ use fred::clients::Pool;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Builder, Config, Expiration, ReconnectPolicy};
 use fred::types::config::Options;
-use tokio::time::Instant;
+use tta_core::{Breaker, BreakerState};
 
 use crate::store::{CacheStore, StoreError, StoreErrorKind};
-use crate::{BuildError, CacheKey};
+use crate::{CacheKey, StoreBuildError};
+
+/// The longest the breaker stays open while its probes keep failing (the cooldown
+/// doubles from [`RedisStoreBuilder::breaker_cooldown`] up to this).
+const BREAKER_MAX_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// A [`CacheStore`] on Redis, through a [fred] connection pool.
 ///
@@ -24,7 +27,8 @@ use crate::{BuildError, CacheKey};
 /// - a **breaker** opens after [`RedisStoreBuilder::breaker_threshold`] consecutive
 ///   failures (default 5): for [`RedisStoreBuilder::breaker_cooldown`] (default 5 s)
 ///   Redis is not called at all (added delay about zero), then one probe is let through
-///   at a time; a success closes the breaker.
+///   at a time; a success closes the breaker, a failed probe doubles the cooldown (up
+///   to 60 s). It is `tta_core`'s [`Breaker`], the one route health uses too.
 ///
 /// URLs: `redis://host:port/db`, `rediss://...` (TLS, rustls), `redis-cluster://host:port`.
 ///
@@ -33,7 +37,7 @@ use crate::{BuildError, CacheKey};
 /// # Examples
 ///
 /// ```no_run
-/// # #[tokio::main] async fn main() -> Result<(), tta_cache::BuildError> {
+/// # #[tokio::main] async fn main() -> Result<(), tta_cache::StoreBuildError> {
 /// let store = tta_cache::RedisStore::builder("redis://127.0.0.1:6379")
 ///     .pool_size(4)
 ///     .command_timeout(std::time::Duration::from_millis(100))
@@ -117,23 +121,25 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::RedisUrl`] for a URL that cannot be parsed, and
-    /// [`BuildError::RedisSetting`] for a zero pool size, timeout, threshold or cooldown.
-    pub async fn connect(self) -> Result<RedisStore, BuildError> {
+    /// [`StoreBuildError::RedisUrl`] for a URL that cannot be parsed, and
+    /// [`StoreBuildError::RedisSetting`] for a zero pool size, timeout, threshold or cooldown.
+    pub async fn connect(self) -> Result<RedisStore, StoreBuildError> {
         if self.pool_size == 0 {
-            return Err(BuildError::RedisSetting("pool_size must be at least 1"));
+            return Err(StoreBuildError::RedisSetting(
+                "pool_size must be at least 1",
+            ));
         }
         if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(BuildError::RedisSetting(
+            return Err(StoreBuildError::RedisSetting(
                 "timeouts must be greater than zero",
             ));
         }
         if self.breaker_threshold == 0 || self.breaker_cooldown.is_zero() {
-            return Err(BuildError::RedisSetting(
+            return Err(StoreBuildError::RedisSetting(
                 "breaker threshold and cooldown must be greater than zero",
             ));
         }
-        let mut config = Config::from_url(&self.url).map_err(|e| BuildError::RedisUrl {
+        let mut config = Config::from_url(&self.url).map_err(|e| StoreBuildError::RedisUrl {
             url: redact(&self.url),
             reason: e.details().to_owned(),
         })?;
@@ -152,7 +158,7 @@ impl RedisStoreBuilder {
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build_pool(self.pool_size)
-            .map_err(|e| BuildError::RedisUrl {
+            .map_err(|e| StoreBuildError::RedisUrl {
                 url: redact(&self.url),
                 reason: e.details().to_owned(),
             })?;
@@ -169,7 +175,11 @@ impl RedisStoreBuilder {
             },
             prefix: self.prefix,
             command_timeout,
-            breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
+            breaker: Breaker::new(
+                self.breaker_threshold,
+                self.breaker_cooldown,
+                self.breaker_cooldown.max(BREAKER_MAX_COOLDOWN),
+            ),
         })
     }
 }
@@ -197,9 +207,15 @@ impl RedisStore {
         self.pool.is_connected()
     }
 
-    /// `true` while the breaker keeps Redis uncalled.
+    /// `true` while the breaker keeps Redis uncalled (open, or half-open with its
+    /// probe in flight).
     pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
+        self.breaker.state() != BreakerState::Closed
+    }
+
+    /// The breaker's state (the `tta.cache.store.state` gauge).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// The Redis key of a cache key: `prefix:namespace:hash`.
@@ -223,7 +239,7 @@ impl RedisStore {
     where
         F: Future<Output = Result<T, fred::error::Error>>,
     {
-        let Some(ticket) = self.breaker.admit() else {
+        let Some(permit) = self.breaker.admit() else {
             return Err(StoreError::new(
                 StoreErrorKind::BreakerOpen,
                 "breaker open: Redis not called",
@@ -238,7 +254,10 @@ impl RedisStore {
                 "command timed out",
             )),
         };
-        self.breaker.settle(ticket, result.is_ok());
+        match &result {
+            Ok(_) => permit.success(),
+            Err(_) => permit.failure(None),
+        }
         result
     }
 }
@@ -281,124 +300,9 @@ impl CacheStore for RedisStore {
     }
 }
 
-/// A circuit breaker: closed, then open for a cooldown after repeated failures, then one
-/// probe at a time.
-#[derive(Debug)]
-struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug)]
-enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    Probing,
-}
-
-/// Permission to call Redis; a probe that is dropped unsettled re-opens the breaker.
-#[derive(Debug)]
-struct Ticket<'a> {
-    breaker: &'a Breaker,
-    probe: bool,
-    settled: bool,
-}
-
-impl Breaker {
-    fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self {
-            threshold,
-            cooldown,
-            state: Mutex::new(BreakerState::Closed { failures: 0 }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        // Each critical section is one assignment: a poisoned lock holds a valid state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn is_open(&self) -> bool {
-        !matches!(*self.state(), BreakerState::Closed { .. })
-    }
-
-    fn admit(&self) -> Option<Ticket<'_>> {
-        let mut state = self.state();
-        let probe = match *state {
-            BreakerState::Closed { .. } => false,
-            BreakerState::Open { until } if Instant::now() >= until => {
-                *state = BreakerState::Probing;
-                true
-            }
-            BreakerState::Open { .. } | BreakerState::Probing => return None,
-        };
-        Some(Ticket {
-            breaker: self,
-            probe,
-            settled: false,
-        })
-    }
-
-    fn settle(&self, mut ticket: Ticket<'_>, ok: bool) {
-        ticket.settled = true;
-        let mut state = self.state();
-        *state = match (&*state, ok) {
-            (_, true) => BreakerState::Closed { failures: 0 },
-            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
-                BreakerState::Closed {
-                    failures: failures + 1,
-                }
-            }
-            (_, false) => BreakerState::Open {
-                until: Instant::now() + self.cooldown,
-            },
-        };
-    }
-}
-
-impl Drop for Ticket<'_> {
-    fn drop(&mut self) {
-        if self.probe && !self.settled {
-            // The probe was cancelled: let the next caller probe.
-            *self.breaker.state() = BreakerState::Open {
-                until: Instant::now(),
-            };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_breaker_opens_after_the_threshold_and_lets_one_probe_through_after_the_cooldown() {
-        let b = Breaker::new(3, Duration::from_secs(5));
-        for _ in 0..2 {
-            let t = b.admit().unwrap();
-            b.settle(t, false);
-        }
-        assert!(!b.is_open());
-        let t = b.admit().unwrap();
-        b.settle(t, false);
-        assert!(b.is_open());
-        assert!(b.admit().is_none(), "open: Redis is not called");
-        tokio::time::advance(Duration::from_secs(5)).await;
-        let probe = b.admit().expect("one probe after the cooldown");
-        assert!(b.admit().is_none(), "only one probe at a time");
-        b.settle(probe, false);
-        assert!(b.admit().is_none(), "a failed probe re-opens");
-        tokio::time::advance(Duration::from_secs(5)).await;
-        let probe = b.admit().unwrap();
-        drop(probe);
-        let probe = b
-            .admit()
-            .expect("a cancelled probe lets the next caller probe");
-        b.settle(probe, true);
-        assert!(!b.is_open());
-        assert!(b.admit().is_some());
-    }
 
     #[test]
     fn passwords_are_redacted_from_urls() {

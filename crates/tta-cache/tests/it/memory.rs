@@ -3,7 +3,10 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use tower::{Layer, ServiceExt};
-use tta_cache::{BuildError, CacheKey, CacheLayer, CachePrimitive, MemoryStore, semconv};
+use tta_cache::{
+    BuildError, CacheKey, CacheLayer, CachePrimitive, MemoryStore, StoreBuildError, semconv,
+};
+use tta_core::tower::TowerLayer;
 use tta_core::{Error, InvalidName, TokenUsage, WorkflowContext, WorkflowPrimitive, from_fn};
 use tta_tests::telemetry::{PointValue, span_attr};
 
@@ -316,11 +319,11 @@ fn every_bad_setting_is_a_typed_build_error() {
     );
     assert!(matches!(
         MemoryStore::builder().max_entries(0).build(),
-        Err(BuildError::StoreBound(_))
+        Err(StoreBuildError::Bound(_))
     ));
     assert!(matches!(
         MemoryStore::builder().max_entries(5).max_bytes(5).build(),
-        Err(BuildError::StoreBound(_))
+        Err(StoreBuildError::Bound(_))
     ));
     let err: Error = b().max_value_bytes(0).build().unwrap_err().into();
     assert!(err.is_invalid_config());
@@ -334,11 +337,14 @@ async fn the_tower_layer_caches_a_service() {
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);
-    let layer = CacheLayer::new(MemoryStore::new(), Duration::from_secs(60), "svc")
-        .unwrap()
-        .named("svc_cache")
-        .unwrap()
-        .with_telemetry(&t);
+    let cache = CacheLayer::builder()
+        .ttl(Duration::from_secs(60))
+        .namespace("svc")
+        .name("svc_cache")
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let layer = TowerLayer::new(cache).telemetry(&t);
     let svc = layer.clone().layer(tower::service_fn(move |q: String| {
         c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async move { Ok::<_, std::io::Error>(q.len()) }
@@ -347,5 +353,8 @@ async fn the_tower_layer_caches_a_service() {
     assert_eq!(svc.oneshot("abcd".into()).await.unwrap(), 4);
     assert_eq!(count(&calls), 1);
     assert_eq!(tt.counter(semconv::HITS, &[("cache", "svc_cache")]), 1.0);
-    assert!(CacheLayer::new(MemoryStore::new(), Duration::from_secs(1), "bad ns").is_err());
+    assert!(matches!(
+        CacheLayer::builder().namespace("bad ns").build(),
+        Err(BuildError::Namespace(_))
+    ));
 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use tta_cache::{BuildError, CacheKey, CachePrimitive, CacheStore, RedisStore, semconv};
+use tta_cache::{CacheKey, CachePrimitive, CacheStore, RedisStore, StoreBuildError, semconv};
 use tta_core::WorkflowContext;
 use tta_core::WorkflowPrimitive;
 use tta_tests::redis::RedisServer;
@@ -274,7 +274,7 @@ async fn bad_redis_settings_are_typed_build_errors() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(err, BuildError::RedisUrl { .. }), "{err}");
+    assert!(matches!(err, StoreBuildError::RedisUrl { .. }), "{err}");
     let err = RedisStore::builder("redis://user:hunter2@")
         .connect()
         .await
@@ -291,7 +291,7 @@ async fn bad_redis_settings_are_typed_build_errors() {
     ] {
         assert!(matches!(
             builder.connect().await.unwrap_err(),
-            BuildError::RedisSetting(_)
+            StoreBuildError::RedisSetting(_)
         ));
     }
     let _ = RedisStore::builder("redis://127.0.0.1:1").key_prefix("x");

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tta_cache::{CachePrimitive, semconv};
-use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_core::{Error, ErrorClass, WorkflowContext, WorkflowPrimitive, from_fn};
 
 use crate::{call_cost, count, llm, pipeline};
 
@@ -52,8 +52,8 @@ async fn a_hundred_concurrent_misses_run_the_inner_primitive_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_fill_reaches_every_waiter_and_nothing_is_cached() {
-    let (_tt, t) = pipeline();
+async fn a_non_retryable_failed_fill_reaches_every_waiter_and_nothing_is_cached() {
+    let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);
     let failing = from_fn(move |_q: String, _| {
@@ -61,7 +61,10 @@ async fn a_failed_fill_reaches_every_waiter_and_nothing_is_cached() {
         async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if n == 0 {
-                Err::<String, _>(Error::msg("provider 503"))
+                Err::<String, _>(
+                    Error::msg("prompt too long for any model")
+                        .with_class(ErrorClass::InvalidRequest),
+                )
             } else {
                 Ok("recovered".to_owned())
             }
@@ -81,9 +84,17 @@ async fn a_failed_fill_reaches_every_waiter_and_nothing_is_cached() {
         .collect();
     for task in tasks {
         let err = task.await.unwrap().unwrap_err();
-        assert_eq!(err.to_string(), "inner: provider 503");
+        assert_eq!(err.to_string(), "inner: prompt too long for any model");
     }
-    assert_eq!(count(&calls), 1);
+    assert_eq!(
+        count(&calls),
+        1,
+        "the same request fails everywhere: shared, not retried"
+    );
+    // Shared errors are lookups that did not hit.
+    assert_eq!(cache.stats().hits, 0);
+    assert_eq!(cache.stats().misses, 50);
+    assert_eq!(tt.counter(semconv::MISSES, &[("cache", "cache")]), 50.0);
     assert_eq!(
         cache
             .execute("q".into(), &WorkflowContext::new())
@@ -92,6 +103,74 @@ async fn a_failed_fill_reaches_every_waiter_and_nothing_is_cached() {
         "recovered"
     );
     assert_eq!(count(&calls), 2, "the error was not cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_retryable_blip_of_the_leader_one_waiter_takes_over_the_fill() {
+    let (_tt, t) = pipeline();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let blip = from_fn(move |_q: String, _| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if n == 0 {
+                Err::<String, _>(Error::msg("503").with_class(ErrorClass::Unavailable))
+            } else {
+                Ok("answer".to_owned())
+            }
+        }
+    });
+    let cache = Arc::new(CachePrimitive::builder(blip).telemetry(&t).build().unwrap());
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.execute("q".into(), &WorkflowContext::new()).await })
+        })
+        .collect();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(answer) => assert_eq!(answer, "answer"),
+            Err(e) => {
+                assert_eq!(e.class(), ErrorClass::Unavailable);
+                errors += 1;
+            }
+        }
+    }
+    assert_eq!(errors, 1, "only the leader that hit the blip sees it");
+    assert_eq!(
+        count(&calls),
+        2,
+        "one failed fill, one takeover, no stampede"
+    );
+    assert_eq!(cache.fills_in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_that_keeps_failing_is_called_a_bounded_number_of_times_per_waiter() {
+    let (_tt, t) = pipeline();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let down = from_fn(move |_q: String, _| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<String, _>(Error::msg("503").with_class(ErrorClass::Unavailable))
+        }
+    });
+    let cache = Arc::new(CachePrimitive::builder(down).telemetry(&t).build().unwrap());
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.execute("q".into(), &WorkflowContext::new()).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_err());
+    }
+    // The leader's fill, then at most two takeovers: never one call per waiter.
+    assert_eq!(count(&calls), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

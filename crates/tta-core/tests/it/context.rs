@@ -70,12 +70,10 @@ fn clones_and_children_share_ids_metadata_and_ledger() {
     let root = WorkflowContext::builder()
         .workflow_id("wf-7")
         .session_id("sess")
-        .unwrap()
         .correlation_id("corr")
-        .unwrap()
         .metadata("tenant", "acme")
-        .unwrap()
-        .build();
+        .build()
+        .unwrap();
     let child = root.child_scope().with_timeout(Duration::from_secs(1));
     assert_eq!(child.workflow_id(), "wf-7");
     assert_eq!(child.session_id(), Some("sess"));
@@ -90,39 +88,61 @@ fn clones_and_children_share_ids_metadata_and_ledger() {
 }
 
 #[test]
-fn bad_metadata_and_ids_are_typed_errors() {
+fn bad_metadata_and_ids_are_typed_errors_of_build() {
     let b = || WorkflowContext::builder();
     assert!(matches!(
-        b().metadata("", "v"),
+        b().metadata("", "v").build(),
         Err(ContextError::MetadataKey { .. })
     ));
     assert!(matches!(
-        b().metadata("k", "line\nbreak"),
+        b().metadata("k", "line\nbreak").build(),
         Err(ContextError::MetadataValue { .. })
     ));
     assert!(matches!(
-        b().metadata("k", &"x".repeat(WorkflowContext::MAX_VALUE_LEN + 1)),
+        b().metadata("k", &"x".repeat(WorkflowContext::MAX_VALUE_LEN + 1))
+            .build(),
         Err(ContextError::MetadataValue { .. })
     ));
     assert!(matches!(
-        b().session_id(""),
+        b().session_id("").build(),
         Err(ContextError::Id {
             field: "session id",
             ..
         })
     ));
-    assert!(b().try_workflow_id("tab\there").is_err());
+    // An invalid workflow id is an error too, never silently replaced.
+    assert!(matches!(
+        b().workflow_id("tab\there").build(),
+        Err(ContextError::Id {
+            field: "workflow id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        b().correlation_id(&"c".repeat(WorkflowContext::MAX_VALUE_LEN + 1))
+            .build(),
+        Err(ContextError::Id {
+            field: "correlation id",
+            ..
+        })
+    ));
     let mut full = b();
     for i in 0..WorkflowContext::MAX_METADATA_ENTRIES {
-        full = full.metadata(&format!("k{i}"), "v").unwrap();
+        full = full.metadata(&format!("k{i}"), "v");
     }
-    // Replacing an existing key is fine; a new one is one too many.
-    let full = full.metadata("k0", "again").unwrap();
+    // Replacing an existing key is fine, and the later value wins; a new key is one too many.
+    let full = full.metadata("k0", "again");
+    let cx = full.build().unwrap();
+    assert_eq!(cx.metadata("k0"), Some("again"));
+    let mut over = b();
+    for i in 0..=WorkflowContext::MAX_METADATA_ENTRIES {
+        over = over.metadata(&format!("k{i}"), "v");
+    }
     assert_eq!(
-        full.metadata("one-more", "v").unwrap_err(),
+        over.build().unwrap_err(),
         ContextError::TooManyEntries { max: 64 }
     );
-    let err = b().metadata("bad\u{1b}key", "v").unwrap_err();
+    let err = b().metadata("bad\u{1b}key", "v").build().unwrap_err();
     assert!(err.to_string().contains("\\u{1b}"), "escaped: {err}");
 }
 

@@ -111,7 +111,7 @@ fn all_routes_failed_keeps_every_attempt_in_order() {
     assert!(err.attempts()[1].error().is_timeout());
     assert_eq!(
         err.to_string(),
-        "all_routes_failed: all 2 attempted routes failed; primary: inner: 503; secondary: timeout in `secondary`: slow"
+        "all_routes_failed: all 2 attempted routes failed; primary (other): 503; secondary (unavailable): slow"
     );
 }
 
@@ -132,9 +132,96 @@ fn names_are_validated() {
         Err(InvalidName::TooLong { len: 65, max: 64 })
     );
     assert!(PrimitiveName::new(&"n".repeat(64)).is_ok());
-    let err =
-        tta_core::from_fn(|(): (), _: tta_core::WorkflowContext| async { Ok::<(), Error>(()) })
-            .named("new\nline")
-            .unwrap_err();
+    let err = tta_core::FnPrimitive::builder(|(): (), _| async { Ok::<(), Error>(()) })
+        .name("new\nline")
+        .build()
+        .unwrap_err();
     assert_eq!(err, InvalidName::Char { ch: '\n', index: 3 });
+}
+
+#[test]
+fn classes_are_set_by_users_and_by_http_status() {
+    use std::time::Duration;
+    use tta_core::{ErrorClass, Label};
+
+    let limited = Error::msg("slow down").with_class(ErrorClass::RateLimited {
+        retry_after: Some(Duration::from_secs(7)),
+    });
+    assert_eq!(
+        limited.class(),
+        ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+    // A later hint is the class's hint too: one place holds it.
+    let later = limited.with_retry_after(Duration::from_secs(9));
+    assert_eq!(
+        later.class(),
+        ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(9))
+        }
+    );
+    for (status, class) in [
+        (429, "rate_limited"),
+        (500, "unavailable"),
+        (503, "unavailable"),
+        (408, "unavailable"),
+        (400, "invalid_request"),
+        (404, "invalid_request"),
+        (422, "invalid_request"),
+        (401, "auth"),
+        (403, "auth"),
+        (418, "other"),
+    ] {
+        assert_eq!(
+            ErrorClass::from_http_status(status).as_str(),
+            class,
+            "{status}"
+        );
+    }
+    let labels: Vec<_> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "rate_limited",
+            "unavailable",
+            "invalid_request",
+            "context_length",
+            "content_filter",
+            "auth",
+            "other"
+        ]
+    );
+    for (i, class) in ErrorClass::ALL.iter().enumerate() {
+        assert_eq!(class.index(), i);
+    }
+    assert!(!ErrorClass::ContextLength.is_retryable() && ErrorClass::Unavailable.is_retryable());
+}
+
+#[test]
+fn all_routes_failed_names_each_route_and_its_own_bounded_message() {
+    use std::error::Error as _;
+    use tta_core::{AttemptError, ErrorClass};
+
+    let long = "x".repeat(5_000);
+    let err = Error::all_routes_failed(vec![
+        AttemptError::new(
+            "openai",
+            Error::msg("upstream said 503: overloaded").with_class(ErrorClass::Unavailable),
+        ),
+        AttemptError::new("anthropic", Error::msg(long).with_class(ErrorClass::Other)),
+    ]);
+    let shown = err.to_string();
+    assert!(
+        shown.contains("openai (unavailable): upstream said 503: overloaded"),
+        "{shown}"
+    );
+    assert!(shown.contains("anthropic (other): xxx"), "{shown}");
+    assert!(shown.len() < 1_000, "bounded: {} bytes", shown.len());
+    assert!(shown.contains("..."), "a cut message says so");
+    let source = err
+        .source()
+        .expect("the last attempt's error is the source");
+    assert!(source.to_string().starts_with("inner: xxx"));
 }

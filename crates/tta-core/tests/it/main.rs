@@ -1,5 +1,6 @@
 //! tta-core integration tests: one binary, one module per topic.
 
+mod breaker;
 mod compose;
 mod context;
 mod error;

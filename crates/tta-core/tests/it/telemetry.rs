@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
-use tta_core::{Error, Flow, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn, semconv};
+use tta_core::{
+    Error, Flow, FnPrimitive, Join, Telemetry, WorkflowContext, WorkflowPrimitive, semconv,
+};
 use tta_tests::telemetry::{PointValue, TestTelemetry, parent_of, span_attr};
 
 fn step(
@@ -10,13 +12,14 @@ fn step(
 ) -> Flow<impl WorkflowPrimitive<String, Output = String> + use<>> {
     let suffix = name.to_owned();
     Flow::new(
-        from_fn(move |s: String, _| {
+        FnPrimitive::builder(move |s: String, _| {
             let suffix = suffix.clone();
             async move { Ok::<_, Error>(format!("{s}{suffix}")) }
         })
-        .named(name)
-        .unwrap()
-        .with_telemetry(t),
+        .name(name)
+        .telemetry(t)
+        .build()
+        .unwrap(),
     )
 }
 
@@ -24,14 +27,19 @@ fn step(
 async fn a_then_b_or_c_gives_b_and_c_as_siblings_under_the_parallel_span() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
-    let flow = step("a", &t) >> (step("b", &t) | step("c", &t)).with_telemetry(&t);
+    let branches = Join::builder(step("b", &t), step("c", &t))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let flow = step("a", &t) >> branches;
 
     let root = tt.tracer_provider().tracer("test").start("request");
     let root_cx = opentelemetry::Context::new().with_span(root);
     let cx = WorkflowContext::builder()
         .workflow_id("wf-tree")
         .otel_context(root_cx.clone())
-        .build();
+        .build()
+        .unwrap();
     let out = flow.execute("x".into(), &cx).await.unwrap();
     assert_eq!(out, ("xab".to_owned(), "xac".to_owned()));
     root_cx.span().end();
@@ -118,16 +126,17 @@ async fn regrouping_a_sequence_gives_the_same_trace_shape() {
 async fn executions_are_counted_by_outcome() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
-    let flaky = from_fn(|fail: bool, _| async move {
+    let flaky = FnPrimitive::builder(|fail: bool, _| async move {
         if fail {
             Err(Error::msg("nope"))
         } else {
             Ok(())
         }
     })
-    .named("flaky")
-    .unwrap()
-    .with_telemetry(&t);
+    .name("flaky")
+    .telemetry(&t)
+    .build()
+    .unwrap();
     let cx = WorkflowContext::new();
     for i in 0..10 {
         let _ = flaky.execute(i % 3 == 0, &cx).await;
@@ -165,13 +174,14 @@ async fn executions_are_counted_by_outcome() {
 async fn durations_are_seconds_with_second_scale_buckets() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
-    let slow = from_fn(|ms: u64, _| async move {
+    let slow = FnPrimitive::builder(|ms: u64, _| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok::<_, Error>(())
     })
-    .named("slow")
-    .unwrap()
-    .with_telemetry(&t);
+    .name("slow")
+    .telemetry(&t)
+    .build()
+    .unwrap();
     let cx = WorkflowContext::new();
     slow.execute(300, &cx).await.unwrap();
     slow.execute(1_500, &cx).await.unwrap();
@@ -202,13 +212,14 @@ async fn durations_are_seconds_with_second_scale_buckets() {
 async fn a_dropped_execution_is_recorded_as_cancelled() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
-    let hang = from_fn(|(), _| async {
+    let hang = FnPrimitive::builder(|(), _| async {
         std::future::pending::<()>().await;
         Ok::<(), Error>(())
     })
-    .named("hang")
-    .unwrap()
-    .with_telemetry(&t);
+    .name("hang")
+    .telemetry(&t)
+    .build()
+    .unwrap();
     let cx = WorkflowContext::new();
     let res = tokio::time::timeout(Duration::from_millis(10), hang.execute((), &cx)).await;
     assert!(res.is_err());
@@ -231,10 +242,11 @@ async fn a_dropped_execution_is_recorded_as_cancelled() {
 async fn many_executions_reuse_one_series_per_outcome() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
-    let echo = from_fn(|x: u64, _| async move { Ok::<_, Error>(x) })
-        .named("echo")
-        .unwrap()
-        .with_telemetry(&t);
+    let echo = FnPrimitive::builder(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .name("echo")
+        .telemetry(&t)
+        .build()
+        .unwrap();
     let cx = WorkflowContext::new();
     for i in 0..500 {
         echo.execute(i, &cx).await.unwrap();
@@ -277,10 +289,15 @@ async fn without_a_tracer_primitives_skip_spans_and_children_keep_the_parent_spa
     let root = tt.tracer_provider().tracer("test").start("request");
     let root_cx = opentelemetry::Context::new().with_span(root);
     let root_id = root_cx.span().span_context().clone();
-    let cx = WorkflowContext::builder().otel_context(root_cx).build();
-    let seen = from_fn(|(), cx: WorkflowContext| async move {
+    let cx = WorkflowContext::builder()
+        .otel_context(root_cx)
+        .build()
+        .unwrap();
+    let seen = FnPrimitive::builder(|(), cx: WorkflowContext| async move {
         Ok::<_, Error>(cx.otel_context().span().span_context().clone())
     })
-    .with_telemetry(&noop);
+    .telemetry(&noop)
+    .build()
+    .unwrap();
     assert_eq!(seen.execute((), &cx).await.unwrap(), root_id);
 }

@@ -4,7 +4,10 @@ use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 #[tokio::test]
 async fn a_primitive_serves_as_a_tower_service_in_a_child_scope() {
-    let base = WorkflowContext::builder().workflow_id("svc-wf").build();
+    let base = WorkflowContext::builder()
+        .workflow_id("svc-wf")
+        .build()
+        .unwrap();
     let echo_id = from_fn(|suffix: &'static str, cx: WorkflowContext| async move {
         Ok::<_, Error>(format!("{}{suffix}", cx.workflow_id()))
     });
@@ -29,7 +32,10 @@ async fn a_tower_service_runs_as_a_primitive_and_keeps_its_error_type() {
             Ok(x * 2)
         }
     });
-    let step = ServicePrimitive::new(svc).named("double").unwrap();
+    let step = ServicePrimitive::builder(svc)
+        .name("double")
+        .build()
+        .unwrap();
     let cx = WorkflowContext::new();
     assert_eq!(step.execute(4, &cx).await.unwrap(), 8);
     let err = step.execute(-1, &cx).await.unwrap_err();

@@ -194,7 +194,7 @@ async fn spans_follow_the_genai_conventions_under_the_router_span() {
         span_attr(first, "gen_ai.provider.name").as_deref(),
         Some("openai")
     );
-    assert_eq!(span_attr(first, "error.type").as_deref(), Some("inner"));
+    assert_eq!(span_attr(first, "error.type").as_deref(), Some("other"));
     assert_eq!(
         span_attr(second, "gen_ai.request.model").as_deref(),
         Some("claude-sonnet")

@@ -7,7 +7,7 @@ use tta_core::{Error, WorkflowContext};
 use crate::{Provider, always_fails, ask, ok_after, pipeline, router};
 
 #[tokio::test(start_paused = true)]
-async fn a_failing_route_cools_down_and_when_all_cool_the_router_fails_fast() {
+async fn a_failing_route_cools_down_and_without_panic_mode_the_router_fails_fast() {
     let (_tt, t) = pipeline();
     let (a, b) = (
         Provider::new("a", always_fails()),
@@ -18,6 +18,7 @@ async fn a_failing_route_cools_down_and_when_all_cool_the_router_fails_fast() {
         .route(b.route())
         .failure_threshold(2)
         .cooldown(Duration::from_secs(30))
+        .panic_mode(false)
         .build()
         .unwrap();
     for _ in 0..2 {
@@ -29,7 +30,10 @@ async fn a_failing_route_cools_down_and_when_all_cool_the_router_fails_fast() {
         );
     }
     assert!(r.stats().iter().all(|s| s.cooling));
-    assert!(r.plan(&WorkflowContext::new()).is_empty());
+    assert!(
+        r.plan(&Default::default(), &WorkflowContext::new())
+            .is_empty()
+    );
     let err = ask(&r, &WorkflowContext::new()).await.unwrap_err();
     assert!(err.is_no_route(), "{err}");
     assert_eq!((a.calls(), b.calls()), (2, 2), "no call while cooling");
@@ -130,13 +134,20 @@ async fn a_failed_probe_cools_the_route_again_and_a_cancelled_probe_frees_the_sl
     assert!(r.stats()[0].cooling, "a failed probe cools the route again");
     assert_eq!(a.calls(), 4);
     tokio::time::advance(Duration::from_secs(5)).await;
+    ask(&r, &WorkflowContext::new()).await.unwrap();
+    assert_eq!(
+        a.calls(),
+        4,
+        "a failed probe doubles the cooldown: still cooling"
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
     // This probe hangs and its caller gives up: the probe slot must not stay taken.
     let gave_up =
         tokio::time::timeout(Duration::from_millis(100), ask(&r, &WorkflowContext::new())).await;
     assert!(gave_up.is_err());
     assert_eq!(a.calls(), 5);
     assert_eq!(
-        r.plan(&WorkflowContext::new()),
+        r.plan(&Default::default(), &WorkflowContext::new()),
         ["a", "b"],
         "the next caller may probe"
     );

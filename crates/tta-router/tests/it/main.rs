@@ -2,6 +2,7 @@
 
 mod accounting;
 mod build;
+mod classes;
 mod fallback;
 mod health;
 mod strategies;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tta_core::{
-    Error, ReportsUsage, Telemetry, TokenUsage, WorkflowContext, WorkflowPrimitive, from_fn,
+    Error, FnPrimitive, ReportsUsage, Telemetry, TokenUsage, WorkflowContext, WorkflowPrimitive,
 };
 use tta_router::{Price, Route, RouterBuilder, RouterPrimitive};
 use tta_tests::telemetry::TestTelemetry;
@@ -82,7 +83,7 @@ impl Provider {
         t: &Telemetry,
     ) -> impl WorkflowPrimitive<String, Output = Completion> + use<> {
         let p = self.clone();
-        from_fn(move |_prompt: String, _cx: WorkflowContext| {
+        FnPrimitive::builder(move |_prompt: String, _cx: WorkflowContext| {
             let n = p.calls.fetch_add(1, Ordering::SeqCst);
             let outcome = (p.behaviour)(n);
             let (name, usage) = (p.name, p.usage);
@@ -98,7 +99,9 @@ impl Provider {
                 }
             }
         })
-        .with_telemetry(t)
+        .telemetry(t)
+        .build()
+        .expect("the default name is valid")
     }
 
     pub(crate) fn route(&self) -> Route<String, Completion> {

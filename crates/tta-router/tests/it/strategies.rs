@@ -22,7 +22,10 @@ async fn ordered_tries_routes_in_declaration_order() {
         assert_eq!(ask(&r, &WorkflowContext::new()).await.unwrap(), "a");
     }
     assert_eq!((a.calls(), b.calls()), (5, 0));
-    assert_eq!(r.plan(&WorkflowContext::new()), ["a", "b"]);
+    assert_eq!(
+        r.plan(&Default::default(), &WorkflowContext::new()),
+        ["a", "b"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -41,7 +44,7 @@ async fn cheapest_picks_the_lowest_expected_cost() {
     assert_eq!(ask(&r, &WorkflowContext::new()).await.unwrap(), "budget");
     // Expected usage is now 1,000 in / 500 out: budget $0.00125, flat $0.004, premium $0.025.
     assert_eq!(
-        r.plan(&WorkflowContext::new()),
+        r.plan(&Default::default(), &WorkflowContext::new()),
         ["budget", "flat", "premium"]
     );
 }
@@ -68,7 +71,10 @@ async fn lowest_latency_explores_cold_routes_then_prefers_the_fastest() {
     assert_eq!(&seen[9..], ["fast", "fast", "fast"]);
     let stats = r.stats();
     assert_eq!(stats[2].latency, Some(Duration::from_millis(20)));
-    assert_eq!(r.plan(&WorkflowContext::new()), ["fast", "mid", "slow"]);
+    assert_eq!(
+        r.plan(&Default::default(), &WorkflowContext::new()),
+        ["fast", "mid", "slow"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,7 +100,7 @@ async fn weighted_routing_follows_the_weights_and_a_seed_reproduces_it() {
     let mut first = HashMap::new();
     let mut sequence = Vec::new();
     for _ in 0..5_000 {
-        let plan = r.plan(&cx);
+        let plan = r.plan(&Default::default(), &cx);
         assert_eq!(plan.len(), 3, "every route stays available as a fallback");
         *first.entry(plan[0]).or_insert(0) += 1;
         sequence.push(plan[0]);
@@ -104,7 +110,9 @@ async fn weighted_routing_follows_the_weights_and_a_seed_reproduces_it() {
     assert!((share("b") - 0.3).abs() < 0.03, "{first:?}");
     assert!((share("c") - 0.6).abs() < 0.03, "{first:?}");
     let again = build(7);
-    let replay: Vec<_> = (0..5_000).map(|_| again.plan(&cx)[0]).collect();
+    let replay: Vec<_> = (0..5_000)
+        .map(|_| again.plan(&Default::default(), &cx)[0])
+        .collect();
     assert_eq!(replay, sequence, "the same seed gives the same choices");
 }
 
@@ -124,10 +132,16 @@ async fn cheapest_within_latency_respects_the_target_and_the_remaining_deadline(
         ask(&r, &WorkflowContext::new()).await.unwrap(),
         "cheap_slow"
     );
-    assert_eq!(r.plan(&WorkflowContext::new()), ["cheap_slow", "dear_fast"]);
+    assert_eq!(
+        r.plan(&Default::default(), &WorkflowContext::new()),
+        ["cheap_slow", "dear_fast"]
+    );
     // With one second left, the slow route no longer fits: the fast one goes first.
     let hurried = WorkflowContext::new().with_timeout(Duration::from_secs(1));
-    assert_eq!(r.plan(&hurried), ["dear_fast", "cheap_slow"]);
+    assert_eq!(
+        r.plan(&Default::default(), &hurried),
+        ["dear_fast", "cheap_slow"]
+    );
     assert_eq!(ask(&r, &hurried).await.unwrap(), "dear_fast");
     // A tighter target than both latencies: the fastest first.
     let strict = router(&t)
@@ -143,7 +157,7 @@ async fn cheapest_within_latency_respects_the_target_and_the_remaining_deadline(
     );
     ask(&strict, &WorkflowContext::new()).await.unwrap();
     assert_eq!(
-        strict.plan(&WorkflowContext::new()),
+        strict.plan(&Default::default(), &WorkflowContext::new()),
         ["dear_fast", "cheap_slow"]
     );
 }
@@ -167,7 +181,10 @@ async fn a_user_function_ranks_the_routes() {
         }))
         .build()
         .unwrap();
-    assert_eq!(r.plan(&WorkflowContext::new()), ["c", "b"]);
+    assert_eq!(
+        r.plan(&Default::default(), &WorkflowContext::new()),
+        ["c", "b"]
+    );
     assert_eq!(ask(&r, &WorkflowContext::new()).await.unwrap(), "c");
     let none = router(&t)
         .route(a.route())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tta_core::{Error, Telemetry, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_core::{Error, FnPrimitive, Telemetry, WorkflowContext, WorkflowPrimitive};
 use tta_tests::telemetry::TestTelemetry;
 use tta_timeout::TimeoutPrimitive;
 
@@ -36,7 +36,7 @@ pub(crate) fn sleeper(
     t: &Telemetry,
 ) -> impl WorkflowPrimitive<u64, Output = u64> + use<> {
     let counter = Arc::clone(&drops.0);
-    from_fn(move |ms: u64, _cx: WorkflowContext| {
+    FnPrimitive::builder(move |ms: u64, _cx: WorkflowContext| {
         let guard = Guard(Arc::clone(&counter));
         async move {
             let _guard = guard;
@@ -44,9 +44,10 @@ pub(crate) fn sleeper(
             Ok::<_, Error>(ms)
         }
     })
-    .named("llm")
+    .name("llm")
+    .telemetry(t)
+    .build()
     .unwrap()
-    .with_telemetry(t)
 }
 
 pub(crate) fn pipeline() -> (TestTelemetry, Telemetry) {

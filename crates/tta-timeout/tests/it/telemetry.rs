@@ -1,9 +1,10 @@
 use std::time::Duration;
 
 use tower::{Layer, ServiceExt};
+use tta_core::tower::TowerLayer;
 use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 use tta_tests::telemetry::{PointValue, span_attr};
-use tta_timeout::{TimeoutLayer, TimeoutPrimitive, semconv};
+use tta_timeout::{BuildError, TimeoutLayer, TimeoutPrimitive, semconv};
 
 use crate::{Drops, guarded, ms, pipeline};
 
@@ -107,15 +108,19 @@ async fn spans_mark_late_calls_cancellations_and_a_shrunk_budget() {
 #[tokio::test(start_paused = true)]
 async fn the_tower_layer_bounds_any_service() {
     let (tt, t) = pipeline();
-    let layer = TimeoutLayer::new(ms(100), ms(50))
-        .unwrap()
-        .named("svc_timeout")
-        .unwrap()
-        .with_telemetry(&t);
-    let svc = layer.layer(tower::service_fn(|delay: u64| async move {
-        tokio::time::sleep(ms(delay)).await;
-        Ok::<_, std::io::Error>(delay)
-    }));
+    let timeout = TimeoutLayer::builder()
+        .timeout(ms(100))
+        .grace(ms(50))
+        .name("svc_timeout")
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let svc = TowerLayer::new(timeout)
+        .telemetry(&t)
+        .layer(tower::service_fn(|delay: u64| async move {
+            tokio::time::sleep(ms(delay)).await;
+            Ok::<_, std::io::Error>(delay)
+        }));
     assert_eq!(svc.clone().oneshot(120).await.unwrap(), 120);
     let err = svc.oneshot(1_000).await.unwrap_err();
     assert!(err.is_timeout());
@@ -127,7 +132,13 @@ async fn the_tower_layer_bounds_any_service() {
         ),
         1.0
     );
-    assert!(TimeoutLayer::new(ms(1), MAX).is_err());
+    assert!(matches!(
+        TimeoutLayer::builder().timeout(ms(1)).grace(MAX).build(),
+        Err(BuildError::TooLong {
+            setting: "grace",
+            ..
+        })
+    ));
     // And the primitive composes with `>>` like every other.
     let flow = TimeoutPrimitive::builder(from_fn(|x: u32, _| async move { Ok::<_, Error>(x + 1) }))
         .timeout(ms(10))

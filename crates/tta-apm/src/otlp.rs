@@ -1,0 +1,100 @@
+//! OTLP export of traces and metrics (feature `otlp`); without the feature, a configured
+//! endpoint is reported as degraded.
+
+use opentelemetry_sdk::metrics::MeterProviderBuilder;
+use opentelemetry_sdk::trace::TracerProviderBuilder;
+
+use crate::{ApmConfig, ApmStatus, Component, ComponentState};
+
+pub(crate) fn install(
+    config: &ApmConfig,
+    meters: MeterProviderBuilder,
+    tracers: TracerProviderBuilder,
+    status: &mut ApmStatus,
+) -> (MeterProviderBuilder, TracerProviderBuilder) {
+    let Some(endpoint) = config.otlp_endpoint.as_deref() else {
+        return (meters, tracers);
+    };
+    if cfg!(not(feature = "otlp")) {
+        let why = "an OTLP endpoint is set but tta-apm was built without its `otlp` feature";
+        for component in [Component::OtlpTraces, Component::OtlpMetrics] {
+            status.set(component, ComponentState::Degraded(why.to_owned()));
+        }
+        return (meters, tracers);
+    }
+    exporters(config, endpoint, meters, tracers, status)
+}
+
+#[cfg(not(feature = "otlp"))]
+fn exporters(
+    _config: &ApmConfig,
+    _endpoint: &str,
+    meters: MeterProviderBuilder,
+    tracers: TracerProviderBuilder,
+    _status: &mut ApmStatus,
+) -> (MeterProviderBuilder, TracerProviderBuilder) {
+    (meters, tracers)
+}
+
+#[cfg(feature = "otlp")]
+fn exporters(
+    config: &ApmConfig,
+    endpoint: &str,
+    mut meters: MeterProviderBuilder,
+    mut tracers: TracerProviderBuilder,
+    status: &mut ApmStatus,
+) -> (MeterProviderBuilder, TracerProviderBuilder) {
+    use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
+    use opentelemetry_sdk::metrics::PeriodicReader;
+
+    use crate::{EXPORT_TIMEOUT, OtlpProtocol};
+
+    let base = endpoint.trim_end_matches('/');
+    let spans = match config.otlp_protocol {
+        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("{base}/v1/traces"))
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+        OtlpProtocol::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(base)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+    };
+    match spans {
+        Ok(exporter) => {
+            tracers = tracers.with_batch_exporter(exporter);
+            status.set(Component::OtlpTraces, ComponentState::Live);
+        }
+        Err(e) => status.set(
+            Component::OtlpTraces,
+            ComponentState::Degraded(e.to_string()),
+        ),
+    }
+    let metrics = match config.otlp_protocol {
+        OtlpProtocol::HttpProtobuf => MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("{base}/v1/metrics"))
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+        OtlpProtocol::Grpc => MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(base)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+    };
+    match metrics {
+        Ok(exporter) => {
+            meters = meters.with_reader(PeriodicReader::builder(exporter).build());
+            status.set(Component::OtlpMetrics, ComponentState::Live);
+        }
+        Err(e) => status.set(
+            Component::OtlpMetrics,
+            ComponentState::Degraded(e.to_string()),
+        ),
+    }
+    (meters, tracers)
+}

@@ -1,0 +1,368 @@
+//! The circuit breaker shared by route health and the remote stores.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+crate::label_enum! {
+    /// A breaker's state, as exported by the state gauges (`0` closed, `1` open,
+    /// `2` half-open: the [`index`](Self::index)).
+    pub enum BreakerState {
+        /// Calls go through; failures are counted.
+        Closed => "closed",
+        /// Calls are refused until the cooldown ends.
+        Open => "open",
+        /// One probe is in flight; every other call is refused until it settles.
+        HalfOpen => "half_open",
+    }
+}
+
+/// A circuit breaker: **closed** (calls pass, consecutive failures counted), **open**
+/// after `threshold` of them (calls refused for a cooldown), then **half-open** with
+/// exactly one probe. A probe that succeeds closes it and resets the cooldown; a probe
+/// that fails opens it again for twice the last cooldown, up to `max_cooldown`.
+///
+/// A failure carrying a retry-after hint opens the breaker for at least that long,
+/// whatever the failure count. A success only closes what was opened before it was
+/// admitted: a call that was already in flight when a provider said "retry after 30 s"
+/// does not undo the hint by finishing well.
+///
+/// Every call goes through a [`Permit`]; a permit dropped unsettled (its caller was
+/// cancelled) counts as neither, and a dropped probe lets the next caller probe at once.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tta_core::{Breaker, BreakerState};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let breaker = Breaker::new(2, Duration::from_secs(5), Duration::from_secs(60));
+/// breaker.admit().unwrap().failure(None);
+/// breaker.admit().unwrap().failure(None);
+/// assert_eq!(breaker.state(), BreakerState::Open);
+/// assert!(breaker.admit().is_none(), "open: the call is refused");
+///
+/// tokio::time::advance(Duration::from_secs(5)).await;
+/// let probe = breaker.admit().expect("the cooldown is over: one probe");
+/// assert!(probe.is_probe() && breaker.admit().is_none());
+/// probe.success();
+/// assert_eq!(breaker.state(), BreakerState::Closed);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    max_cooldown: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct State {
+    consecutive_failures: u32,
+    /// `Some` while open or half-open.
+    open: Option<Open>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    /// When a probe may go.
+    until: Instant,
+    /// When it (last) opened: successes admitted before this do not close it.
+    since: Instant,
+    /// The cooldown now in force, doubled by each failed probe.
+    cooldown: Duration,
+    probing: bool,
+}
+
+/// What a breaker looks like now; see [`Breaker::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerSnapshot {
+    /// Closed, open or half-open.
+    pub state: BreakerState,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// While open: when the next probe may go (it may be in the past: probe-ready).
+    pub retry_at: Option<Instant>,
+    /// Whether [`Breaker::admit`] would let a call through now.
+    pub admits: bool,
+}
+
+impl Breaker {
+    /// A closed breaker that opens after `threshold` consecutive failures (at least 1)
+    /// for `cooldown`, doubling while probes fail, up to `max_cooldown` (at least
+    /// `cooldown`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tta_core::Breaker::new(3, Duration::from_secs(1), Duration::from_secs(30));
+    /// assert_eq!(b.state(), tta_core::BreakerState::Closed);
+    /// ```
+    pub fn new(threshold: u32, cooldown: Duration, max_cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            max_cooldown: max_cooldown.max(cooldown),
+            state: Mutex::new(State {
+                consecutive_failures: 0,
+                open: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section is a few assignments: a poisoned lock holds a valid state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets a call through: `None` while open (cooling, or its one probe in flight).
+    /// The first call after the cooldown gets the probe.
+    ///
+    /// # Examples
+    ///
+    /// See [`Breaker`].
+    pub fn admit(&self) -> Option<Permit<'_>> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let probe = match &mut state.open {
+            None => false,
+            Some(open) if !open.probing && now >= open.until => {
+                open.probing = true;
+                true
+            }
+            Some(_) => return None,
+        };
+        Some(Permit {
+            breaker: self,
+            probe,
+            admitted: now,
+            settled: false,
+        })
+    }
+
+    /// A permit whatever the state, counted as a probe when the breaker is open: for a
+    /// caller that must try something even though everything is cooling (a router's
+    /// panic mode). `None` only while another probe is in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(30), Duration::from_secs(30));
+    /// b.admit().unwrap().failure(None);
+    /// assert!(b.admit().is_none());
+    /// let forced = b.admit_early().expect("open, but no probe in flight");
+    /// assert!(forced.is_probe() && b.admit_early().is_none());
+    /// # }
+    /// ```
+    pub fn admit_early(&self) -> Option<Permit<'_>> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let probe = match &mut state.open {
+            None => false,
+            Some(open) if !open.probing => {
+                open.probing = true;
+                true
+            }
+            Some(_) => return None,
+        };
+        Some(Permit {
+            breaker: self,
+            probe,
+            admitted: now,
+            settled: false,
+        })
+    }
+
+    /// The state now.
+    ///
+    /// # Examples
+    ///
+    /// See [`Breaker`].
+    pub fn state(&self) -> BreakerState {
+        self.snapshot().state
+    }
+
+    /// The state, failure count, next probe time and admission, read under one lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(1), Duration::from_secs(1));
+    /// let snap = b.snapshot();
+    /// assert!(snap.admits && snap.retry_at.is_none() && snap.consecutive_failures == 0);
+    /// ```
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let now = Instant::now();
+        let state = *self.lock();
+        let (kind, retry_at, admits) = match state.open {
+            None => (BreakerState::Closed, None, true),
+            Some(open) if open.probing => (BreakerState::HalfOpen, Some(open.until), false),
+            Some(open) => (BreakerState::Open, Some(open.until), now >= open.until),
+        };
+        BreakerSnapshot {
+            state: kind,
+            consecutive_failures: state.consecutive_failures,
+            retry_at,
+            admits,
+        }
+    }
+
+    fn settle(&self, permit: &Permit<'_>, verdict: Verdict) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match verdict {
+            Verdict::Released => {
+                if permit.probe
+                    && let Some(open) = &mut state.open
+                {
+                    // The probe's caller went away: the next caller may probe at once.
+                    open.probing = false;
+                    open.until = open.until.min(now);
+                }
+            }
+            Verdict::Success => {
+                state.consecutive_failures = 0;
+                match &mut state.open {
+                    // Opened (by a hint, say) after this call started: its success says
+                    // nothing about the route now.
+                    Some(open) if open.since > permit.admitted => {
+                        if permit.probe {
+                            open.probing = false;
+                        }
+                    }
+                    _ => state.open = None,
+                }
+            }
+            Verdict::Failure { retry_after } => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                let hinted = retry_after.and_then(|after| now.checked_add(after));
+                let next = match state.open {
+                    Some(open) if permit.probe => {
+                        let cooldown = open.cooldown.saturating_mul(2).min(self.max_cooldown);
+                        Some(Open {
+                            until: now + cooldown,
+                            since: now,
+                            cooldown,
+                            probing: false,
+                        })
+                    }
+                    // Already open: a late failure of a call admitted before changes
+                    // nothing but a longer hint.
+                    Some(open) => Some(open),
+                    None if state.consecutive_failures >= self.threshold => Some(Open {
+                        until: now + self.cooldown,
+                        since: now,
+                        cooldown: self.cooldown,
+                        probing: false,
+                    }),
+                    None => None,
+                };
+                state.open = match (next, hinted) {
+                    (Some(mut open), Some(hint)) => {
+                        if hint > open.until {
+                            open.until = hint;
+                            open.since = now;
+                        }
+                        Some(open)
+                    }
+                    (None, Some(hint)) => Some(Open {
+                        until: hint,
+                        since: now,
+                        cooldown: self.cooldown,
+                        probing: false,
+                    }),
+                    (next, None) => next,
+                };
+            }
+        }
+    }
+}
+
+enum Verdict {
+    Success,
+    Failure { retry_after: Option<Duration> },
+    Released,
+}
+
+/// Permission for one call through a [`Breaker`]. Settle it with [`success`](Self::success)
+/// or [`failure`](Self::failure); dropped unsettled, it counts as neither.
+#[derive(Debug)]
+#[must_use = "a permit is settled by success() or failure(); dropping it counts as neither"]
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    admitted: Instant,
+    settled: bool,
+}
+
+impl Permit<'_> {
+    /// Whether this call is the breaker's single probe.
+    ///
+    /// # Examples
+    ///
+    /// See [`Breaker`].
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// When the permit was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(1), Duration::from_secs(1));
+    /// let p = b.admit().unwrap();
+    /// assert!(p.admitted() <= tokio::time::Instant::now());
+    /// p.success();
+    /// ```
+    pub fn admitted(&self) -> Instant {
+        self.admitted
+    }
+
+    /// The call succeeded: the failure count resets, and the breaker closes unless it
+    /// was opened after this call was admitted.
+    ///
+    /// # Examples
+    ///
+    /// See [`Breaker`].
+    pub fn success(mut self) {
+        self.settled = true;
+        self.breaker.settle(&self, Verdict::Success);
+    }
+
+    /// The call failed; `retry_after` (a provider's hint) keeps the breaker open for at
+    /// least that long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let b = tta_core::Breaker::new(5, Duration::from_secs(1), Duration::from_secs(1));
+    /// b.admit().unwrap().failure(Some(Duration::from_secs(20)));
+    /// assert_eq!(b.state(), tta_core::BreakerState::Open, "a hint opens it below the threshold");
+    /// tokio::time::advance(Duration::from_secs(19)).await;
+    /// assert!(b.admit().is_none());
+    /// # }
+    /// ```
+    pub fn failure(mut self, retry_after: Option<Duration>) {
+        self.settled = true;
+        self.breaker.settle(&self, Verdict::Failure { retry_after });
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.settle(self, Verdict::Released);
+        }
+    }
+}
