@@ -63,10 +63,14 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// # Examples
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let err = tta_apm::init(tta_apm::ApmConfig::from_lookup(|k| (k == "OTEL_SDK_DISABLED").then(|| "maybe".into())).build().unwrap_err().into());
-/// assert!(err.is_err());
-/// # }
+/// use tta_apm::{ApmConfig, InitError};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ApmConfig::builder("svc").sdk_disabled(true).build()?;
+/// let first = tta_apm::init(config.clone())?;
+/// assert!(matches!(tta_apm::init(config), Err(InitError::AlreadyInitialized)));
+/// first.shutdown().await?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -76,7 +76,7 @@ impl ComponentState {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let guard = tta_apm::init(tta_apm::ApmConfig::new("svc").sdk_disabled(true)).unwrap();
+/// let guard = tta_apm::init(tta_apm::ApmConfig::builder("svc").sdk_disabled(true).build().unwrap()).unwrap();
 /// assert!(guard.status().is_disabled());
 /// assert_eq!(guard.status().metrics_addr(), None);
 /// # }
@@ -130,7 +130,7 @@ impl ApmStatus {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use tta_apm::{Component, ComponentState};
-    /// let guard = tta_apm::init(tta_apm::ApmConfig::new("svc").sdk_disabled(true)).unwrap();
+    /// let guard = tta_apm::init(tta_apm::ApmConfig::builder("svc").sdk_disabled(true).build().unwrap()).unwrap();
     /// assert_eq!(guard.status().state(Component::OtlpTraces), &ComponentState::Off);
     /// # }
     /// ```

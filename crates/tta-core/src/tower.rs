@@ -192,7 +192,7 @@ crate::impl_composition_ops!(ServicePrimitive<S>);
 /// ```
 /// use tower::{Layer as _, ServiceExt};
 /// use tta_core::tower::TowerLayer;
-/// use tta_core::{Error, Identity};
+/// use tta_core::Identity;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let layer = TowerLayer::new(Identity);

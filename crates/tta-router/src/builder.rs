@@ -10,7 +10,9 @@ use tta_core::{Error, InvalidName, PrimitiveName, Telemetry, TokenUsage, Workflo
 
 use crate::health::RouteHealth;
 use crate::metrics::{RouteIdentity, RouterMetrics};
-use crate::{BuiltRoute, Route, RouteFn, RouteStats, RouterPrimitive, Strategy, UsageFn};
+use crate::{
+    BuiltRoute, FallbackFn, Route, RouteFn, RouteStats, RouterPrimitive, Strategy, UsageFn,
+};
 
 /// Why a router could not be built.
 ///
@@ -107,7 +109,7 @@ pub struct RouterBuilder<I, O> {
     strategy: Strategy,
     max_attempts: Option<usize>,
     route_fn: Option<RouteFn<I>>,
-    fallback_on: Option<Arc<dyn Fn(&Error) -> bool + Send + Sync>>,
+    fallback_on: Option<FallbackFn>,
     failure_threshold: u32,
     cooldown: Duration,
     max_cooldown: Duration,
@@ -201,8 +203,8 @@ impl<I, O> RouterBuilder<I, O> {
     ///     })
     ///     .build()?;
     /// let pro = WorkflowContext::builder().metadata("tier", "pro").build()?;
-    /// assert_eq!(router.plan(&Default::default(), &"hi".to_owned(), &pro), ["premium", "budget"]);
-    /// assert_eq!(router.plan(&Default::default(), &"hi".to_owned(), &WorkflowContext::new()), ["budget"]);
+    /// assert_eq!(router.plan(&"hi".to_owned(), &pro), ["premium", "budget"]);
+    /// assert_eq!(router.plan(&"hi".to_owned(), &WorkflowContext::new()), ["budget"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn route_by<F, R>(mut self, f: F) -> Self

@@ -102,6 +102,9 @@ use metrics::{Reason, RouterMetrics};
 
 pub(crate) type UsageFn<O> = Arc<dyn Fn(&O) -> Option<TokenUsage> + Send + Sync>;
 
+/// A user's choice of which errors fall back ([`RouterBuilder::fallback_on`]).
+pub(crate) type FallbackFn = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
+
 /// An input-aware route function, as stored: it feeds route names to the sink.
 pub(crate) type RouteFn<I> =
     Arc<dyn Fn(&I, &WorkflowContext, &[RouteStats], &mut dyn FnMut(&str)) + Send + Sync>;
@@ -141,7 +144,7 @@ pub struct RouterPrimitive<I, O> {
     route_fn: Option<RouteFn<I>>,
     route_fn_errors: AtomicU64,
     max_attempts: usize,
-    fallback_on: Option<Arc<dyn Fn(&Error) -> bool + Send + Sync>>,
+    fallback_on: Option<FallbackFn>,
     min_budget: Duration,
     attempt_timeout: Option<Duration>,
     auth_cooldown: Duration,
@@ -217,7 +220,7 @@ impl<I, O> RouterPrimitive<I, O> {
     ///     .strategy(Strategy::Cheapest)
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(r.plan(&Default::default(), &0, &WorkflowContext::new()), ["cheap", "dear"]);
+    /// assert_eq!(r.plan(&0, &WorkflowContext::new()), ["cheap", "dear"]);
     /// ```
     pub fn plan(&self, input: &I, cx: &WorkflowContext) -> Vec<&str> {
         let plan = self.plan_for(input, cx);

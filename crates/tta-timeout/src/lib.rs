@@ -189,7 +189,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
     /// ```
     /// use std::time::Duration;
     /// use tta_core::WorkflowPrimitive;
-    /// let inner = tta_core::from_fn(|(), _| async { Ok::<_, tta_core::Error>(()) }).named("llm").unwrap();
+    /// let inner = tta_core::FnPrimitive::sync_builder(|(), _| Ok(())).name("llm").build().unwrap();
     /// let t = tta_timeout::TimeoutPrimitive::builder(inner).timeout(Duration::from_secs(1)).build().unwrap();
     /// assert_eq!(t.inner().name(), "llm");
     /// ```

@@ -217,11 +217,12 @@ impl<S: CacheStore> DynCacheStore for S {
 ///
 /// # Examples
 ///
-/// ```no_run
-/// use tta_cache::{BoxStore, CachePrimitive, MemoryStore, RedisStore};
+/// ```
+/// use tta_cache::{BoxStore, CachePrimitive, CacheStore, MemoryStore, RedisStore};
 /// use tta_core::from_sync_fn;
 ///
-/// # async fn example(redis_url: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis_url: Option<&str> = None; // from the configuration
 /// let store = match redis_url {
 ///     Some(url) => BoxStore::new(RedisStore::builder(url).connect().await?),
 ///     None => BoxStore::new(MemoryStore::new()),
@@ -229,7 +230,8 @@ impl<S: CacheStore> DynCacheStore for S {
 /// let answers = CachePrimitive::builder(from_sync_fn(|q: String, _| Ok(q.len())))
 ///     .store(store)
 ///     .build()?;
-/// # let _ = answers; Ok(()) }
+/// assert_eq!(answers.store().kind(), "memory");
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct BoxStore(std::sync::Arc<dyn DynCacheStore>);
