@@ -13,7 +13,11 @@ fn median_ns(sh: &Shell, id: &str) -> Option<f64> {
     value.split([',', '}']).next()?.trim().parse().ok()
 }
 
-pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+pub(crate) fn run(sh: &Shell, flags: &[String]) -> anyhow::Result<()> {
+    if flags.iter().any(|f| f == "--table") {
+        table(sh);
+        return Ok(());
+    }
     crate::tools::ensure_system_programs(sh)?;
     // The Redis group may not run (no redis-server): its table row must then say so, not
     // show an earlier run's estimates.

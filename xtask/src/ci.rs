@@ -4,32 +4,17 @@ use std::time::Instant;
 
 use xshell::Shell;
 
-type Task = fn(&Shell) -> anyhow::Result<()>;
-
-/// The gates in order: cheap first. The coverage run is the one test run.
-const TASKS: &[(&str, Task)] = &[
-    ("fmt", crate::lint::fmt),
-    ("clippy", crate::lint::clippy),
-    ("features", crate::features::run),
-    ("rules", crate::rules::run),
-    ("coverage", crate::coverage::run),
-    ("doctest", crate::test::doctests),
-    ("doc", crate::doc::run),
-    ("deny", crate::deny::run),
-    ("package", crate::package::run),
-    ("msrv", crate::msrv::run),
-];
-
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut timings = Vec::new();
-    for (name, task) in TASKS {
+    for task in crate::TASKS.iter().filter(|t| t.in_ci) {
+        let name = task.name;
         println!("\n==> xtask ci: {name}");
         let t0 = Instant::now();
-        if let Err(e) = task(sh) {
+        if let Err(e) = (task.run)(sh, &[]) {
             return Err(e.context(format!("ci stopped: task `{name}` failed")));
         }
-        timings.push((*name, t0.elapsed()));
+        timings.push((name, t0.elapsed()));
     }
     println!(
         "\n==> xtask ci: all tasks passed in {:.0}s",

@@ -1,4 +1,5 @@
-//! `cargo xtask features`: the facade builds with each feature alone, and with none.
+//! `cargo xtask features`: the facade builds with each feature alone, and with none; and
+//! tta-core's tests pass with its default features.
 
 use xshell::{Shell, cmd};
 
@@ -28,5 +29,8 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         )
         .run()?;
     }
+    // The build every user without tta-apm gets: tta-core's tests with its default
+    // features (no tower, no bound instruments), not only checked.
+    cmd!(sh, "cargo test --locked -p tta-core").run()?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! - `overhead/bare_call`: an async closure returning its input (the floor).
 //! - `overhead/instrumented_call`: the same closure as an instrumented primitive with a
 //!   real SDK meter provider and Prometheus reader installed.
-//! - `overhead/stack_memory_hit`: `timeout >> cache(in-memory, hit) >> router(2 routes)`,
+//! - `overhead/stack_memory_hit`: timeout around cache (in memory, hit) around router (2 routes),
 //!   with the SDK installed.
 //! - `overhead/tower_moka_hit`: the peer: a tower timeout layer and a moka cache layer
 //!   around a `service_fn`, no telemetry ([`MokaCacheLayer`]).

@@ -1,5 +1,5 @@
 //! `cargo run --release -p tta-demo`: a seeded, simulated LLM workload through
-//! `timeout >> cache >> router`, serving `/metrics` while it runs.
+//! timeout around cache around router, serving `/metrics` while it runs.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use clap::Parser;
 use tta_demo::{DemoConfig, Progress, Summary};
 use tta_observability_integration::apm::{self, ApmConfig};
 
-/// Runs a seeded, simulated LLM workload through timeout >> cache >> router, serving
+/// Runs a seeded, simulated LLM workload through timeout around cache around router, serving
 /// Prometheus metrics while it runs, and prints a summary.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -67,7 +67,7 @@ fn print_summary(s: &Summary) {
         }
     };
     println!(
-        "tta-demo: timeout >> cache >> router over {} simulated providers",
+        "tta-demo: timeout around cache around router over {} simulated providers",
         s.route_share.len()
     );
     println!("  {:<22} {:>14}", "requests", s.requests);

@@ -9,7 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use tta_observability_integration::router::Price;
-use tta_observability_integration::{Error, TokenUsage, WorkflowContext, WorkflowPrimitive};
+use tta_observability_integration::{
+    Error, ErrorClass, TokenUsage, WorkflowContext, WorkflowPrimitive,
+};
 
 use crate::workload::{Completion, Request};
 
@@ -201,15 +203,17 @@ impl WorkflowPrimitive<Request> for SimulatedProvider {
         if roll < p.hang_rate + p.billed_error_rate {
             return Err(
                 Error::msg("stream interrupted after the prompt was processed")
+                    .with_class(ErrorClass::Unavailable)
                     .with_billed_usage(TokenUsage::new(request.input_tokens, 0)),
             );
         }
         if roll < p.hang_rate + p.billed_error_rate + p.error_rate {
-            return Err(Error::msg(if rng.random_bool(0.5) {
-                "503 service unavailable"
+            return Err(if rng.random_bool(0.5) {
+                Error::msg("503 service unavailable").with_class(ErrorClass::Unavailable)
             } else {
-                "429 rate limited"
-            }));
+                Error::msg("429 rate limited")
+                    .with_class(ErrorClass::RateLimited { retry_after: None })
+            });
         }
         let chars = (request.output_tokens * 4) as usize;
         let mut text = format!("[{}] ", p.model);

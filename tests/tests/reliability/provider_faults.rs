@@ -21,7 +21,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Runs `REQUESTS` requests, 100 ms apart, through timeout >> router(primary, backup)
+/// Runs `REQUESTS` requests, 100 ms apart, through a timeout around router(primary, backup)
 /// and checks every promise of the suite. Returns the primary for scenario checks.
 async fn scenario(name: &str, primary: Provider) -> Provider {
     let prom = PromTelemetry::new();

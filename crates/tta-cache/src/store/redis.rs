@@ -231,6 +231,7 @@ impl RedisStore {
 
     /// Closes the pool.
     pub async fn quit(&self) {
+        // A pool that cannot say goodbye (Redis already gone) is closed all the same.
         let _ = self.pool.quit().await;
     }
 

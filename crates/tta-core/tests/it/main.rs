@@ -7,6 +7,7 @@ mod error;
 mod ledger;
 mod surface;
 mod telemetry;
+#[cfg(feature = "tower")]
 mod tower;
 
 use std::sync::Arc;

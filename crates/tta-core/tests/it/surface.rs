@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tta_core::tower::ServicePrimitive;
 use tta_core::{
     AttemptKind, CostEntry, Error, ErrorKind, Flow, FnPrimitive, Instrumentation, Join, Outcome,
     Parallel, PrimitiveName, Telemetry, Then, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive,
@@ -103,17 +102,6 @@ async fn wrappers_delegate_to_the_wrapped_primitive() {
     assert_eq!((a.name(), b.name()), ("inc", "inc"));
     // Every call above reached the one closure: 1 + 1 (flow) + 1 (into_inner) + 2 (seq).
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 5);
-    let svc = ServicePrimitive::new(tower::service_fn(
-        |x: u8| async move { Ok::<_, Error>(x * 3) },
-    ));
-    assert_eq!(svc.name(), "service");
-    assert_eq!(svc.execute(2, &WorkflowContext::new()).await.unwrap(), 6);
-    let named =
-        ServicePrimitive::builder(tower::service_fn(|x: u8| async move { Ok::<_, Error>(x) }))
-            .name("ok_name")
-            .build()
-            .unwrap();
-    assert_eq!(named.name(), "ok_name");
 }
 
 #[tokio::test]

@@ -56,3 +56,18 @@ async fn a_tower_service_runs_as_a_primitive_and_keeps_its_error_type() {
     )) >> from_fn(|x: i32, _| async move { Ok::<_, Error>(x * 10) });
     assert_eq!(flow.execute(1, &cx).await.unwrap(), 20);
 }
+
+#[tokio::test]
+async fn a_service_primitive_is_named_service_unless_built_with_a_name() {
+    let svc = ServicePrimitive::new(tower::service_fn(
+        |x: u8| async move { Ok::<_, Error>(x * 3) },
+    ));
+    assert_eq!(svc.name(), "service");
+    assert_eq!(svc.execute(2, &WorkflowContext::new()).await.unwrap(), 6);
+    let named =
+        ServicePrimitive::builder(tower::service_fn(|x: u8| async move { Ok::<_, Error>(x) }))
+            .name("ok_name")
+            .build()
+            .unwrap();
+    assert_eq!(named.name(), "ok_name");
+}
