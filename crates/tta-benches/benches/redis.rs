@@ -13,7 +13,7 @@ use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Builder, Config};
 use tta_observability_integration::apm::{self, ApmConfig};
 use tta_observability_integration::cache::{CachePrimitive, RedisStore};
-use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_observability_integration::{Error, WorkflowContext, from_fn};
 
 /// A one-connection `RedisStore`, like the raw client it is compared with.
 async fn store(url: &str) -> RedisStore {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tta_observability_integration::timeout::TimeoutPrimitive;
-use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_observability_integration::{Error, WorkflowContext, from_fn};
 
 fn timeout(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -205,6 +205,24 @@ impl<P, S, K> CachePrimitive<P, S, K> {
         self.flights.in_flight()
     }
 
+    /// Runs the cache: [`WorkflowPrimitive::execute`], as an inherent method so that a
+    /// call on an output that cannot be cached fails to compile with a message naming
+    /// what is missing ([`Cacheable`]) instead of "no method named `execute`".
+    ///
+    /// # Errors
+    ///
+    /// What the inner primitive returns; the store's own failures never reach the caller.
+    pub async fn execute<I>(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error>
+    where
+        P: WorkflowPrimitive<I>,
+        P::Output: Cacheable,
+        S: CacheStore,
+        K: KeyFn<I>,
+        I: Send,
+    {
+        <Self as WorkflowPrimitive<I>>::execute(self, input, cx).await
+    }
+
     /// Counts of its lookups since it was built, without a metrics backend.
     ///
     /// # Examples

@@ -10,33 +10,27 @@ use tta_core::{OutcomeWindow, PrimitiveName, Telemetry, Usd};
 
 use crate::semconv;
 
-/// A store operation and its result, for the duration histogram.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    GetHit,
-    GetMiss,
-    GetError,
-    SetOk,
-    SetError,
+tta_core::label_enum! {
+    /// A store operation and its result, for the duration histogram (its `op` and
+    /// `result` labels: [`Op::labels`]).
+    pub(crate) enum Op {
+        /// A read that found an entry.
+        GetHit => "get_hit",
+        /// A read that found none.
+        GetMiss => "get_miss",
+        /// A failed read.
+        GetError => "get_error",
+        /// A stored entry.
+        SetOk => "set_ok",
+        /// A failed write.
+        SetError => "set_error",
+    }
 }
 
 impl Op {
-    const ALL: [Op; 5] = [
-        Op::GetHit,
-        Op::GetMiss,
-        Op::GetError,
-        Op::SetOk,
-        Op::SetError,
-    ];
-
+    /// The `op` and `result` label values.
     fn labels(self) -> (&'static str, &'static str) {
-        match self {
-            Op::GetHit => ("get", "hit"),
-            Op::GetMiss => ("get", "miss"),
-            Op::GetError => ("get", "error"),
-            Op::SetOk => ("set", "ok"),
-            Op::SetError => ("set", "error"),
-        }
+        self.as_str().split_once('_').unwrap_or((self.as_str(), ""))
     }
 }
 
@@ -47,7 +41,7 @@ pub(crate) struct CacheMetrics {
     savings: BoundCounter<f64>,
     hit_ratio: BoundGauge<f64>,
     /// Per store operation and result.
-    durations: [BoundHistogram<f64>; 5],
+    durations: [BoundHistogram<f64>; Op::COUNT],
     errors: Counter<u64>,
     cache_store: [KeyValue; 2],
     /// The last 1,024 lookups: the window of `tta.cache.hit_ratio`.
@@ -196,7 +190,7 @@ impl CacheMetrics {
     }
 
     pub(crate) fn op(&self, op: Op, took: Duration) {
-        self.durations[op as usize].record(took.as_secs_f64());
+        self.durations[op.index()].record(took.as_secs_f64());
     }
 
     pub(crate) fn error(&self, op: &'static str, error_type: &'static str) {

@@ -199,6 +199,22 @@ impl<I, O> RouterPrimitive<I, O> {
         self.snapshot().0
     }
 
+    /// Routes one request: [`WorkflowPrimitive::execute`], as an inherent method so that a
+    /// call with an input that does not fit fails to compile naming the unmet bound
+    /// (the input is cloned for each attempt), instead of "no method named `execute`".
+    ///
+    /// # Errors
+    ///
+    /// See the [crate docs](crate): the route's own error when it does not fall back,
+    /// `all_routes_failed`, `no_route`, or a timeout when no attempt could start in time.
+    pub async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<O, Error>
+    where
+        I: Clone + Send + Sync + 'static,
+        O: Send + 'static,
+    {
+        <Self as WorkflowPrimitive<I>>::execute(self, input, cx).await
+    }
+
     /// How many requests fell back to the strategy's order because the route function
     /// named an unknown route.
     pub fn route_fn_errors(&self) -> u64 {

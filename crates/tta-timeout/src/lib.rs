@@ -161,6 +161,24 @@ impl<P, F> TimeoutPrimitive<P, F> {
         self.grace
     }
 
+    /// Runs the timeout: [`WorkflowPrimitive::execute`], as an inherent method so that a
+    /// call around an inner primitive that does not fit fails to compile naming the
+    /// unmet bound, instead of "no method named `execute`".
+    ///
+    /// # Errors
+    ///
+    /// The inner primitive's error, or an error of kind timeout at the hard limit (or
+    /// the fallback's result).
+    pub async fn execute<I>(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error>
+    where
+        P: WorkflowPrimitive<I>,
+        P::Output: Send,
+        F: Fallback<I, P::Output>,
+        I: Send,
+    {
+        <Self as WorkflowPrimitive<I>>::execute(self, input, cx).await
+    }
+
     /// Counts of its outcomes since it was built, without a metrics backend.
     ///
     /// # Examples

@@ -6,9 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tta_observability_integration::router::{Price, Route, RouterPrimitive};
 use tta_observability_integration::timeout::TimeoutPrimitive;
-use tta_observability_integration::{
-    Error, Telemetry, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive,
-};
+use tta_observability_integration::{Error, Telemetry, TokenUsage, Usd, WorkflowContext};
 use tta_tests::telemetry::PromTelemetry;
 
 use crate::{Provider, Step};
@@ -22,8 +20,9 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Runs `REQUESTS` requests, 100 ms apart, through a timeout around router(primary, backup)
-/// and checks every promise of the suite. Returns the primary for scenario checks.
-async fn scenario(name: &str, primary: Provider) -> Provider {
+/// and checks every promise of the suite. Returns the primary and the backup for
+/// scenario checks.
+async fn scenario(name: &str, primary: Provider) -> (Provider, Provider) {
     let prom = PromTelemetry::new();
     let t = Telemetry::new(prom.meter_provider(), prom.tracer_provider());
     // Costs of 1/2, 3/8 and 1/2 dollar (billed prompts): exact in binary.
@@ -90,7 +89,7 @@ async fn scenario(name: &str, primary: Provider) -> Provider {
         primary.calls() + backup.calls(),
         "{name}: one decision per attempt"
     );
-    primary
+    (primary, backup)
 }
 
 fn usage() -> TokenUsage {
@@ -99,7 +98,7 @@ fn usage() -> TokenUsage {
 
 #[tokio::test(start_paused = true)]
 async fn an_error_status_without_a_hint_falls_back_and_cools_the_primary() {
-    let p = scenario(
+    let (p, _) = scenario(
         "503",
         Provider::new("primary", usage(), |_| {
             Step::Fail(Error::msg("503 service unavailable"), ms(20))
@@ -115,7 +114,7 @@ async fn an_error_status_without_a_hint_falls_back_and_cools_the_primary() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_hint_keeps_the_primary_uncalled_for_that_long() {
-    let p = scenario(
+    let (p, _) = scenario(
         "429 + retry-after",
         Provider::new("primary", usage(), |_| {
             Step::Fail(
@@ -149,7 +148,7 @@ async fn a_connection_reset_falls_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_hang_is_cut_by_the_attempt_timeout_and_falls_back() {
-    let p = scenario(
+    let (p, _) = scenario(
         "silent hang",
         Provider::new("primary", usage(), |n| {
             if n < 2 {
@@ -165,7 +164,7 @@ async fn a_silent_hang_is_cut_by_the_attempt_timeout_and_falls_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_first_response_falls_back_then_the_primary_serves() {
-    let p = scenario(
+    let (p, backup) = scenario(
         "slow first response",
         Provider::new("primary", usage(), |n| {
             if n == 0 {
@@ -177,6 +176,11 @@ async fn a_slow_first_response_falls_back_then_the_primary_serves() {
     )
     .await;
     assert_eq!(p.calls(), REQUESTS);
+    assert_eq!(
+        backup.calls(),
+        1,
+        "the slow first response fell back once, then the primary served"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use tta_apm::{Component, ComponentState};
-use tta_core::{Error, FnPrimitive, WorkflowContext, WorkflowPrimitive};
+use tta_core::{Error, FnPrimitive, WorkflowContext};
 use tta_timeout::TimeoutPrimitive;
 
 use crate::{scrape, serial, test_config};

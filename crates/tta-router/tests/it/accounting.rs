@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tta_core::{AttemptKind, Error, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive};
+use tta_core::{AttemptKind, Error, TokenUsage, Usd, WorkflowContext};
 use tta_router::{Price, RouterPrimitive, Strategy, semconv};
 use tta_tests::telemetry::{PointValue, parent_of, span_attr};
 

@@ -309,7 +309,7 @@ async fn under_an_outer_deadline_a_hung_primary_leaves_time_for_the_fallback() {
 #[tokio::test(start_paused = true)]
 async fn no_attempt_starts_that_its_latency_says_cannot_finish() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tta_core::{WorkflowPrimitive, from_fn};
+    use tta_core::from_fn;
 
     let (_tt, t) = pipeline();
     let calls = |c: &Arc<AtomicUsize>| c.load(Ordering::SeqCst);

@@ -1,5 +1,5 @@
 use tokio::time::Instant;
-use tta_core::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
+use tta_core::{Error, WorkflowContext, from_fn};
 use tta_timeout::{Elapsed, TimeoutPrimitive};
 
 use crate::{Drops, guarded, ms, pipeline, sleeper};
