@@ -263,7 +263,13 @@ impl<S: CacheStore, K> CacheLayer<S, K> {
     /// Builds the cache around `inner`, consuming the settings.
     fn wrap<P>(self, inner: P) -> CachePrimitive<P, S, K> {
         CachePrimitive {
-            metrics: CacheMetrics::new(&self.name, self.store.kind(), &self.telemetry).initialize(),
+            metrics: CacheMetrics::new(
+                &self.name,
+                self.store.kind(),
+                self.store.breaker_state().is_some(),
+                &self.telemetry,
+            )
+            .initialize(),
             inst: tta_core::Instrumentation::new("cache", self.name, &self.telemetry),
             inner,
             store: self.store,

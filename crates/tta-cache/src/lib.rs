@@ -253,6 +253,7 @@ where
         let started = Instant::now();
         let found = self.store.get(key).await;
         let took = started.elapsed();
+        self.metrics.store_state(self.store.breaker_state());
         match found {
             Ok(Some(bytes)) => {
                 self.metrics.op(Op::GetHit, took);
@@ -286,7 +287,9 @@ where
             return self.metrics.error("set", "too_large");
         }
         let started = Instant::now();
-        match self.store.set(key, bytes, self.ttl).await {
+        let stored = self.store.set(key, bytes, self.ttl).await;
+        self.metrics.store_state(self.store.breaker_state());
+        match stored {
             Ok(()) => self.metrics.op(Op::SetOk, started.elapsed()),
             Err(e) => {
                 self.metrics.op(Op::SetError, started.elapsed());

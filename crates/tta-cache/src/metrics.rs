@@ -6,7 +6,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
-use tta_core::{OutcomeWindow, PrimitiveName, Telemetry, Usd};
+use tta_core::{BreakerState, OutcomeWindow, PrimitiveName, Telemetry, Usd};
 
 use crate::semconv;
 
@@ -48,6 +48,8 @@ pub(crate) struct CacheMetrics {
     window: OutcomeWindow<16>,
     /// What [`CacheStats`] reads: hits, misses, coalesced, errors, saved picodollars.
     counts: [AtomicU64; 5],
+    /// Remote stores only: the breaker's state.
+    store_state: Option<BoundGauge<u64>>,
 }
 
 /// What a cache has seen since it was built: [`CachePrimitive::stats`](crate::CachePrimitive::stats).
@@ -75,7 +77,12 @@ const ERRORS: usize = 3;
 const SAVED_PICOS: usize = 4;
 
 impl CacheMetrics {
-    pub(crate) fn new(name: &PrimitiveName, store: &'static str, telemetry: &Telemetry) -> Self {
+    pub(crate) fn new(
+        name: &PrimitiveName,
+        store: &'static str,
+        remote: bool,
+        telemetry: &Telemetry,
+    ) -> Self {
         let meter = telemetry.meter();
         let cache = || KeyValue::new(semconv::LABEL_CACHE, name.to_arc());
         let store_kv = || KeyValue::new(semconv::LABEL_STORE, store);
@@ -115,7 +122,15 @@ impl CacheMetrics {
             )
             .build();
         let cache_store = [cache(), store_kv()];
+        let store_state = remote.then(|| {
+            let gauge = meter
+                .u64_gauge(semconv::STORE_STATE)
+                .with_description("A remote cache store's breaker: 0 closed, 1 open, 2 half-open.")
+                .build();
+            BoundGauge::new(&gauge, &cache_store)
+        });
         Self {
+            store_state,
             hits: BoundCounter::new(&hits, &cache_store),
             misses: BoundCounter::new(&misses, &cache_store),
             coalesced: BoundCounter::new(&coalesced, &[cache()]),
@@ -145,6 +160,9 @@ impl CacheMetrics {
     pub(crate) fn initialize(self) -> Self {
         self.hits.add(0);
         self.misses.add(0);
+        if let Some(state) = &self.store_state {
+            state.record(0);
+        }
         self.coalesced.add(0);
         self.savings.add(0.0);
         self
@@ -186,6 +204,13 @@ impl CacheMetrics {
         if usd > Usd::ZERO {
             self.savings.add(usd.dollars());
             self.count(SAVED_PICOS, usd.picos());
+        }
+    }
+
+    /// Records a remote store's breaker state (after each of its operations).
+    pub(crate) fn store_state(&self, state: Option<BreakerState>) {
+        if let (Some(gauge), Some(state)) = (&self.store_state, state) {
+            gauge.record(state.index() as u64);
         }
     }
 

@@ -15,6 +15,8 @@ pub const HIT_RATIO: &str = "tta.cache.hit_ratio";
 pub const COST_SAVINGS: &str = "tta.cache.cost.savings.usd";
 /// Counter: lookups that waited for another caller's fill instead of running their own.
 pub const COALESCED: &str = "tta.cache.coalesced";
+/// Gauge, remote stores only: the store's breaker (0 closed, 1 open, 2 half-open).
+pub const STORE_STATE: &str = "tta.cache.store.state";
 
 /// Metric label: the cache's name.
 pub const LABEL_CACHE: &str = "cache";

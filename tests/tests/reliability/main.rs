@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cancellation;
+mod deadlines;
 mod load;
 mod provider_faults;
 mod redis_faults;

@@ -152,6 +152,12 @@ pub trait CacheStore: Send + Sync + 'static {
         value: Bytes,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The store's breaker, for a remote store that has one (the `tta.cache.store.state`
+    /// gauge); `None` (the default) for a store that cannot be down.
+    fn breaker_state(&self) -> Option<tta_core::BreakerState> {
+        None
+    }
 }
 
 impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
@@ -174,11 +180,16 @@ impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).set(key, value, ttl)
     }
+
+    fn breaker_state(&self) -> Option<tta_core::BreakerState> {
+        (**self).breaker_state()
+    }
 }
 
 /// The object-safe form of [`CacheStore`], behind [`BoxStore`].
 trait DynCacheStore: Send + Sync + 'static {
     fn dyn_kind(&self) -> &'static str;
+    fn dyn_breaker_state(&self) -> Option<tta_core::BreakerState>;
     fn dyn_get<'a>(&'a self, key: &'a CacheKey)
     -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
     fn dyn_set<'a>(
@@ -192,6 +203,10 @@ trait DynCacheStore: Send + Sync + 'static {
 impl<S: CacheStore> DynCacheStore for S {
     fn dyn_kind(&self) -> &'static str {
         self.kind()
+    }
+
+    fn dyn_breaker_state(&self) -> Option<tta_core::BreakerState> {
+        self.breaker_state()
     }
 
     fn dyn_get<'a>(
@@ -260,5 +275,9 @@ impl CacheStore for BoxStore {
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
         self.0.dyn_set(key, value, ttl).await
+    }
+
+    fn breaker_state(&self) -> Option<tta_core::BreakerState> {
+        self.0.dyn_breaker_state()
     }
 }

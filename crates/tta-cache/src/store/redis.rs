@@ -286,6 +286,10 @@ impl CacheStore for RedisStore {
             .await
     }
 
+    fn breaker_state(&self) -> Option<BreakerState> {
+        Some(self.breaker.state())
+    }
+
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
         let client = self.pool.next().with_options(&self.options);
         let redis_key = self.redis_key(key);

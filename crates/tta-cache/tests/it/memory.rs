@@ -270,6 +270,22 @@ async fn the_memory_store_stays_within_its_bound() {
 }
 
 #[tokio::test]
+async fn a_memory_store_has_no_breaker_and_no_state_gauge() {
+    let (tt, t) = pipeline();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cache = CachePrimitive::builder(llm(&calls, Duration::ZERO))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    cache
+        .execute("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    assert!(tt.points_matching(semconv::STORE_STATE, &[]).is_empty());
+    assert!(tt.points_matching(semconv::HITS, &[]).len() == 1);
+}
+
+#[tokio::test]
 async fn inputs_never_reach_spans() {
     let (tt, t) = pipeline();
     let calls = Arc::new(AtomicUsize::new(0));

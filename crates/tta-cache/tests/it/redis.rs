@@ -171,6 +171,14 @@ async fn redis_killed_mid_run_every_request_bypasses_within_the_command_timeout(
     );
     assert!(breaker > 0.0, "the breaker opened");
     assert!(tt.counter(semconv::ERRORS, &[("cache", "down")]) >= 40.0);
+    let state = tt.counter(
+        semconv::STORE_STATE,
+        &[("cache", "down"), ("store", "redis")],
+    );
+    assert!(
+        state == 1.0 || state == 2.0,
+        "the store state gauge shows the breaker open or half-open, not {state}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

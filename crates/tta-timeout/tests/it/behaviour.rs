@@ -1,6 +1,6 @@
 use tokio::time::Instant;
 use tta_core::{Error, WorkflowContext, from_fn};
-use tta_timeout::{Elapsed, TimeoutPrimitive};
+use tta_timeout::{Elapsed, TimeoutPrimitive, semconv};
 
 use crate::{Drops, guarded, ms, pipeline, sleeper};
 
@@ -112,8 +112,8 @@ async fn the_inner_primitive_sees_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn nested_timeouts_let_the_tighter_limit_win() {
-    let (_tt, t) = pipeline();
-    for (outer_ms, inner_ms) in [(1_000, 5_000), (5_000, 1_000)] {
+    for (outer_ms, inner_ms, reporter) in [(1_000, 5_000, "outer"), (5_000, 1_000, "inner")] {
+        let (tt, t) = pipeline();
         let drops = Drops::default();
         let inner = TimeoutPrimitive::builder(sleeper(&drops, &t))
             .name("inner")
@@ -138,9 +138,30 @@ async fn nested_timeouts_let_the_tighter_limit_win() {
             "outer {outer_ms} / inner {inner_ms}"
         );
         assert!(err.is_timeout());
+        assert_eq!(
+            err.primitive(),
+            Some(reporter),
+            "the primitive whose limit it is reports it"
+        );
         assert_eq!(drops.count(), 1);
         let elapsed = err.downcast_ref::<Elapsed>().unwrap();
         assert_eq!(elapsed.limit(), ms(1_000));
+        assert!(
+            !elapsed.shortened_by_caller(),
+            "its own limit, not a shrunk one"
+        );
+        let timeouts = |name: &str| {
+            tt.counter(
+                semconv::OUTCOMES,
+                &[("primitive", name), ("outcome", "timeout")],
+            )
+        };
+        let other = if reporter == "outer" {
+            "inner"
+        } else {
+            "outer"
+        };
+        assert_eq!((timeouts(reporter), timeouts(other)), (1.0, 0.0));
     }
 }
 
