@@ -2,14 +2,28 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::deadline::DeadlineClaim;
 use crate::ledger::CostLedger;
+
+/// Who owns a context's deadline; see [`crate::deadline`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeadlineClaim(NonZeroU64);
+
+impl DeadlineClaim {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        // 2^64 claims are not reached; should they be, `1` only makes two claims equal.
+        Self(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
+}
 
 /// What a workflow carries through every primitive: ids, metadata, a deadline, a
 /// cancellation token, the OpenTelemetry parent context and the shared [`CostLedger`].

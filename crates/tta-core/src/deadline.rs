@@ -12,9 +12,7 @@
 //! fallback, were due).
 
 use std::future::Future;
-use std::num::NonZeroU64;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,18 +26,7 @@ use crate::WorkflowContext;
 /// milliseconds instead of a hang.
 const BACKSTOP: Duration = Duration::from_millis(10);
 
-/// Who owns a context's deadline; see the [module docs](self).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct DeadlineClaim(NonZeroU64);
-
-impl DeadlineClaim {
-    fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        // 2^64 claims are not reached; should they be, `1` only makes two claims equal.
-        Self(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
-    }
-}
+pub use crate::context::DeadlineClaim;
 
 /// The deadline a primitive races, made by [`WorkflowContext::claim_deadline`].
 #[derive(Debug)]

@@ -191,6 +191,36 @@ impl ErrorClass {
         }
     }
 
+    /// The class of an HTTP error response, with the retry-after its headers give:
+    /// `retry-after-ms` (milliseconds), else `retry-after` in seconds or as an HTTP date.
+    /// Header names are matched without regard to case; a hint that does not parse, or
+    /// a date in the past, is no hint.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tta_core::ErrorClass;
+    ///
+    /// let class = ErrorClass::from_http(429, [("Retry-After", "20")]);
+    /// assert_eq!(class, ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(20)) });
+    /// let class = ErrorClass::from_http(429, [("retry-after-ms", "1500"), ("retry-after", "9")]);
+    /// assert_eq!(class, ErrorClass::RateLimited { retry_after: Some(Duration::from_millis(1500)) });
+    /// assert_eq!(ErrorClass::from_http(503, [("retry-after", "soon")]), ErrorClass::Unavailable);
+    /// ```
+    pub fn from_http<K, V>(status: u16, headers: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        match Self::from_http_status(status) {
+            ErrorClass::RateLimited { .. } => ErrorClass::RateLimited {
+                retry_after: retry_after(headers),
+            },
+            class => class,
+        }
+    }
+
     /// `true` for [`ErrorClass::RateLimited`], whatever its hint.
     ///
     /// # Examples
@@ -233,6 +263,43 @@ impl ErrorClass {
             class => class,
         }
     }
+}
+
+/// The retry-after hint of HTTP response headers: `retry-after-ms`, else `retry-after`
+/// as seconds or an HTTP date; `None` when absent, unparseable or in the past.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+///
+/// assert_eq!(tta_core::retry_after([("Retry-After", "3")]), Some(Duration::from_secs(3)));
+/// let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+/// let hint = tta_core::retry_after([("retry-after", later.as_str())]).unwrap();
+/// assert!(hint > Duration::from_secs(110) && hint <= Duration::from_secs(120));
+/// assert_eq!(tta_core::retry_after([("retry-after", "-1")]), None);
+/// ```
+pub fn retry_after<K, V>(headers: impl IntoIterator<Item = (K, V)>) -> Option<std::time::Duration>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    use std::time::{Duration, SystemTime};
+    let (mut ms, mut plain) = (None, None);
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref().trim());
+        if name.eq_ignore_ascii_case("retry-after-ms") {
+            ms = value.parse::<u64>().ok().map(Duration::from_millis);
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            plain = match value.parse::<u64>() {
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => httpdate::parse_http_date(value)
+                    .ok()
+                    .and_then(|at| at.duration_since(SystemTime::now()).ok()),
+            };
+        }
+    }
+    ms.or(plain)
 }
 
 impl crate::Label for ErrorClass {
@@ -559,6 +626,31 @@ impl Error {
     /// ```
     pub fn with_retry_after(self, after: std::time::Duration) -> Self {
         self.map_repr(|r| r.retry_after = Some(after))
+    }
+
+    /// An error from an HTTP response: its class from the status and headers
+    /// ([`ErrorClass::from_http`]), with `message` (bounded by the caller: a provider's
+    /// error message, never a whole body).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = tta_core::Error::http(429, [("retry-after", "7")], "rate limit reached");
+    /// assert!(err.class().is_rate_limited());
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    /// assert_eq!(err.to_string(), "inner: rate limit reached");
+    /// ```
+    pub fn http<K, V>(
+        status: u16,
+        headers: impl IntoIterator<Item = (K, V)>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::msg(message).with_class(ErrorClass::from_http(status, headers))
     }
 
     /// The provider's retry-after hint, if any.

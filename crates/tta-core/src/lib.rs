@@ -53,7 +53,7 @@ pub use breaker::{Breaker, BreakerSnapshot, BreakerState, Permit};
 pub use builder::PrimitiveBuilder;
 pub use compose::{Join, Parallel, Then, WorkflowPrimitiveExt, parallel};
 pub use context::{ContextError, WorkflowContext, WorkflowContextBuilder};
-pub use error::{AttemptError, BoxError, Error, ErrorClass, ErrorKind};
+pub use error::{AttemptError, BoxError, Error, ErrorClass, ErrorKind, retry_after};
 pub use instrument::{Execution, Instrumentation, Outcome};
 pub use label::{Label, random_seed};
 pub use layer::{Around, Identity, Layer, Layered, Stack, Standalone};
