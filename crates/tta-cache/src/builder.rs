@@ -177,12 +177,14 @@ impl<T, S, K> CacheBuilder<T, S, K> {
             return Err(BuildError::MaxValueBytes);
         }
         let layer = CacheLayer {
-            store: self.store,
-            key: self.key,
-            ttl: s.ttl,
-            namespace: namespace.to_arc(),
-            version: s.version,
-            max_value_bytes: s.max_value_bytes,
+            config: CacheConfig {
+                store: self.store,
+                key: self.key,
+                ttl: s.ttl,
+                namespace: namespace.to_arc(),
+                version: s.version,
+                max_value_bytes: s.max_value_bytes,
+            },
             name,
             telemetry: s.telemetry.unwrap_or_default(),
         };
@@ -242,14 +244,21 @@ impl<P, S: CacheStore, K> CacheBuilder<Around<P>, S, K> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct CacheLayer<S = MemoryStore, K = SerializedInput> {
-    store: S,
-    key: K,
-    ttl: Duration,
-    namespace: Arc<str>,
-    version: u32,
-    max_value_bytes: usize,
+    config: CacheConfig<S, K>,
     name: PrimitiveName,
     telemetry: Telemetry,
+}
+
+/// What a cache does with each request: the validated settings a [`CacheLayer`] hands
+/// every [`CachePrimitive`] it builds.
+#[derive(Clone, Debug)]
+pub(crate) struct CacheConfig<S, K> {
+    pub(crate) store: S,
+    pub(crate) key: K,
+    pub(crate) ttl: Duration,
+    pub(crate) namespace: Arc<str>,
+    pub(crate) version: u32,
+    pub(crate) max_value_bytes: usize,
 }
 
 impl CacheLayer {
@@ -262,22 +271,18 @@ impl CacheLayer {
 impl<S: CacheStore, K> CacheLayer<S, K> {
     /// Builds the cache around `inner`, consuming the settings.
     fn wrap<P>(self, inner: P) -> CachePrimitive<P, S, K> {
+        let store = &self.config.store;
         CachePrimitive {
             metrics: CacheMetrics::new(
                 &self.name,
-                self.store.kind(),
-                self.store.breaker_state().is_some(),
+                store.kind(),
+                store.breaker_state().is_some(),
                 &self.telemetry,
             )
             .initialize(),
             inst: tta_core::Instrumentation::new("cache", self.name, &self.telemetry),
             inner,
-            store: self.store,
-            key: self.key,
-            ttl: self.ttl,
-            namespace: self.namespace,
-            version: self.version,
-            max_value_bytes: self.max_value_bytes,
+            config: self.config,
             flights: Flights::new(),
         }
     }

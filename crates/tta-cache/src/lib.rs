@@ -69,6 +69,8 @@ use tokio::time::Instant;
 use tta_core::{Around, CostEntry, Error, Instrumentation, WorkflowContext, WorkflowPrimitive};
 
 pub use builder::{BuildError, CacheBuilder, CacheLayer};
+
+use builder::CacheConfig;
 pub use key::{CacheKey, KeyWriter};
 pub use metrics::CacheStats;
 pub use store::{
@@ -150,12 +152,7 @@ const MAX_TAKEOVERS: u32 = 2;
 /// Build it with [`CachePrimitive::builder`].
 pub struct CachePrimitive<P, S = MemoryStore, K = SerializedInput> {
     inner: P,
-    store: S,
-    key: K,
-    ttl: Duration,
-    namespace: Arc<str>,
-    version: u32,
-    max_value_bytes: usize,
+    config: CacheConfig<S, K>,
     flights: Flights,
     inst: Instrumentation,
     metrics: CacheMetrics,
@@ -188,7 +185,7 @@ impl<P, S, K> CachePrimitive<P, S, K> {
     /// assert_eq!(c.store().kind(), "memory");
     /// ```
     pub fn store(&self) -> &S {
-        &self.store
+        &self.config.store
     }
 
     /// Keys whose fill is running now (0 when idle: no waiter is ever left behind).
@@ -237,9 +234,9 @@ impl<P, S, K> std::fmt::Debug for CachePrimitive<P, S, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachePrimitive")
             .field("name", self.inst.name())
-            .field("namespace", &self.namespace)
-            .field("version", &self.version)
-            .field("ttl", &self.ttl)
+            .field("namespace", &self.config.namespace)
+            .field("version", &self.config.version)
+            .field("ttl", &self.config.ttl)
             .finish_non_exhaustive()
     }
 }
@@ -251,9 +248,9 @@ where
     /// Reads and decodes an entry; every failure is counted.
     async fn lookup<O: DeserializeOwned>(&self, key: &CacheKey) -> Lookup<O> {
         let started = Instant::now();
-        let found = self.store.get(key).await;
+        let found = self.config.store.get(key).await;
         let took = started.elapsed();
-        self.metrics.store_state(self.store.breaker_state());
+        self.metrics.store_state(self.config.store.breaker_state());
         match found {
             Ok(Some(bytes)) => {
                 self.metrics.op(Op::GetHit, took);
@@ -283,12 +280,12 @@ where
             Ok(bytes) => bytes,
             Err(_) => return self.metrics.error("set", "encode"),
         };
-        if bytes.len() > self.max_value_bytes {
+        if bytes.len() > self.config.max_value_bytes {
             return self.metrics.error("set", "too_large");
         }
         let started = Instant::now();
-        let stored = self.store.set(key, bytes, self.ttl).await;
-        self.metrics.store_state(self.store.breaker_state());
+        let stored = self.config.store.set(key, bytes, self.config.ttl).await;
+        self.metrics.store_state(self.config.store.breaker_state());
         match stored {
             Ok(()) => self.metrics.op(Op::SetOk, started.elapsed()),
             Err(e) => {
@@ -393,11 +390,16 @@ where
             .run(cx, |child| async move {
                 let span = child.primitive_span();
                 if let Some(span) = &span {
-                    span.set_attribute(KeyValue::new(semconv::ATTR_STORE, self.store.kind()));
+                    span.set_attribute(KeyValue::new(
+                        semconv::ATTR_STORE,
+                        self.config.store.kind(),
+                    ));
                 }
-                let Some(key) = CacheKey::hashed(Arc::clone(&self.namespace), self.version, |w| {
-                    self.key.write_key(&input, w)
-                }) else {
+                let Some(key) = CacheKey::hashed(
+                    Arc::clone(&self.config.namespace),
+                    self.config.version,
+                    |w| self.config.key.write_key(&input, w),
+                ) else {
                     self.metrics.error("key", "encode");
                     if let Some(span) = &span {
                         span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "bypass"));

@@ -126,11 +126,17 @@ impl Breaker {
     ///
     /// See [`Breaker`].
     pub fn admit(&self) -> Option<Permit<'_>> {
+        self.admit_when(|open, now| now >= open.until)
+    }
+
+    /// A permit when closed, or the probe when `ready` says an open breaker may be
+    /// probed and no probe is in flight.
+    fn admit_when(&self, ready: impl Fn(&Open, Instant) -> bool) -> Option<Permit<'_>> {
         let now = Instant::now();
         let mut state = self.lock();
         let probe = match &mut state.open {
             None => false,
-            Some(open) if !open.probing && now >= open.until => {
+            Some(open) if !open.probing && ready(open, now) => {
                 open.probing = true;
                 true
             }
@@ -161,22 +167,7 @@ impl Breaker {
     /// # }
     /// ```
     pub fn admit_early(&self) -> Option<Permit<'_>> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let probe = match &mut state.open {
-            None => false,
-            Some(open) if !open.probing => {
-                open.probing = true;
-                true
-            }
-            Some(_) => return None,
-        };
-        Some(Permit {
-            breaker: self,
-            probe,
-            admitted: now,
-            settled: false,
-        })
+        self.admit_when(|_, _| true)
     }
 
     /// The state now.

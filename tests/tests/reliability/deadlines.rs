@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tta_observability_integration::router::{Route, RouterPrimitive};
 use tta_observability_integration::timeout::{TimeoutPrimitive, semconv};
 use tta_observability_integration::{
-    Error, ErrorKind, Telemetry, TokenUsage, WorkflowContext, from_fn,
+    Error, ErrorKind, Telemetry, TokenUsage, WorkflowContext, WorkflowPrimitive, from_fn,
 };
 use tta_tests::telemetry::TestTelemetry;
 
@@ -15,6 +15,17 @@ use crate::{Completion, Provider, Step};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// The fallback of the tests: an answer from elsewhere, free.
+fn cached_answer() -> impl WorkflowPrimitive<String, Output = Completion> + use<> {
+    from_fn(|_q: String, _| async move {
+        Ok::<_, Error>(Completion {
+            route: "fallback".to_owned(),
+            input: 0,
+            output: 0,
+        })
+    })
 }
 
 fn hanging_router(t: &Telemetry) -> (RouterPrimitive<String, Completion>, Provider, Provider) {
@@ -37,13 +48,7 @@ async fn a_timeout_fallback_runs_over_a_hanging_router() {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
     let (router, primary, backup) = hanging_router(&t);
-    let fallback = from_fn(|_q: String, _| async move {
-        Ok::<_, Error>(Completion {
-            route: "fallback".to_owned(),
-            input: 0,
-            output: 0,
-        })
-    });
+    let fallback = cached_answer();
     let stack = TimeoutPrimitive::builder(router)
         .timeout(ms(2_000))
         .grace(ms(500))
@@ -128,13 +133,7 @@ async fn a_router_out_of_time_hands_the_deadline_to_the_timeout_that_owns_it() {
         .execute("warm".to_owned(), &WorkflowContext::new())
         .await
         .unwrap();
-    let fallback = from_fn(|_q: String, _| async move {
-        Ok::<_, Error>(Completion {
-            route: "fallback".to_owned(),
-            input: 0,
-            output: 0,
-        })
-    });
+    let fallback = cached_answer();
     let stack = TimeoutPrimitive::builder(router)
         .timeout(ms(1_000))
         .fallback(fallback)
