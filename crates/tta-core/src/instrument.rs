@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::bound::{BoundCounter, BoundHistogram};
 use crate::semconv;
+use crate::stream::{Body, Streamed};
 use crate::{Error, ErrorKind, PrimitiveName, Telemetry, WorkflowContext};
 
 crate::label_enum! {
@@ -81,15 +82,23 @@ impl Outcome {
 /// assert_eq!(out.unwrap(), 7);
 /// # }
 /// ```
+///
+/// Cloning is cheap (one `Arc`): a streamed execution's body holds a clone, so its span
+/// and metrics end when the body does.
+#[derive(Clone)]
 pub struct Instrumentation {
+    core: Arc<Core>,
+}
+
+struct Core {
     kind: &'static str,
     name: PrimitiveName,
     /// `None` when the tracer makes no spans of its own ([`Telemetry::starts_spans`]).
     tracer: Option<Arc<BoxedTracer>>,
     /// Per outcome: the executions counter and the duration histogram, bound to
     /// `{primitive, kind, outcome}`.
-    recorders: [(BoundCounter<u64>, BoundHistogram<f64>); 4],
-    labels: [[KeyValue; 3]; 4],
+    recorders: [(BoundCounter<u64>, BoundHistogram<f64>); Outcome::COUNT],
+    labels: [[KeyValue; 3]; Outcome::COUNT],
 }
 
 impl Instrumentation {
@@ -130,11 +139,13 @@ impl Instrumentation {
             )
         });
         Self {
-            kind,
-            name,
-            tracer: telemetry.spans.then(|| Arc::clone(&telemetry.tracer)),
-            recorders,
-            labels,
+            core: Arc::new(Core {
+                kind,
+                name,
+                tracer: telemetry.spans.then(|| Arc::clone(&telemetry.tracer)),
+                recorders,
+                labels,
+            }),
         }
     }
 
@@ -148,7 +159,7 @@ impl Instrumentation {
     /// assert_eq!(i.kind(), "fn");
     /// ```
     pub fn kind(&self) -> &'static str {
-        self.kind
+        self.core.kind
     }
 
     /// The primitive's name.
@@ -161,7 +172,7 @@ impl Instrumentation {
     /// assert_eq!(i.name().as_str(), "f");
     /// ```
     pub fn name(&self) -> &PrimitiveName {
-        &self.name
+        &self.core.name
     }
 
     /// The label set `{primitive, kind, outcome}` for `outcome`, for a primitive's own
@@ -175,7 +186,7 @@ impl Instrumentation {
     /// assert_eq!(i.labels(Outcome::Ok).len(), 3);
     /// ```
     pub fn labels(&self, outcome: Outcome) -> &[KeyValue] {
-        &self.labels[outcome.index()]
+        &self.core.labels[outcome.index()]
     }
 
     /// Starts an execution: a span named after the kind, child of the context's span.
@@ -191,50 +202,17 @@ impl Instrumentation {
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
-        let (child, recording) = match &self.tracer {
-            Some(tracer) => self.child_with_span(tracer, cx),
+        let (child, recording) = match &self.core.tracer {
+            Some(tracer) => self.core.child_with_span(tracer, cx),
             // No tracer: the span would be a no-op carrying the parent's span context.
             None => (cx.clone(), false),
         };
         Execution {
-            inst: self,
+            inst: CoreRef::Borrowed(&self.core),
             started: Instant::now(),
             cx: child,
             recording,
             finished: false,
-        }
-    }
-
-    /// The child context of an execution whose span `tracer` starts, and whether that
-    /// span records.
-    fn child_with_span(
-        &self,
-        tracer: &BoxedTracer,
-        cx: &WorkflowContext,
-    ) -> (WorkflowContext, bool) {
-        let builder =
-            SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
-        let mut span = tracer.build_with_context(builder, cx.otel_context());
-        if span.is_recording() {
-            // Attributes cost allocations: only for a span that records them.
-            span.set_attributes([
-                KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
-                KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
-                KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
-            ]);
-            (
-                cx.with_primitive_span(cx.otel_context().with_span(span)),
-                true,
-            )
-        } else if span.span_context().is_valid() {
-            // Not sampled, but its trace context still propagates to children.
-            (
-                cx.with_otel_context(cx.otel_context().with_span(span)),
-                false,
-            )
-        } else {
-            // A no-op span: nothing to attach, nothing to end.
-            (cx.clone(), false)
         }
     }
 
@@ -273,7 +251,7 @@ impl Instrumentation {
         let exec = self.start(cx);
         let token = exec.context().cancellation_token();
         let result = if token.is_cancelled() {
-            Err(self.cancelled())
+            Err(self.core.cancelled())
         } else {
             let work = pin!(f(exec.context().clone()));
             let cancelled = pin!(token.cancelled());
@@ -281,11 +259,148 @@ impl Instrumentation {
             // that arrives in the same poll.
             match select(work, cancelled).await {
                 Either::Left((result, _)) => result,
-                Either::Right(((), _)) => Err(self.cancelled()),
+                Either::Right(((), _)) => Err(self.core.cancelled()),
             }
         };
         exec.finish(Outcome::of(&result));
         result
+    }
+}
+
+impl Instrumentation {
+    /// [`run`](Self::run) for a streamed execution: `f` opens the stream and resolves at
+    /// its first chunk. The execution's span gets the event `tta.stream.first_chunk` then,
+    /// and stays open with the body: it ends, with the outcome recorded, when the body
+    /// ends (`ok`, or the outcome of its error item), or as `cancelled` when the body is
+    /// dropped first or the context is cancelled (the body then yields one cancelled
+    /// error and ends). `tta.primitive.duration` covers the whole stream.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `f` returns before the first chunk, or a cancelled error.
+    pub async fn run_stream<C, F, Fut>(
+        &self,
+        cx: &WorkflowContext,
+        f: F,
+    ) -> Result<Streamed<C>, Error>
+    where
+        C: Send + 'static,
+        F: FnOnce(WorkflowContext) -> Fut,
+        Fut: Future<Output = Result<Streamed<C>, Error>>,
+    {
+        tokio::task::coop::consume_budget().await;
+        let exec = self.start(cx);
+        let token = exec.context().cancellation_token();
+        let head = if token.is_cancelled() {
+            Err(self.core.cancelled())
+        } else {
+            let work = pin!(f(exec.context().clone()));
+            let cancelled = pin!(token.cancelled());
+            match select(work, cancelled).await {
+                Either::Left((head, _)) => head,
+                Either::Right(((), _)) => Err(self.core.cancelled()),
+            }
+        };
+        let streamed = match head {
+            Ok(streamed) => streamed,
+            Err(e) => {
+                exec.finish(Outcome::of::<()>(&Err(e.clone())));
+                return Err(e);
+            }
+        };
+        if let Some(span) = exec.context().primitive_span() {
+            span.add_event(semconv::EVENT_FIRST_CHUNK, vec![]);
+        }
+        let cancelled = token.clone().cancelled_owned();
+        let exec = exec.into_owned();
+        Ok(streamed.map_body(move |body| InstrumentedBody {
+            body,
+            exec: Some(exec),
+            cancelled,
+        }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream's body that finishes its execution when it ends.
+    struct InstrumentedBody<C> {
+        body: Body<C>,
+        // `None` once finished: the body is fused after its end or its error.
+        exec: Option<Execution<'static>>,
+        #[pin]
+        cancelled: tokio_util::sync::WaitForCancellationFutureOwned,
+    }
+}
+
+impl<C> futures_util::Stream for InstrumentedBody<C> {
+    type Item = Result<C, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.project();
+        let Some(exec) = this.exec.as_ref() else {
+            return Poll::Ready(None);
+        };
+        // The body first: a chunk that is ready wins over a cancellation in the same poll.
+        let item = match this.body.as_mut().poll_next(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => match this.cancelled.poll(cx) {
+                Poll::Ready(()) => Some(Err(exec.inst.cancelled())),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        match &item {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                if let Some(exec) = this.exec.take() {
+                    exec.finish(Outcome::of::<()>(&Err(e.clone())));
+                }
+            }
+            None => {
+                if let Some(exec) = this.exec.take() {
+                    exec.finish(Outcome::Ok);
+                }
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Core {
+    /// The child context of an execution whose span `tracer` starts, and whether that
+    /// span records.
+    fn child_with_span(
+        &self,
+        tracer: &BoxedTracer,
+        cx: &WorkflowContext,
+    ) -> (WorkflowContext, bool) {
+        let builder =
+            SpanBuilder::from_name(Cow::Borrowed(self.kind)).with_kind(SpanKind::Internal);
+        let mut span = tracer.build_with_context(builder, cx.otel_context());
+        if span.is_recording() {
+            // Attributes cost allocations: only for a span that records them.
+            span.set_attributes([
+                KeyValue::new(semconv::PRIMITIVE_NAME, self.name.to_arc()),
+                KeyValue::new(semconv::PRIMITIVE_KIND, self.kind),
+                KeyValue::new(semconv::WORKFLOW_ID, cx.workflow_id_shared()),
+            ]);
+            (
+                cx.with_primitive_span(cx.otel_context().with_span(span)),
+                true,
+            )
+        } else if span.span_context().is_valid() {
+            // Not sampled, but its trace context still propagates to children.
+            (
+                cx.with_otel_context(cx.otel_context().with_span(span)),
+                false,
+            )
+        } else {
+            // A no-op span: nothing to attach, nothing to end.
+            (cx.clone(), false)
+        }
     }
 
     fn cancelled(&self) -> Error {
@@ -318,8 +433,8 @@ impl Instrumentation {
 impl std::fmt::Debug for Instrumentation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instrumentation")
-            .field("kind", &self.kind)
-            .field("name", &self.name)
+            .field("kind", &self.core.kind)
+            .field("name", &self.core.name)
             .finish_non_exhaustive()
     }
 }
@@ -330,7 +445,7 @@ impl std::fmt::Debug for Instrumentation {
 /// was dropped) records the outcome `cancelled` and ends the span.
 #[must_use = "an execution records its metrics when finished or dropped"]
 pub struct Execution<'a> {
-    inst: &'a Instrumentation,
+    inst: CoreRef<'a>,
     started: Instant,
     cx: WorkflowContext,
     /// Whether this execution's span records (and so needs its status and its end).
@@ -424,5 +539,43 @@ impl std::fmt::Debug for Execution<'_> {
             .field("name", &self.inst.name)
             .field("started", &self.started)
             .finish_non_exhaustive()
+    }
+}
+
+/// The instrumentation of an execution: borrowed for calls, shared (owned) for the body
+/// of a stream, which outlives the call that started it.
+enum CoreRef<'a> {
+    Borrowed(&'a Arc<Core>),
+    Owned(Arc<Core>),
+}
+
+impl std::ops::Deref for CoreRef<'_> {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        match self {
+            CoreRef::Borrowed(core) => core,
+            CoreRef::Owned(core) => core,
+        }
+    }
+}
+
+impl Execution<'_> {
+    /// The same execution, owning its instrumentation: for a stream's body, which
+    /// finishes it when it ends (or records it cancelled when dropped).
+    pub(crate) fn into_owned(mut self) -> Execution<'static> {
+        let core = match &self.inst {
+            CoreRef::Borrowed(core) => Arc::clone(core),
+            CoreRef::Owned(core) => Arc::clone(core),
+        };
+        // This handle hands its execution over: it records nothing itself.
+        self.finished = true;
+        Execution {
+            inst: CoreRef::Owned(core),
+            started: self.started,
+            cx: self.cx.clone(),
+            recording: self.recording,
+            finished: false,
+        }
     }
 }

@@ -44,6 +44,7 @@ mod ledger;
 mod name;
 mod primitive;
 pub mod semconv;
+mod stream;
 mod telemetry;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -61,6 +62,10 @@ pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, T
 pub use name::{InvalidName, PrimitiveName};
 pub use primitive::{
     BoxPrimitive, Flow, FnPrimitive, StepFn, SyncFn, WorkflowPrimitive, from_fn, from_sync_fn,
+};
+pub use stream::{
+    Body, BoxStreamPrimitive, OneChunk, StreamFn, StreamPrimitive, Streamed, first_chunk,
+    from_stream_fn,
 };
 pub use telemetry::{SCOPE_NAME, Telemetry};
 pub use window::OutcomeWindow;

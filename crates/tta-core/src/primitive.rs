@@ -374,8 +374,16 @@ impl<F> FnPrimitive<F> {
         Self::assemble(f)
     }
 
-    fn assemble(f: F) -> PrimitiveBuilder<F, Self> {
+    pub(crate) fn assemble(f: F) -> PrimitiveBuilder<F, Self> {
         PrimitiveBuilder::new("fn", f, |f, inst| Self { f, inst })
+    }
+
+    pub(crate) fn instrumentation(&self) -> &Instrumentation {
+        &self.inst
+    }
+
+    pub(crate) fn step(&self) -> &F {
+        &self.f
     }
 }
 

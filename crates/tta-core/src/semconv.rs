@@ -10,6 +10,9 @@ pub const WORKFLOW_ID: &str = "tta.workflow.id";
 /// Span attribute and metric label: the error kind (OpenTelemetry's `error.type`).
 pub const ERROR_TYPE: &str = "error.type";
 
+/// Span event: a streamed execution's first chunk arrived.
+pub const EVENT_FIRST_CHUNK: &str = "tta.stream.first_chunk";
+
 /// Metric label: the primitive's name.
 pub const LABEL_PRIMITIVE: &str = "primitive";
 /// Metric label: the primitive's kind.

@@ -5,6 +5,7 @@ mod compose;
 mod context;
 mod error;
 mod ledger;
+mod stream;
 mod surface;
 mod telemetry;
 #[cfg(feature = "tower")]
