@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cancellation;
+mod composition;
 mod deadlines;
 mod load;
 mod provider_faults;
