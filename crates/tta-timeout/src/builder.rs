@@ -17,7 +17,9 @@ use crate::{BuildError, NoFallback, TimeoutPrimitive, WithFallback};
 /// | `grace` | zero | at most [`MAX_DURATION`](crate::MAX_DURATION) |
 /// | `name` | `timeout` | a valid primitive name |
 /// | `telemetry` | [`Telemetry::global`] | |
-/// | `fallback` | none | a primitive run on a copy of the input at the hard limit |
+/// | `fallback` | none | a primitive run on a copy of the input at the hard limit (calls only) |
+/// | `idle` | none | streams: the longest gap between two chunks, above zero |
+/// | `total` | none | streams: the longest a whole stream may last, above zero |
 ///
 /// # Examples
 ///
@@ -50,6 +52,8 @@ pub struct TimeoutBuilder<T = Standalone, F = NoFallback> {
 struct Settings {
     timeout: Option<Result<Duration, BuildError>>,
     grace: Result<Duration, BuildError>,
+    idle: Option<Duration>,
+    total: Option<Duration>,
     name: String,
     telemetry: Option<Telemetry>,
 }
@@ -76,6 +80,8 @@ impl<T> TimeoutBuilder<T> {
             settings: Settings {
                 timeout: None,
                 grace: Ok(Duration::ZERO),
+                idle: None,
+                total: None,
                 name: "timeout".to_owned(),
                 telemetry: None,
             },
@@ -105,6 +111,20 @@ impl<T, F> TimeoutBuilder<T, F> {
     /// The grace in seconds; a negative, NaN or infinite value is a build error.
     pub fn grace_secs(mut self, secs: f64) -> Self {
         self.settings.grace = from_secs("grace", secs);
+        self
+    }
+
+    /// Streams: the longest wait for the next chunk once the first has arrived; a gap
+    /// longer than this cuts the stream with a timeout error.
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.settings.idle = Some(idle);
+        self
+    }
+
+    /// Streams: the longest a whole stream may last, from the start of the execution; a
+    /// stream still running then is cut with a timeout error.
+    pub fn total(mut self, total: Duration) -> Self {
+        self.settings.total = Some(total);
         self
     }
 
@@ -138,7 +158,18 @@ impl<T, F> TimeoutBuilder<T, F> {
             return Err(BuildError::Zero { setting: "timeout" });
         }
         let grace = s.grace?;
-        for (setting, value) in [("timeout", timeout), ("grace", grace)] {
+        for (setting, value) in [("idle", s.idle), ("total", s.total)] {
+            if value.is_some_and(|v| v.is_zero()) {
+                return Err(BuildError::Zero { setting });
+            }
+        }
+        let limits = [
+            ("timeout", Some(timeout)),
+            ("grace", Some(grace)),
+            ("idle", s.idle),
+            ("total", s.total),
+        ];
+        for (setting, value) in limits.into_iter().filter_map(|(s, v)| Some((s, v?))) {
             if value > max {
                 return Err(BuildError::TooLong {
                     setting,
@@ -150,6 +181,8 @@ impl<T, F> TimeoutBuilder<T, F> {
         let layer = TimeoutLayer {
             timeout,
             grace,
+            idle: s.idle,
+            total: s.total,
             name: PrimitiveName::new(&s.name)?,
             telemetry: s.telemetry.unwrap_or_default(),
             fallback: self.fallback,
@@ -209,6 +242,8 @@ impl<P, F> TimeoutBuilder<Around<P>, F> {
 pub struct TimeoutLayer<F = NoFallback> {
     pub(crate) timeout: Duration,
     pub(crate) grace: Duration,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) total: Option<Duration>,
     pub(crate) name: PrimitiveName,
     pub(crate) telemetry: Telemetry,
     pub(crate) fallback: F,

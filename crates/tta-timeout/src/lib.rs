@@ -77,9 +77,11 @@ mod error;
 mod fallback;
 mod metrics;
 pub mod semconv;
+mod stream;
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -110,7 +112,10 @@ pub struct TimeoutPrimitive<P, F = NoFallback> {
     timeout: Duration,
     grace: Duration,
     inst: Instrumentation,
-    metrics: TimeoutMetrics,
+    idle: Option<Duration>,
+    total: Option<Duration>,
+    /// Shared with the bodies of streams, which record their outcome when they end.
+    metrics: Arc<TimeoutMetrics>,
 }
 
 impl<P> TimeoutPrimitive<P, NoFallback> {
@@ -138,7 +143,9 @@ impl<P, F> TimeoutPrimitive<P, F> {
             fallback: layer.fallback,
             timeout: layer.timeout,
             grace: layer.grace,
-            metrics: TimeoutMetrics::new(&layer.name, &layer.telemetry),
+            idle: layer.idle,
+            total: layer.total,
+            metrics: Arc::new(TimeoutMetrics::new(&layer.name, &layer.telemetry)),
             inst: Instrumentation::new("timeout", layer.name, &layer.telemetry),
         }
     }

@@ -2,6 +2,7 @@
 
 mod behaviour;
 mod build;
+mod stream;
 mod telemetry;
 
 use std::sync::Arc;
