@@ -230,7 +230,7 @@ impl<P, S: CacheStore, K> CacheBuilder<Around<P>, S, K> {
 /// ```
 /// use std::time::Duration;
 /// use tta_cache::CacheLayer;
-/// use tta_core::{from_sync_fn, Stack, WorkflowContext, WorkflowPrimitive};
+/// use tta_core::{from_sync_fn, Stack, WorkflowContext};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = CacheLayer::builder().namespace("qa").ttl(Duration::from_secs(600)).build()?;

@@ -20,7 +20,7 @@
 //! ```
 //! use std::time::Duration;
 //! use tta_cache::CachePrimitive;
-//! use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+//! use tta_core::{from_fn, Error, WorkflowContext};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let llm = from_fn(|prompt: String, _| async move { Ok::<_, Error>(format!("answer to {prompt}")) });

@@ -37,7 +37,7 @@
 //! # Examples
 //!
 //! ```
-//! use tta_core::{from_fn, Error, ReportsUsage, TokenUsage, WorkflowContext, WorkflowPrimitive};
+//! use tta_core::{from_fn, Error, ReportsUsage, TokenUsage, WorkflowContext};
 //! use tta_router::{Price, Route, RouterPrimitive, Strategy};
 //!
 //! #[derive(Clone)]

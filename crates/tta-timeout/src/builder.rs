@@ -225,7 +225,7 @@ impl<P, F> TimeoutBuilder<Around<P>, F> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tta_core::{from_fn, Error, Stack, WorkflowContext, WorkflowPrimitive};
+/// use tta_core::{from_fn, Error, Stack, WorkflowContext};
 /// use tta_timeout::TimeoutLayer;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {

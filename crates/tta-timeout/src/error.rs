@@ -66,7 +66,7 @@ impl From<BuildError> for tta_core::Error {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+/// use tta_core::{from_fn, Error, WorkflowContext};
 /// use tta_timeout::{Elapsed, TimeoutPrimitive};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tta_core::{from_fn, Error, WorkflowContext, WorkflowPrimitive};
+//! use tta_core::{from_fn, Error, WorkflowContext};
 //! use tta_timeout::TimeoutPrimitive;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -192,7 +192,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tta_core::{from_sync_fn, WorkflowContext, WorkflowPrimitive};
+    /// use tta_core::{from_sync_fn, WorkflowContext};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let t = tta_timeout::TimeoutPrimitive::builder(from_sync_fn(|x: u8, _| Ok(x)))
