@@ -205,14 +205,36 @@ impl Breaker {
         }
     }
 
+    /// Settles a detached permit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tta_core::{Breaker, BreakerState, Verdict};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let breaker = Breaker::new(1, Duration::from_secs(5), Duration::from_secs(5));
+    /// let detached = breaker.admit().unwrap().detach();
+    /// // ... the stream runs, then fails after its first chunk:
+    /// breaker.settle_detached(detached, Verdict::Failure { retry_after: None });
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// # }
+    /// ```
+    pub fn settle_detached(&self, permit: Detached, verdict: Verdict) {
+        self.settle_parts(permit.probe, permit.admitted, verdict);
+    }
+
     fn settle(&self, permit: &Permit<'_>, verdict: Verdict) {
+        self.settle_parts(permit.probe, permit.admitted, verdict);
+    }
+
+    fn settle_parts(&self, probe: bool, admitted: Instant, verdict: Verdict) {
         let now = Instant::now();
         let mut state = self.lock();
         match verdict {
             Verdict::Released => {
-                if permit.probe
-                    && let Some(open) = &mut state.open
-                {
+                if probe && let Some(open) = &mut state.open {
                     // The probe's caller went away: the next caller may probe at once.
                     open.probing = false;
                     open.until = open.until.min(now);
@@ -223,8 +245,8 @@ impl Breaker {
                 match &mut state.open {
                     // Opened (by a hint, say) after this call started: its success says
                     // nothing about the route now.
-                    Some(open) if open.since > permit.admitted => {
-                        if permit.probe {
+                    Some(open) if open.since > admitted => {
+                        if probe {
                             open.probing = false;
                         }
                     }
@@ -235,7 +257,7 @@ impl Breaker {
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                 let hinted = retry_after.and_then(|after| now.checked_add(after));
                 let next = match state.open {
-                    Some(open) if permit.probe => {
+                    Some(open) if probe => {
                         let cooldown = open.cooldown.saturating_mul(2).min(self.max_cooldown);
                         Some(Open {
                             until: now + cooldown,
@@ -276,10 +298,29 @@ impl Breaker {
     }
 }
 
-enum Verdict {
+/// How a call through a [`Breaker`] ended, for a [`Detached`] permit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It succeeded: see [`Permit::success`].
     Success,
-    Failure { retry_after: Option<Duration> },
+    /// It failed: see [`Permit::failure`].
+    Failure {
+        /// A provider's hint: the breaker stays open at least this long.
+        retry_after: Option<Duration>,
+    },
+    /// Neither (its caller went away): as a permit dropped unsettled.
     Released,
+}
+
+/// A permit detached from its breaker's borrow ([`Permit::detach`]): for a call whose
+/// outcome is known only later, in a place that owns the breaker (a stream's body,
+/// holding the breaker in an `Arc`). Settle it with [`Breaker::settle_detached`]; unlike a
+/// permit, it does nothing when dropped, so its owner must settle it (or release it).
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a detached permit must be settled with Breaker::settle_detached"]
+pub struct Detached {
+    probe: bool,
+    admitted: Instant,
 }
 
 /// Permission for one call through a [`Breaker`]. Settle it with [`success`](Self::success)
@@ -301,6 +342,16 @@ impl Permit<'_> {
     /// See [`Breaker`].
     pub fn is_probe(&self) -> bool {
         self.probe
+    }
+
+    /// Detaches the permit from the breaker's borrow, for an outcome known later; see
+    /// [`Detached`].
+    pub fn detach(mut self) -> Detached {
+        self.settled = true;
+        Detached {
+            probe: self.probe,
+            admitted: self.admitted,
+        }
     }
 
     /// When the permit was given.

@@ -83,9 +83,22 @@ impl AddAssign for TokenUsage {
 /// let c = Completion { usage: TokenUsage::new(10, 2) };
 /// assert_eq!(c.token_usage(), Some(TokenUsage::new(10, 2)));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not report token usage",
+    label = "needs `ReportsUsage` to be priced by its tokens",
+    note = "implement `tta_core::ReportsUsage` (`fn token_usage(&self) -> Option<TokenUsage>`), or give the router a `usage` function"
+)]
 pub trait ReportsUsage {
-    /// The usage of the call that produced `self`, if known.
+    /// The usage of the call that produced `self`, if known. For a chunk of a stream:
+    /// the usage the provider reported with it (usually on the final chunk only).
     fn token_usage(&self) -> Option<TokenUsage>;
+
+    /// For a chunk of a stream: the output tokens it carries, to estimate the cost of a
+    /// stream cut before its provider reported usage. One token per chunk unless the
+    /// chunk knows better.
+    fn estimated_output_tokens(&self) -> u64 {
+        1
+    }
 }
 
 /// An amount of US dollars, held as whole pico-dollars (10^-12 USD) so that sums are exact.
@@ -226,6 +239,9 @@ pub enum AttemptKind {
     CacheHit,
     /// A call that failed but was still billed.
     FailedBilled,
+    /// A stream that failed, or was dropped, after its first chunk: billed for what was
+    /// produced (reported usage, else an estimate: see [`CostEntry::estimated`]).
+    InterruptedStream,
 }
 
 impl AttemptKind {
@@ -242,6 +258,7 @@ impl AttemptKind {
             AttemptKind::Fallback => "fallback",
             AttemptKind::CacheHit => "cache_hit",
             AttemptKind::FailedBilled => "failed_billed",
+            AttemptKind::InterruptedStream => "interrupted_stream",
         }
     }
 }
@@ -272,6 +289,9 @@ pub struct CostEntry {
     pub saved_usage: TokenUsage,
     /// Dollars that a cache hit did not have to spend.
     pub saved: Usd,
+    /// The usage is an estimate (a stream cut before its provider reported usage), not
+    /// the provider's count.
+    pub estimated: bool,
 }
 
 impl CostEntry {
@@ -297,7 +317,22 @@ impl CostEntry {
             spent,
             saved_usage: TokenUsage::default(),
             saved: Usd::ZERO,
+            estimated: false,
         }
+    }
+
+    /// Marks the usage as an estimate rather than the provider's report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{AttemptKind, CostEntry, TokenUsage, Usd};
+    /// let e = CostEntry::spent(AttemptKind::InterruptedStream, "r", TokenUsage::new(900, 12), Usd::ZERO).estimated();
+    /// assert!(e.estimated);
+    /// ```
+    pub fn estimated(mut self) -> Self {
+        self.estimated = true;
+        self
     }
 
     /// A cache hit that saved `usage` tokens worth `saved`.
@@ -318,6 +353,7 @@ impl CostEntry {
             spent: Usd::ZERO,
             saved_usage: usage,
             saved,
+            estimated: false,
         }
     }
 }

@@ -50,7 +50,7 @@ mod telemetry;
 pub mod tower;
 mod window;
 
-pub use breaker::{Breaker, BreakerSnapshot, BreakerState, Permit};
+pub use breaker::{Breaker, BreakerSnapshot, BreakerState, Detached, Permit, Verdict};
 pub use builder::PrimitiveBuilder;
 pub use compose::{Join, Parallel, Then, WorkflowPrimitiveExt, parallel};
 pub use context::{ContextError, WorkflowContext, WorkflowContextBuilder};
@@ -64,8 +64,8 @@ pub use primitive::{
     BoxPrimitive, Flow, FnPrimitive, StepFn, SyncFn, WorkflowPrimitive, from_fn, from_sync_fn,
 };
 pub use stream::{
-    Body, BoxStreamPrimitive, OneChunk, StreamFn, StreamPrimitive, Streamed, first_chunk,
-    from_stream_fn,
+    Body, BoxStreamPrimitive, OneChunk, StreamFn, StreamPrimitive, Streamable, Streamed,
+    first_chunk, from_stream_fn,
 };
 pub use telemetry::{SCOPE_NAME, Telemetry};
 pub use window::OutcomeWindow;

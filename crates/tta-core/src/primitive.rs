@@ -26,8 +26,8 @@ use crate::{Error, Instrumentation, PrimitiveBuilder, WorkflowContext};
 /// - Return an [`Error`] rather than panic on any input.
 ///
 /// Shipped primitives implement `>>` (sequence) and `|` (parallel); wrap your own in
-/// [`Flow`] to get the operators, or use [`WorkflowPrimitiveExt::then`] and
-/// [`WorkflowPrimitiveExt::join`].
+/// [`Flow`] to get the operators, or use [`WorkflowPrimitiveExt::then`](crate::WorkflowPrimitiveExt::then) and
+/// [`WorkflowPrimitiveExt::join`](crate::WorkflowPrimitiveExt::join).
 ///
 /// # Examples
 ///
@@ -320,7 +320,7 @@ where
 /// Error>>` into a primitive of kind and name `fn` (rename it with
 /// [`FnPrimitive::builder`]). It takes the context by value: see [`StepFn`] for why.
 ///
-/// Its span and metrics use [`Telemetry::global`] as it is when `from_fn` is called.
+/// Its span and metrics use [`Telemetry::global`](crate::Telemetry::global) as it is when `from_fn` is called.
 ///
 /// # Examples
 ///

@@ -37,6 +37,10 @@ pub const DURATION_BUCKETS_SECONDS: &[f64] = &[
 pub mod gen_ai {
     /// Histogram, seconds: one model call.
     pub const CLIENT_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+    /// Histogram, seconds: a streamed call's time to its first chunk.
+    pub const CLIENT_TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
+    /// Histogram, seconds: a streamed call's time per output chunk after the first.
+    pub const CLIENT_TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
     /// Histogram, tokens: usage of one model call, by [`TOKEN_TYPE`].
     pub const CLIENT_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
     /// Attribute: the operation (`chat`).
@@ -57,6 +61,11 @@ pub mod gen_ai {
     /// `gen_ai.client.operation.duration` boundaries (seconds), from the conventions.
     pub const DURATION_BUCKETS: &[f64] = &[
         0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    ];
+    /// `gen_ai.client.operation.time_per_output_chunk` boundaries (seconds), from the
+    /// conventions.
+    pub const CHUNK_BUCKETS: &[f64] = &[
+        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
     ];
     /// `gen_ai.client.token.usage` boundaries (tokens), from the conventions.
     pub const TOKEN_BUCKETS: &[f64] = &[

@@ -103,8 +103,33 @@ impl<C> std::fmt::Debug for Streamed<C> {
     }
 }
 
+/// An output that can also arrive as a stream of chunks (a chat completion, and its
+/// deltas): what lets a router over routes of this output serve streams too.
+///
+/// # Examples
+///
+/// ```
+/// struct Completion { text: String }
+/// struct Delta { text: String }
+/// impl tta_core::Streamable for Completion {
+///     type Chunk = Delta;
+/// }
+/// # let _ = (Completion { text: String::new() }.text, Delta { text: String::new() }.text);
+/// ```
+pub trait Streamable {
+    /// One chunk of the stream.
+    type Chunk: Send + 'static;
+}
+
+impl Streamable for String {
+    type Chunk = String;
+}
+
 /// A step that streams: [`stream`](Self::stream) resolves when the first chunk has
-/// arrived. See the [module docs](self) for the contract.
+/// arrived, so a failure before it is an ordinary error (a router can fall back on it)
+/// and the future's duration is the time to first chunk. The body yields
+/// `Result<Chunk, Error>`, at most one error and then ends; a body that ends without an
+/// error ended cleanly. Dropping the body cancels everything below it.
 ///
 /// A primitive may implement both this and [`WorkflowPrimitive`] (a provider client
 /// calls and streams). A primitive that only calls is used where a stream is wanted

@@ -1,17 +1,28 @@
-//! One attempt on one route: its span, its call raced against its deadline, and every
-//! record of its outcome (health, metrics, ledger).
+//! One attempt on one route: its span, its call (or stream) raced against its deadline,
+//! and every record of its outcome (health, metrics, ledger). A call settles when it
+//! returns; a stream succeeds at its first chunk and settles when its body ends.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind, SpanRef, Status, TraceContextExt, Tracer};
 use tokio::time::Instant;
 use tta_core::deadline::DeadlineReached;
 use tta_core::semconv::gen_ai;
 use tta_core::{
-    AttemptKind, CostEntry, Error, ErrorClass, Permit, WorkflowContext, WorkflowPrimitive,
+    AttemptKind, Body, CostEntry, Detached, Error, ErrorClass, Permit, ReportsUsage,
+    StreamPrimitive, Streamable, Streamed, TokenUsage, Usd, Verdict, WorkflowContext,
+    WorkflowPrimitive,
 };
 
 use crate::metrics::{AttemptOutcome, Reason};
-use crate::{RouterPrimitive, semconv};
+use crate::{BuiltRoute, Core, semconv};
 
 /// What the request loop decided about an attempt before starting it.
 pub(crate) struct Attempt<'a> {
@@ -34,17 +45,190 @@ fn penalizes(class: ErrorClass) -> bool {
     )
 }
 
-impl<I, O> RouterPrimitive<I, O>
+/// What one request serves: calls (the value is the output) or streams (the value is
+/// the streamed result, settled when its body ends).
+pub(crate) trait Mode<I, O>: Send + Sync {
+    type Value: Send;
+
+    /// Whether a route can serve this mode.
+    fn serves(route: &BuiltRoute<I, O>) -> bool;
+
+    fn attempt<'a>(
+        core: &'a Arc<Core<I, O>>,
+        attempt: Attempt<'a>,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> impl Future<Output = Result<Self::Value, Error>> + Send + 'a;
+}
+
+/// Requests served by calling routes.
+pub(crate) struct Calls;
+
+/// Requests served by streaming routes.
+pub(crate) struct Streams;
+
+/// How a route streams: the route's streaming primitive, behind one object-safe method.
+pub(crate) trait RouteStream<I, O>: Send + Sync {
+    fn open<'a>(
+        &'a self,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> BoxFuture<'a, Result<Streamed<O::Chunk>, Error>>
+    where
+        O: Streamable,
+        I: 'a;
+}
+
+/// A streaming primitive as a route's stream.
+pub(crate) struct StreamOf<P>(pub(crate) P);
+
+impl<I, O, P> RouteStream<I, O> for StreamOf<P>
+where
+    O: Streamable,
+    P: StreamPrimitive<I, Chunk = O::Chunk>,
+{
+    fn open<'a>(
+        &'a self,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> BoxFuture<'a, Result<Streamed<O::Chunk>, Error>>
+    where
+        O: Streamable,
+        I: 'a,
+    {
+        Box::pin(self.0.stream(input, cx))
+    }
+}
+
+impl<I, O> Mode<I, O> for Calls
 where
     I: Send + 'static,
     O: Send + 'static,
 {
-    pub(crate) async fn attempt(
-        &self,
-        attempt: Attempt<'_>,
+    type Value = O;
+
+    fn serves(_route: &BuiltRoute<I, O>) -> bool {
+        true
+    }
+
+    async fn attempt<'a>(
+        core: &'a Arc<Core<I, O>>,
+        attempt: Attempt<'a>,
         input: I,
-        cx: &WorkflowContext,
+        cx: &'a WorkflowContext,
     ) -> Result<O, Error> {
+        let i = attempt.route;
+        let route = &core.routes[i];
+        let spanned = core.attempt_span(&attempt, cx);
+        let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
+        let started = Instant::now();
+        let result = scope
+            .race(route.primitive.execute(input, &attempt_cx))
+            .await
+            .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)));
+        let took = started.elapsed();
+        let span = attempt_cx.otel_context().span();
+        match &result {
+            Ok(output) => {
+                let usage = core.usage.as_ref().and_then(|extract| extract(output));
+                core.bill(i, attempt.kind, usage, false, cx, &span);
+                core.metrics.attempt(i, AttemptOutcome::Ok, took, None);
+                route.health.observe(took);
+                attempt.permit.success();
+            }
+            Err(e) => {
+                let verdict = core.judge_failure(i, e, took, attempt.deadline, cx, &span);
+                settle(attempt.permit, verdict);
+            }
+        }
+        core.metrics.state(i, route.health.snapshot().breaker.state);
+        span.end();
+        result
+    }
+}
+
+impl<I, O> Mode<I, O> for Streams
+where
+    I: Send + 'static,
+    O: Streamable + Send + 'static,
+    O::Chunk: ReportsUsage,
+{
+    type Value = Streamed<O::Chunk>;
+
+    fn serves(route: &BuiltRoute<I, O>) -> bool {
+        route.stream.is_some()
+    }
+
+    async fn attempt<'a>(
+        core: &'a Arc<Core<I, O>>,
+        attempt: Attempt<'a>,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> Result<Streamed<O::Chunk>, Error> {
+        let i = attempt.route;
+        let route = &core.routes[i];
+        let Some(stream) = &route.stream else {
+            // Only routes that stream are planned for a stream.
+            return Err(Error::no_route("the route does not stream"));
+        };
+        let spanned = core.attempt_span(&attempt, cx);
+        let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
+        let started = Instant::now();
+        let head = scope
+            .race(stream.open(input, &attempt_cx))
+            .await
+            .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)));
+        let ttft = started.elapsed();
+        let span = attempt_cx.otel_context().span();
+        let streamed = match head {
+            Ok(streamed) => streamed,
+            Err(e) => {
+                let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, &span);
+                settle(attempt.permit, verdict);
+                core.metrics.state(i, route.health.snapshot().breaker.state);
+                span.end();
+                return Err(e);
+            }
+        };
+        core.metrics.first_chunk(i, ttft);
+        span.set_attribute(KeyValue::new(semconv::ATTR_TTFT, ttft.as_secs_f64()));
+        let settlement = Settlement {
+            core: Arc::clone(core),
+            route: i,
+            kind: attempt.kind,
+            permit: Some(attempt.permit.detach()),
+            cx: attempt_cx,
+            ledger_cx: cx.clone(),
+            started,
+            ttft,
+            chunks: 0,
+            reported: None,
+            estimated_output: 0,
+        };
+        // The first chunk counts too: it goes through the same accounting as the rest.
+        let (first, body) = streamed.into_parts();
+        let mut body = RouteBody { body, settlement };
+        if let Some(chunk) = &first {
+            body.settlement.observe(chunk);
+        }
+        Ok(match first {
+            Some(first) => Streamed::new(first, body),
+            None => tta_core::first_chunk(body).await?,
+        })
+    }
+}
+
+fn settle(permit: Permit<'_>, verdict: Verdict) {
+    match verdict {
+        Verdict::Success => permit.success(),
+        Verdict::Failure { retry_after } => permit.failure(retry_after),
+        Verdict::Released => drop(permit),
+    }
+}
+
+impl<I, O> Core<I, O> {
+    /// Starts the attempt's client span (GenAI conventions) and counts the decision.
+    fn attempt_span(&self, attempt: &Attempt<'_>, cx: &WorkflowContext) -> WorkflowContext {
         let i = attempt.route;
         let route = &self.routes[i];
         self.metrics.decision(i, attempt.reason);
@@ -64,102 +248,206 @@ where
             .tracer
             .tracer()
             .build_with_context(builder, cx.otel_context());
-        let spanned = cx.with_otel_context(cx.otel_context().with_span(span));
-        let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
-        let started = Instant::now();
-        let result = scope
-            .race(route.primitive.execute(input, &attempt_cx))
-            .await
-            .unwrap_or_else(|DeadlineReached| {
-                Err(Error::timeout(
-                    route.name.to_arc(),
-                    "the attempt reached its deadline",
-                ))
-            });
-        let took = started.elapsed();
-        let span = attempt_cx.otel_context().span();
-        match &result {
-            Ok(output) => {
-                let usage = self.usage.as_ref().and_then(|extract| extract(output));
-                let cost = route.price.cost(usage);
-                cx.ledger().record(CostEntry::spent(
-                    attempt.kind,
-                    route.name.to_arc(),
-                    usage.unwrap_or_default(),
-                    cost,
-                ));
-                self.metrics.cost(i, cost);
-                self.metrics
-                    .savings(self.baseline(usage).saturating_sub(cost));
-                if let Some(usage) = usage {
-                    self.metrics.usage(i, usage);
-                    self.observe_usage(usage);
-                    span.set_attributes([
-                        KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input as i64),
-                        KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output as i64),
-                    ]);
-                }
-                span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
-                self.metrics.attempt(i, AttemptOutcome::Ok, took, None);
-                route.health.observe(took);
-                attempt.permit.success();
-            }
-            Err(e) => {
-                let class = e.class();
-                let outcome = if e.is_timeout() {
-                    AttemptOutcome::Timeout
-                } else {
-                    AttemptOutcome::Error
-                };
-                if let Some(usage) = e.billed_usage() {
-                    let cost = route.price.cost(Some(usage));
-                    cx.ledger().record(CostEntry::spent(
-                        AttemptKind::FailedBilled,
-                        route.name.to_arc(),
-                        usage,
-                        cost,
-                    ));
-                    self.metrics.cost(i, cost);
-                    self.metrics.usage(i, usage);
-                    span.set_attributes([
-                        KeyValue::new(semconv::ATTR_COST, cost.dollars()),
-                        KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input as i64),
-                        KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output as i64),
-                    ]);
-                }
-                span.set_attributes([
-                    KeyValue::new(semconv::ERROR_TYPE, class.as_str()),
-                    KeyValue::new(semconv::ATTR_ERROR_CLASS, class.as_str()),
-                ]);
-                span.set_status(Status::error(class.as_str()));
-                // Neither the caller's cancellation nor the caller's deadline is the
-                // route's fault: the permit goes back unsettled. The attempt's own
-                // deadline (a timeout, a reserve for the fallback) is.
-                let own_limit = attempt
-                    .deadline
-                    .is_some_and(|own| cx.deadline().is_none_or(|caller| own < caller));
-                let callers_limit = e.is_cancelled()
-                    || (e.is_timeout()
-                        && !own_limit
-                        && cx.remaining().is_some_and(|r| r.is_zero()));
-                if !callers_limit {
-                    self.metrics.attempt(i, outcome, took, Some(class));
-                    route.health.observe(took);
-                    if penalizes(class) {
-                        let hold = match class {
-                            ErrorClass::Auth => Some(self.auth_cooldown),
-                            _ => e.retry_after(),
-                        };
-                        attempt.permit.failure(hold);
-                    } else {
-                        // No penalty, and no proof of health either: the permit goes back.
-                        drop(attempt.permit);
-                    }
-                }
-            }
+        cx.with_otel_context(cx.otel_context().with_span(span))
+    }
+
+    fn attempt_timed_out(&self, i: usize) -> Error {
+        Error::timeout(
+            self.routes[i].name.to_arc(),
+            "the attempt reached its deadline",
+        )
+    }
+
+    /// Records what an attempt cost: the ledger, the cost and savings counters, the GenAI
+    /// token histograms and the span's usage attributes. `usage: None` is a call priced
+    /// per call (or at zero).
+    fn bill(
+        &self,
+        i: usize,
+        kind: AttemptKind,
+        usage: Option<TokenUsage>,
+        estimated: bool,
+        cx: &WorkflowContext,
+        span: &SpanRef<'_>,
+    ) -> Usd {
+        let route = &self.routes[i];
+        let cost = route.price.cost(usage);
+        let entry = CostEntry::spent(kind, route.name.to_arc(), usage.unwrap_or_default(), cost);
+        cx.ledger()
+            .record(if estimated { entry.estimated() } else { entry });
+        self.metrics.cost(i, cost);
+        if matches!(kind, AttemptKind::RouteCall | AttemptKind::Fallback) {
+            self.metrics
+                .savings(self.baseline(usage).saturating_sub(cost));
         }
-        self.metrics.state(i, route.health.snapshot().breaker.state);
+        if let Some(usage) = usage {
+            self.metrics.usage(i, usage);
+            if !estimated {
+                self.observe_usage(usage);
+            }
+            span.set_attributes([
+                KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input as i64),
+                KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output as i64),
+            ]);
+        }
+        span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
+        cost
+    }
+
+    /// Records a failed attempt (metrics, billed usage, span) and says what its route's
+    /// breaker makes of it.
+    fn judge_failure(
+        &self,
+        i: usize,
+        e: &Error,
+        took: Duration,
+        own_deadline: Option<Instant>,
+        cx: &WorkflowContext,
+        span: &SpanRef<'_>,
+    ) -> Verdict {
+        let route = &self.routes[i];
+        let class = e.class();
+        if let Some(usage) = e.billed_usage() {
+            self.bill(i, AttemptKind::FailedBilled, Some(usage), false, cx, span);
+        }
+        span.set_attributes([
+            KeyValue::new(semconv::ERROR_TYPE, class.as_str()),
+            KeyValue::new(semconv::ATTR_ERROR_CLASS, class.as_str()),
+        ]);
+        span.set_status(Status::error(class.as_str()));
+        // Neither the caller's cancellation nor the caller's deadline is the route's
+        // fault: the permit goes back unsettled. The attempt's own deadline (a timeout,
+        // a reserve for the fallback) is.
+        let own_limit =
+            own_deadline.is_some_and(|own| cx.deadline().is_none_or(|caller| own < caller));
+        let callers_limit = e.is_cancelled()
+            || (e.is_timeout() && !own_limit && cx.remaining().is_some_and(|r| r.is_zero()));
+        if callers_limit {
+            return Verdict::Released;
+        }
+        let outcome = if e.is_timeout() {
+            AttemptOutcome::Timeout
+        } else {
+            AttemptOutcome::Error
+        };
+        self.metrics.attempt(i, outcome, took, Some(class));
+        route.health.observe(took);
+        if !penalizes(class) {
+            // No penalty, and no proof of health either.
+            return Verdict::Released;
+        }
+        Verdict::Failure {
+            retry_after: match class {
+                ErrorClass::Auth => Some(self.auth_cooldown),
+                _ => e.retry_after(),
+            },
+        }
+    }
+}
+
+/// What a streamed attempt's body settles when it ends.
+struct Settlement<I, O> {
+    core: Arc<Core<I, O>>,
+    route: usize,
+    kind: AttemptKind,
+    /// `None` once settled.
+    permit: Option<Detached>,
+    /// The attempt's context: its span is the attempt's.
+    cx: WorkflowContext,
+    /// The request's context: its ledger is billed.
+    ledger_cx: WorkflowContext,
+    started: Instant,
+    ttft: Duration,
+    chunks: u64,
+    /// The last usage a chunk reported.
+    reported: Option<TokenUsage>,
+    estimated_output: u64,
+}
+
+impl<I, O> Settlement<I, O> {
+    fn observe<C: ReportsUsage>(&mut self, chunk: &C) {
+        self.chunks += 1;
+        if let Some(usage) = chunk.token_usage() {
+            self.reported = Some(usage);
+        }
+        self.estimated_output += chunk.estimated_output_tokens();
+    }
+
+    /// Settles the attempt once: `Ok(())` for a clean end, the error for a cut, `None`
+    /// for a body dropped by its caller.
+    fn settle(&mut self, end: Option<Result<(), &Error>>) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let core = &*self.core;
+        let i = self.route;
+        let route = &core.routes[i];
+        let took = self.started.elapsed();
+        let span = self.cx.otel_context().span();
+        // Reported usage when the provider sent it; else an estimate from the chunks
+        // received (the prompt at the router's average input), marked as such.
+        let (usage, estimated) = match self.reported {
+            Some(usage) => (usage, false),
+            None => (
+                TokenUsage::new(core.expected_usage().input, self.estimated_output),
+                true,
+            ),
+        };
+        let clean = matches!(end, Some(Ok(())));
+        let kind = if clean {
+            self.kind
+        } else {
+            AttemptKind::InterruptedStream
+        };
+        core.bill(i, kind, Some(usage), estimated, &self.ledger_cx, &span);
+        if self.chunks > 1 {
+            let per_chunk = took.saturating_sub(self.ttft) / (self.chunks - 1) as u32;
+            core.metrics.per_chunk(i, per_chunk);
+        }
+        let verdict = match end {
+            Some(Ok(())) => {
+                core.metrics.attempt(i, AttemptOutcome::Ok, took, None);
+                route.health.observe(took);
+                Verdict::Success
+            }
+            Some(Err(e)) => core.judge_failure(i, e, took, None, &self.ledger_cx, &span),
+            None => Verdict::Released,
+        };
+        route.health.settle(permit, verdict);
+        core.metrics.state(i, route.health.snapshot().breaker.state);
         span.end();
-        result
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A streamed attempt's body: it counts the chunks and their usage, and settles cost
+    /// and health when it ends, errs, or is dropped.
+    struct RouteBody<I, O, C> {
+        body: Body<C>,
+        settlement: Settlement<I, O>,
+    }
+
+    impl<I, O, C> PinnedDrop for RouteBody<I, O, C> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().settlement.settle(None);
+        }
+    }
+}
+
+impl<I, O, C: ReportsUsage> Stream for RouteBody<I, O, C> {
+    type Item = Result<C, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if this.settlement.permit.is_none() {
+            return Poll::Ready(None);
+        }
+        let item = std::task::ready!(this.body.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(chunk)) => this.settlement.observe(chunk),
+            Some(Err(e)) => this.settlement.settle(Some(Err(e))),
+            None => this.settlement.settle(Some(Ok(()))),
+        }
+        Poll::Ready(item)
     }
 }

@@ -11,7 +11,7 @@ use tta_core::{Error, InvalidName, PrimitiveName, Telemetry, TokenUsage, Workflo
 use crate::health::RouteHealth;
 use crate::metrics::{RouteIdentity, RouterMetrics};
 use crate::{
-    BuiltRoute, FallbackFn, Route, RouteFn, RouteStats, RouterPrimitive, Strategy, UsageFn,
+    BuiltRoute, Core, FallbackFn, Route, RouteFn, RouteStats, RouterPrimitive, Strategy, UsageFn,
 };
 
 /// Why a router could not be built.
@@ -397,7 +397,12 @@ impl<I, O> RouterBuilder<I, O> {
                 weight: route.weight,
                 fallbacks,
                 context_window: route.context_window,
-                health: RouteHealth::new(self.failure_threshold, self.cooldown, self.max_cooldown),
+                stream: route.stream,
+                health: Arc::new(RouteHealth::new(
+                    self.failure_threshold,
+                    self.cooldown,
+                    self.max_cooldown,
+                )),
             });
         }
         let identities: Vec<RouteIdentity<'_>> = routes
@@ -408,9 +413,9 @@ impl<I, O> RouterBuilder<I, O> {
                 model: &r.model,
             })
             .collect();
-        let metrics = RouterMetrics::new(&name, &identities, &telemetry).initialize();
+        let metrics = Arc::new(RouterMetrics::new(&name, &identities, &telemetry).initialize());
         let seed = self.seed.unwrap_or_else(tta_core::random_seed);
-        Ok(RouterPrimitive {
+        Ok(RouterPrimitive::from_core(Core {
             tracer: telemetry.clone(),
             inst: tta_core::Instrumentation::new("router", name, &telemetry),
             metrics,
@@ -427,7 +432,7 @@ impl<I, O> RouterBuilder<I, O> {
             usage: self.usage,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             usage_average: Mutex::new(None),
-        })
+        }))
     }
 }
 

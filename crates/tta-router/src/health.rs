@@ -3,7 +3,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tta_core::{Breaker, BreakerSnapshot, Permit};
+use tta_core::{Breaker, BreakerSnapshot, Detached, Permit, Verdict};
 
 /// How much the newest latency weighs in the moving average.
 const EWMA_ALPHA: f64 = 0.3;
@@ -59,6 +59,11 @@ impl RouteHealth {
         } else {
             self.breaker.admit()
         }
+    }
+
+    /// Settles a permit detached for a stream, when its body ends.
+    pub(crate) fn settle(&self, permit: Detached, verdict: Verdict) {
+        self.breaker.settle_detached(permit, verdict);
     }
 
     pub(crate) fn observe(&self, took: Duration) {

@@ -5,7 +5,7 @@
 //! provider and model it calls. For each request a [`Strategy`] orders the routes; the
 //! router tries them in that order until one succeeds:
 //!
-//! - **Fallback by error class** ([`ErrorClass`](tta_core::ErrorClass)): `unavailable`,
+//! - **Fallback by error class** ([`ErrorClass`]): `unavailable`,
 //!   `rate_limited`, `auth` and unclassified errors fall back to the failed route's
 //!   declared fallbacks, then to the strategy's next choice; `invalid_request` and
 //!   `content_filter` are returned at once (the same request fails everywhere);
@@ -96,7 +96,7 @@ pub use builder::{BuildError, RouterBuilder};
 pub use route::{Price, Route, ValidPrice};
 pub use strategy::{RankFn, RouteStats, Strategy};
 
-use attempt::Attempt;
+use attempt::{Attempt, Calls, Mode, RouteStream, Streams};
 use health::RouteHealth;
 use metrics::{Reason, RouterMetrics};
 
@@ -129,16 +129,43 @@ pub(crate) struct BuiltRoute<I, O> {
     weight: f64,
     fallbacks: Vec<usize>,
     context_window: Option<u64>,
-    health: RouteHealth,
+    /// How the route streams, when it does.
+    stream: Option<Arc<dyn RouteStream<I, O>>>,
+    /// Shared with the bodies of its streams.
+    health: Arc<RouteHealth>,
 }
 
 /// Routes requests between priced routes; see the [crate docs](crate).
 ///
-/// Build it with [`RouterPrimitive::builder`].
+/// Build it with [`RouterPrimitive::builder`]. Cloning is cheap: the clones share the
+/// routes, their health and the metrics.
 pub struct RouterPrimitive<I, O> {
+    core: Arc<Core<I, O>>,
+}
+
+impl<I, O> RouterPrimitive<I, O> {
+    pub(crate) fn from_core(core: Core<I, O>) -> Self {
+        Self {
+            core: Arc::new(core),
+        }
+    }
+}
+
+impl<I, O> Clone for RouterPrimitive<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+/// The router's state, shared with the bodies of its streams, which settle cost and
+/// health when they end.
+pub(crate) struct Core<I, O> {
     inst: Instrumentation,
     tracer: Telemetry,
-    metrics: RouterMetrics,
+    /// Shared with the bodies of streams.
+    metrics: Arc<RouterMetrics>,
     routes: Vec<BuiltRoute<I, O>>,
     strategy: Strategy,
     route_fn: Option<RouteFn<I>>,
@@ -178,7 +205,7 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.strategy().as_str(), "ordered");
     /// ```
     pub fn strategy(&self) -> &Strategy {
-        &self.strategy
+        &self.core.strategy
     }
 
     /// Every route's statistics now, in declaration order.
@@ -196,7 +223,7 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.stats()[0].observations, 0);
     /// ```
     pub fn stats(&self) -> Vec<RouteStats> {
-        self.snapshot().0
+        self.core.snapshot().0
     }
 
     /// Routes one request: [`WorkflowPrimitive::execute`], as an inherent method so that a
@@ -218,7 +245,7 @@ impl<I, O> RouterPrimitive<I, O> {
     /// How many requests fell back to the strategy's order because the route function
     /// named an unknown route.
     pub fn route_fn_errors(&self) -> u64 {
-        self.route_fn_errors.load(Ordering::Relaxed)
+        self.core.route_fn_errors.load(Ordering::Relaxed)
     }
 
     /// The routes a request for `input` with context `cx` would try now, in order
@@ -239,14 +266,16 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.plan(&0, &WorkflowContext::new()), ["cheap", "dear"]);
     /// ```
     pub fn plan(&self, input: &I, cx: &WorkflowContext) -> Vec<&str> {
-        let plan = self.plan_for(input, cx);
+        let plan = self.core.plan_for(input, cx, |_| true);
         plan.order
             .into_iter()
             .filter(|&i| plan.health[i].breaker.admits)
-            .map(|i| self.routes[i].name.as_str())
+            .map(|i| self.core.routes[i].name.as_str())
             .collect()
     }
+}
 
+impl<I, O> Core<I, O> {
     /// Whether a failed attempt falls back: the router's `fallback_on`, else by class.
     fn falls_back(&self, e: &Error) -> bool {
         if e.is_cancelled() || e.is_invalid_config() {
@@ -264,18 +293,19 @@ impl<I, O> RouterPrimitive<I, O> {
 
 impl<I, O> std::fmt::Debug for RouterPrimitive<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let core = &self.core;
         f.debug_struct("RouterPrimitive")
-            .field("name", self.inst.name())
+            .field("name", core.inst.name())
             .field(
                 "routes",
-                &self
+                &core
                     .routes
                     .iter()
                     .map(|r| r.name.as_str())
                     .collect::<Vec<_>>(),
             )
-            .field("strategy", &self.strategy)
-            .field("max_attempts", &self.max_attempts)
+            .field("strategy", &core.strategy)
+            .field("max_attempts", &core.max_attempts)
             .finish_non_exhaustive()
     }
 }
@@ -296,147 +326,192 @@ where
     type Output = O;
 
     fn name(&self) -> &str {
-        self.inst.name().as_str()
+        self.core.inst.name().as_str()
     }
 
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<O, Error> {
-        self.inst
+        self.core
+            .inst
             .run(cx, |child| async move {
-                let span = child.primitive_span();
-                if let Some(span) = &span {
-                    span.set_attribute(KeyValue::new(
-                        semconv::ATTR_STRATEGY,
-                        self.strategy.as_str(),
-                    ));
-                }
-                let plan = self.plan_for(&input, &child);
-                let mut queue: VecDeque<usize> = plan.order.iter().copied().collect();
-                let mut tried = vec![false; self.routes.len()];
-                let mut failures: Vec<AttemptError> = Vec::new();
-                let mut stopped: Option<NoAttempt> = None;
-                // After a context-length error: only routes with a larger window.
-                let mut min_window: Option<u64> = None;
-                while failures.len() < self.max_attempts {
-                    let Some(i) = queue.pop_front() else { break };
-                    if tried[i]
-                        || min_window
-                            .is_some_and(|w| self.routes[i].context_window.is_none_or(|c| c <= w))
-                    {
-                        continue;
-                    }
-                    let remaining = child.remaining();
-                    let health = &plan.health[i];
-                    // No attempt starts that cannot finish: less than the minimum budget,
-                    // or less than its own latency average.
-                    if remaining.is_some_and(|left| {
-                        left < self.min_budget || health.latency.is_some_and(|l| left < l)
-                    }) {
-                        stopped = Some(NoAttempt::OutOfTime);
-                        continue;
-                    }
-                    // Cooling, or another caller holds its single probe: skip it.
-                    let Some(permit) = self.routes[i].health.admit(false) else {
-                        continue;
-                    };
-                    tried[i] = true;
-                    stopped = None;
-                    let first = failures.is_empty();
-                    let reason = match (permit.is_probe(), first) {
-                        (true, _) => Reason::Probe,
-                        (false, true) if plan.admissible == 1 => Reason::OnlyCandidate,
-                        (false, true) => Reason::Strategy,
-                        (false, false) => Reason::Fallback,
-                    };
-                    let next = queue.iter().find(|&&j| !tried[j]).map(|&j| &plan.health[j]);
-                    let attempt = Attempt {
-                        route: i,
-                        reason,
-                        kind: if first {
-                            AttemptKind::RouteCall
-                        } else {
-                            AttemptKind::Fallback
-                        },
-                        permit,
-                        deadline: self.attempt_deadline(Instant::now(), remaining, health, next),
-                    };
-                    match self.attempt(attempt, input.clone(), &child).await {
-                        Ok(output) => {
-                            self.annotate(span.as_ref(), Some((i, reason)), failures.len() + 1);
-                            return Ok(output);
-                        }
-                        Err(e) => {
-                            let fall_back = self.falls_back(&e);
-                            let class = e.class();
-                            failures
-                                .push(AttemptError::new(self.routes[i].name.to_arc(), e.clone()));
-                            if !fall_back {
-                                self.annotate(span.as_ref(), None, failures.len());
-                                return Err(e);
-                            }
-                            if class == ErrorClass::ContextLength {
-                                match self.routes[i].context_window {
-                                    Some(window) => {
-                                        min_window =
-                                            Some(min_window.map_or(window, |w| w.max(window)))
-                                    }
-                                    // Which routes are larger is unknown: the same prompt
-                                    // would fail again.
-                                    None => {
-                                        self.annotate(span.as_ref(), None, failures.len());
-                                        return Err(e);
-                                    }
-                                }
-                            }
-                            // The failed route's declared fallbacks come next, in order.
-                            for &next in self.routes[i].fallbacks.iter().rev() {
-                                if !tried[next] {
-                                    queue.push_front(next);
-                                }
-                            }
-                        }
-                    }
-                }
-                if failures.is_empty() && stopped.is_none() {
-                    // Every route was cooling: panic mode tries the one that recovers first.
-                    let earliest = plan
-                        .order
-                        .iter()
-                        .copied()
-                        .filter(|&i| plan.health[i].breaker.retry_at.is_some())
-                        .min_by_key(|&i| plan.health[i].breaker.retry_at);
-                    let retry_at = earliest.and_then(|i| plan.health[i].breaker.retry_at);
-                    if let Some(i) = earliest.filter(|_| self.panic_mode)
-                        && let Some(permit) = self.routes[i].health.admit(true)
-                    {
-                        let attempt = Attempt {
-                            route: i,
-                            reason: Reason::Panic,
-                            kind: AttemptKind::RouteCall,
-                            permit,
-                            deadline: self.attempt_deadline(
-                                Instant::now(),
-                                child.remaining(),
-                                &plan.health[i],
-                                None,
-                            ),
-                        };
-                        let result = self.attempt(attempt, input, &child).await;
-                        match &result {
-                            Ok(_) => self.annotate(span.as_ref(), Some((i, Reason::Panic)), 1),
-                            Err(_) => self.annotate(span.as_ref(), None, 1),
-                        }
-                        return result;
-                    }
-                    stopped = Some(NoAttempt::Cooling { retry_at });
-                }
-                self.annotate(span.as_ref(), None, failures.len());
-                Err(self.no_value(stopped, failures))
+                self.core.serve::<Calls>(input, &child).await
             })
             .await
     }
 }
 
-impl<I, O> RouterPrimitive<I, O> {
+/// Streams through the router: an attempt succeeds at its first chunk, and every
+/// fallback rule of calls applies until then. After it, a failure is final for the
+/// request: the body yields the error, the attempt is billed as an interrupted stream
+/// (its reported usage, else an estimate, marked so), and its route's health records it.
+/// Only routes given a stream ([`Route::stream_with`], [`Route::streaming`]) are tried.
+impl<I, O> tta_core::StreamPrimitive<I> for RouterPrimitive<I, O>
+where
+    I: Clone + Send + Sync + 'static,
+    O: tta_core::Streamable + Send + 'static,
+    O::Chunk: tta_core::ReportsUsage,
+{
+    type Chunk = O::Chunk;
+
+    fn name(&self) -> &str {
+        self.core.inst.name().as_str()
+    }
+
+    async fn stream(
+        &self,
+        input: I,
+        cx: &WorkflowContext,
+    ) -> Result<tta_core::Streamed<O::Chunk>, Error> {
+        self.core
+            .inst
+            .run_stream(cx, |child| async move {
+                self.core.serve::<Streams>(input, &child).await
+            })
+            .await
+    }
+}
+
+impl<I, O> Core<I, O>
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    /// The request loop of calls and streams alike: the plan, each attempt in order with
+    /// its fallbacks, panic mode, and the error of a request that got no value.
+    async fn serve<M: Mode<I, O>>(
+        self: &Arc<Self>,
+        input: I,
+        child: &WorkflowContext,
+    ) -> Result<M::Value, Error> {
+        let span = child.primitive_span();
+        if let Some(span) = &span {
+            span.set_attribute(KeyValue::new(
+                semconv::ATTR_STRATEGY,
+                self.strategy.as_str(),
+            ));
+        }
+        let plan = self.plan_for(&input, child, |i| M::serves(&self.routes[i]));
+        let mut queue: VecDeque<usize> = plan.order.iter().copied().collect();
+        let mut tried = vec![false; self.routes.len()];
+        let mut failures: Vec<AttemptError> = Vec::new();
+        let mut stopped: Option<NoAttempt> = None;
+        // After a context-length error: only routes with a larger window.
+        let mut min_window: Option<u64> = None;
+        while failures.len() < self.max_attempts {
+            let Some(i) = queue.pop_front() else { break };
+            if tried[i]
+                || min_window.is_some_and(|w| self.routes[i].context_window.is_none_or(|c| c <= w))
+            {
+                continue;
+            }
+            let remaining = child.remaining();
+            let health = &plan.health[i];
+            // No attempt starts that cannot finish: less than the minimum budget,
+            // or less than its own latency average.
+            if remaining.is_some_and(|left| {
+                left < self.min_budget || health.latency.is_some_and(|l| left < l)
+            }) {
+                stopped = Some(NoAttempt::OutOfTime);
+                continue;
+            }
+            // Cooling, or another caller holds its single probe: skip it.
+            let Some(permit) = self.routes[i].health.admit(false) else {
+                continue;
+            };
+            tried[i] = true;
+            stopped = None;
+            let first = failures.is_empty();
+            let reason = match (permit.is_probe(), first) {
+                (true, _) => Reason::Probe,
+                (false, true) if plan.admissible == 1 => Reason::OnlyCandidate,
+                (false, true) => Reason::Strategy,
+                (false, false) => Reason::Fallback,
+            };
+            let next = queue.iter().find(|&&j| !tried[j]).map(|&j| &plan.health[j]);
+            let attempt = Attempt {
+                route: i,
+                reason,
+                kind: if first {
+                    AttemptKind::RouteCall
+                } else {
+                    AttemptKind::Fallback
+                },
+                permit,
+                deadline: self.attempt_deadline(Instant::now(), remaining, health, next),
+            };
+            match M::attempt(self, attempt, input.clone(), child).await {
+                Ok(output) => {
+                    self.annotate(span.as_ref(), Some((i, reason)), failures.len() + 1);
+                    return Ok(output);
+                }
+                Err(e) => {
+                    let fall_back = self.falls_back(&e);
+                    let class = e.class();
+                    failures.push(AttemptError::new(self.routes[i].name.to_arc(), e.clone()));
+                    if !fall_back {
+                        self.annotate(span.as_ref(), None, failures.len());
+                        return Err(e);
+                    }
+                    if class == ErrorClass::ContextLength {
+                        match self.routes[i].context_window {
+                            Some(window) => {
+                                min_window = Some(min_window.map_or(window, |w| w.max(window)))
+                            }
+                            // Which routes are larger is unknown: the same prompt
+                            // would fail again.
+                            None => {
+                                self.annotate(span.as_ref(), None, failures.len());
+                                return Err(e);
+                            }
+                        }
+                    }
+                    // The failed route's declared fallbacks come next, in order.
+                    for &next in self.routes[i].fallbacks.iter().rev() {
+                        if !tried[next] {
+                            queue.push_front(next);
+                        }
+                    }
+                }
+            }
+        }
+        if failures.is_empty() && stopped.is_none() {
+            // Every route was cooling: panic mode tries the one that recovers first.
+            let earliest = plan
+                .order
+                .iter()
+                .copied()
+                .filter(|&i| plan.health[i].breaker.retry_at.is_some())
+                .min_by_key(|&i| plan.health[i].breaker.retry_at);
+            let retry_at = earliest.and_then(|i| plan.health[i].breaker.retry_at);
+            if let Some(i) = earliest.filter(|_| self.panic_mode)
+                && let Some(permit) = self.routes[i].health.admit(true)
+            {
+                let attempt = Attempt {
+                    route: i,
+                    reason: Reason::Panic,
+                    kind: AttemptKind::RouteCall,
+                    permit,
+                    deadline: self.attempt_deadline(
+                        Instant::now(),
+                        child.remaining(),
+                        &plan.health[i],
+                        None,
+                    ),
+                };
+                let result = M::attempt(self, attempt, input, child).await;
+                match &result {
+                    Ok(_) => self.annotate(span.as_ref(), Some((i, Reason::Panic)), 1),
+                    Err(_) => self.annotate(span.as_ref(), None, 1),
+                }
+                return result;
+            }
+            stopped = Some(NoAttempt::Cooling { retry_at });
+        }
+        self.annotate(span.as_ref(), None, failures.len());
+        Err(self.no_value(stopped, failures))
+    }
+}
+
+impl<I, O> Core<I, O> {
     /// The request's span attributes once it is settled.
     fn annotate(
         &self,

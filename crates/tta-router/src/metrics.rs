@@ -48,6 +48,8 @@ struct RouteRecorders {
     gen_ai_ok: BoundHistogram<f64>,
     tokens: [BoundHistogram<u64>; 2],
     state: BoundGauge<u64>,
+    ttft: BoundHistogram<f64>,
+    per_chunk: BoundHistogram<f64>,
 }
 
 pub(crate) struct RouterMetrics {
@@ -114,6 +116,20 @@ impl RouterMetrics {
             .with_unit("{token}")
             .with_boundaries(gen_ai::TOKEN_BUCKETS.to_vec())
             .build();
+        let ttft = meter
+            .f64_histogram(gen_ai::CLIENT_TIME_TO_FIRST_CHUNK)
+            .with_description("Time to the first chunk of a streamed GenAI operation.")
+            .with_unit("s")
+            .with_boundaries(gen_ai::DURATION_BUCKETS.to_vec())
+            .build();
+        let per_chunk = meter
+            .f64_histogram(gen_ai::CLIENT_TIME_PER_OUTPUT_CHUNK)
+            .with_description(
+                "Time per output chunk after the first, of a streamed GenAI operation.",
+            )
+            .with_unit("s")
+            .with_boundaries(gen_ai::CHUNK_BUCKETS.to_vec())
+            .build();
         let routes = routes
             .iter()
             .map(|r| {
@@ -170,6 +186,8 @@ impl RouterMetrics {
                         })
                         .collect(),
                     state: BoundGauge::new(&state, &router_route),
+                    ttft: BoundHistogram::new(&ttft, &gen_ai),
+                    per_chunk: BoundHistogram::new(&per_chunk, &gen_ai),
                     cost: BoundCounter::new(&cost, &router_route),
                     gen_ai_ok: BoundHistogram::new(&gen_ai_duration, &gen_ai),
                     tokens: ["input", "output"].map(|t| {
@@ -226,6 +244,14 @@ impl RouterMetrics {
                 recorders.gen_ai_failed[class.index()].record(took.as_secs_f64());
             }
         }
+    }
+
+    pub(crate) fn first_chunk(&self, route: usize, ttft: Duration) {
+        self.routes[route].ttft.record(ttft.as_secs_f64());
+    }
+
+    pub(crate) fn per_chunk(&self, route: usize, took: Duration) {
+        self.routes[route].per_chunk.record(took.as_secs_f64());
     }
 
     pub(crate) fn usage(&self, route: usize, usage: TokenUsage) {

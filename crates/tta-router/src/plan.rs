@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tta_core::{TokenUsage, Usd, WorkflowContext};
 
 use crate::health::HealthSnapshot;
-use crate::{RouteStats, RouterPrimitive, UnknownRoute, semconv};
+use crate::{Core, RouteStats, UnknownRoute, semconv};
 
 /// Token usage assumed for expected costs before any call reported its usage.
 const DEFAULT_USAGE: (f64, f64) = (1_000.0, 1_000.0);
@@ -24,7 +24,7 @@ pub(crate) struct Plan {
     pub(crate) admissible: usize,
 }
 
-impl<I, O> RouterPrimitive<I, O> {
+impl<I, O> Core<I, O> {
     /// Every route's statistics and health now, read once per route.
     pub(crate) fn snapshot(&self) -> (Vec<RouteStats>, Vec<HealthSnapshot>) {
         let usage = self.expected_usage();
@@ -53,7 +53,13 @@ impl<I, O> RouterPrimitive<I, O> {
     /// The order for a request: the route function's when it has one and names only
     /// known routes, else the strategy's. Cooling routes stay in the order (the request
     /// loop skips them, and panic mode needs them).
-    pub(crate) fn plan_for(&self, input: &I, cx: &WorkflowContext) -> Plan {
+    /// Only the routes `serves` accepts are planned (a stream needs routes that stream).
+    pub(crate) fn plan_for(
+        &self,
+        input: &I,
+        cx: &WorkflowContext,
+        serves: impl Fn(usize) -> bool,
+    ) -> Plan {
         let (stats, health) = self.snapshot();
         let chosen = self.route_fn.as_ref().and_then(|route_fn| {
             match self.resolve(route_fn, input, cx, &stats) {
@@ -71,7 +77,9 @@ impl<I, O> RouterPrimitive<I, O> {
                 }
             }
         });
-        let order = chosen.unwrap_or_else(|| self.strategy.rank(&stats, cx.remaining(), &self.rng));
+        let mut order =
+            chosen.unwrap_or_else(|| self.strategy.rank(&stats, cx.remaining(), &self.rng));
+        order.retain(|&i| serves(i));
         let admissible = order.iter().filter(|&&i| health[i].breaker.admits).count();
         Plan {
             order,

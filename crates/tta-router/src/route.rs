@@ -1,6 +1,10 @@
 //! A route: a named, priced primitive, with the provider and model it calls.
 
-use tta_core::{BoxPrimitive, TokenUsage, Usd, WorkflowPrimitive};
+use std::sync::Arc;
+
+use tta_core::{BoxPrimitive, StreamPrimitive, Streamable, TokenUsage, Usd, WorkflowPrimitive};
+
+use crate::attempt::{RouteStream, StreamOf};
 
 /// What a route charges. Prices are validated when the router is built (finite,
 /// non-negative).
@@ -143,6 +147,7 @@ pub struct Route<I, O> {
     pub(crate) weight: f64,
     pub(crate) fallbacks: Vec<String>,
     pub(crate) context_window: Option<u64>,
+    pub(crate) stream: Option<Arc<dyn RouteStream<I, O>>>,
 }
 
 impl<I, O> Route<I, O> {
@@ -166,7 +171,65 @@ impl<I, O> Route<I, O> {
             weight: 1.0,
             fallbacks: Vec::new(),
             context_window: None,
+            stream: None,
         }
+    }
+
+    /// A route that calls and streams with `primitive` (a provider client does both).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use tta_core::{Error, StreamPrimitive, Streamable, Streamed, WorkflowContext, WorkflowPrimitive};
+    /// use tta_router::{Route, RouterPrimitive};
+    ///
+    /// /// Answers with the question, in one call or word by word.
+    /// #[derive(Clone)]
+    /// struct Echo;
+    /// impl WorkflowPrimitive<String> for Echo {
+    ///     type Output = String;
+    ///     fn name(&self) -> &str { "echo" }
+    ///     async fn execute(&self, q: String, _: &WorkflowContext) -> Result<String, Error> { Ok(q) }
+    /// }
+    /// impl StreamPrimitive<String> for Echo {
+    ///     type Chunk = String;
+    ///     fn name(&self) -> &str { "echo" }
+    ///     async fn stream(&self, q: String, _: &WorkflowContext) -> Result<Streamed<String>, Error> {
+    ///         let words: Vec<_> = q.split(' ').map(|w| Ok(w.to_owned())).collect();
+    ///         tta_core::first_chunk(futures_util::stream::iter(words)).await
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = RouterPrimitive::builder().route(Route::streaming("echo", Echo)).build()?;
+    /// let cx = WorkflowContext::new();
+    /// assert_eq!(router.execute("a b".into(), &cx).await?, "a b");
+    /// let words: Vec<String> = router.stream("a b".into(), &cx).await?.map(Result::unwrap).collect().await;
+    /// assert_eq!(words, ["a", "b"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn streaming<P>(name: &str, primitive: P) -> Self
+    where
+        P: WorkflowPrimitive<I, Output = O>
+            + StreamPrimitive<I, Chunk = O::Chunk>
+            + Clone
+            + 'static,
+        O: Streamable + 'static,
+        I: Send + 'static,
+    {
+        Self::new(name, primitive.clone()).stream_with(primitive)
+    }
+
+    /// Streams with `primitive` (the route calls with the one given to [`Route::new`]).
+    pub fn stream_with<P>(mut self, primitive: P) -> Self
+    where
+        P: StreamPrimitive<I, Chunk = O::Chunk> + 'static,
+        O: Streamable + 'static,
+        I: 'static,
+    {
+        self.stream = Some(Arc::new(StreamOf(primitive)));
+        self
     }
 
     /// The route's name.
@@ -225,6 +288,7 @@ impl<I, O> std::fmt::Debug for Route<I, O> {
             .field("price", &self.price)
             .field("weight", &self.weight)
             .field("context_window", &self.context_window)
+            .field("streams", &self.stream.is_some())
             .field("fallbacks", &self.fallbacks)
             .finish_non_exhaustive()
     }

@@ -39,6 +39,8 @@ pub const ATTR_REASON: &str = "tta.router.reason";
 pub const ATTR_ATTEMPTS: &str = "tta.router.attempts";
 /// Span attribute: the attempt's cost in USD.
 pub const ATTR_COST: &str = "tta.router.cost_usd";
+/// Span attribute: a streamed attempt's time to its first chunk, seconds.
+pub const ATTR_TTFT: &str = "tta.router.time_to_first_chunk_s";
 /// Span attribute: the error class of a failed attempt.
 pub const ATTR_ERROR_CLASS: &str = "tta.router.error_class";
 /// Span event: the input-aware route function named a route the router does not have.

@@ -6,6 +6,7 @@ mod classes;
 mod fallback;
 mod health;
 mod strategies;
+mod streams;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
