@@ -273,17 +273,19 @@ impl<S: CacheStore, K> CacheLayer<S, K> {
     fn wrap<P>(self, inner: P) -> CachePrimitive<P, S, K> {
         let store = &self.config.store;
         CachePrimitive {
-            metrics: CacheMetrics::new(
-                &self.name,
-                store.kind(),
-                store.breaker_state().is_some(),
-                &self.telemetry,
-            )
-            .initialize(),
+            metrics: Arc::new(
+                CacheMetrics::new(
+                    &self.name,
+                    store.kind(),
+                    store.breaker_state().is_some(),
+                    &self.telemetry,
+                )
+                .initialize(),
+            ),
             inst: tta_core::Instrumentation::new("cache", self.name, &self.telemetry),
             inner,
-            config: self.config,
-            flights: Flights::new(),
+            config: Arc::new(self.config),
+            flights: Arc::new(Flights::new()),
         }
     }
 }

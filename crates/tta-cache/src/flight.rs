@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 use tta_core::Error;
@@ -33,17 +33,18 @@ pub(crate) struct Flights {
 }
 
 /// The caller's part in a flight.
-pub(crate) enum Role<'a, O> {
+pub(crate) enum Role<O> {
     /// Runs the fill and publishes the outcome.
-    Leader(Leader<'a, O>),
+    Leader(Leader<O>),
     /// Waits for the leader's outcome.
     Follower(Channel<O>),
 }
 
 /// The leader's claim on a key. Dropping it (finished or cancelled) releases the key;
 /// followers of a leader dropped before publishing see the channel close and claim again.
-pub(crate) struct Leader<'a, O> {
-    flights: &'a Flights,
+/// It owns its share of the flights, so a stream's fill can keep it until its body ends.
+pub(crate) struct Leader<O> {
+    flights: Arc<Flights>,
     key: FlightKey,
     id: u64,
     tx: watch::Sender<Option<Outcome<O>>>,
@@ -64,7 +65,7 @@ impl Flights {
     }
 
     /// Claims `key` for an output of type `O`, or joins the flight already filling it.
-    pub(crate) fn join<O: Send + Sync + 'static>(&self, key: &[u8; 32]) -> Role<'_, O> {
+    pub(crate) fn join<O: Send + Sync + 'static>(self: &Arc<Self>, key: &[u8; 32]) -> Role<O> {
         let key = (TypeId::of::<O>(), *key);
         let mut map = self.map();
         if let Some(channel) = map
@@ -83,7 +84,7 @@ impl Flights {
             },
         );
         Role::Leader(Leader {
-            flights: self,
+            flights: Arc::clone(self),
             key,
             id,
             tx,
@@ -103,7 +104,7 @@ impl Flights {
     }
 }
 
-impl<O> Leader<'_, O> {
+impl<O> Leader<O> {
     /// Hands the value to every follower, present and future, until the leader drops
     /// (a caller that joins meanwhile gets it without a fill).
     pub(crate) fn publish(&self, value: O, cost: FillCost) {
@@ -118,7 +119,7 @@ impl<O> Leader<'_, O> {
     }
 }
 
-impl<O> Drop for Leader<'_, O> {
+impl<O> Drop for Leader<O> {
     fn drop(&mut self) {
         self.flights.release(&self.key, self.id);
     }

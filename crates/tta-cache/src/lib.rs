@@ -56,6 +56,7 @@ mod key;
 mod metrics;
 pub mod semconv;
 mod store;
+mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -120,7 +121,7 @@ where
 }
 
 /// What a store lookup found.
-enum Lookup<O> {
+pub(crate) enum Lookup<O> {
     Hit(O, FillCost),
     /// No entry.
     Miss,
@@ -145,17 +146,18 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Cacheable 
 /// How many times one request takes a failed fill over (after a retryable error of the
 /// leader) before it shares the error: one blip does not fail every waiter, and a
 /// provider that keeps failing is not called once per waiter.
-const MAX_TAKEOVERS: u32 = 2;
+pub(crate) const MAX_TAKEOVERS: u32 = 2;
 
 /// Caches the outputs of a primitive; see the [crate docs](crate).
 ///
 /// Build it with [`CachePrimitive::builder`].
 pub struct CachePrimitive<P, S = MemoryStore, K = SerializedInput> {
     inner: P,
-    config: CacheConfig<S, K>,
-    flights: Flights,
+    /// Shared with the bodies of streamed fills, which store their chunks at the end.
+    config: Arc<CacheConfig<S, K>>,
+    flights: Arc<Flights>,
     inst: Instrumentation,
-    metrics: CacheMetrics,
+    metrics: Arc<CacheMetrics>,
 }
 
 impl<P> CachePrimitive<P> {
@@ -332,7 +334,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
     /// followers, and stores the value unless the store failed this request's lookup.
     async fn lead<I>(
         &self,
-        leader: Leader<'_, P::Output>,
+        leader: Leader<P::Output>,
         key: &CacheKey,
         input: I,
         cx: &WorkflowContext,

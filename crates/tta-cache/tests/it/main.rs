@@ -4,6 +4,7 @@
 mod memory;
 mod redis;
 mod single_flight;
+mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,285 @@
+//! Streams through the cache: a miss tees the live body to every coalesced caller, a
+//! clean end is stored and replayed, a cut or abandoned fill stores nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tta_cache::CachePrimitive;
+use tta_core::{
+    AttemptKind, CostEntry, Error, ErrorClass, FnPrimitive, StreamPrimitive, Telemetry,
+    WorkflowContext,
+};
+
+use crate::{CALL_USAGE, call_cost, count, pipeline};
+
+/// Counts the provider streams that were dropped.
+#[derive(Clone, Default)]
+struct Drops(Arc<AtomicUsize>);
+
+struct DropGuard(Arc<AtomicUsize>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A provider streaming `n` words 10 ms apart; cut (an error after `cut` words) when set.
+/// It bills its usage when its stream ends cleanly, as a router's body does.
+fn words(
+    t: &Telemetry,
+    calls: &Arc<AtomicUsize>,
+    drops: &Drops,
+    n: usize,
+    cut: Option<usize>,
+) -> impl StreamPrimitive<String, Chunk = String> + use<> {
+    let (calls, drops) = (Arc::clone(calls), drops.clone());
+    FnPrimitive::stream_builder(move |q: String, cx: WorkflowContext| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let guard = DropGuard(Arc::clone(&drops.0));
+        async move {
+            Ok(futures_util::stream::unfold(0usize, move |i| {
+                let (q, cx, _guard) = (q.clone(), cx.clone(), &guard);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if cut == Some(i) {
+                        return Some((
+                            Err(Error::msg("reset").with_class(ErrorClass::Unavailable)),
+                            usize::MAX,
+                        ));
+                    }
+                    if i >= n {
+                        if i == n {
+                            cx.ledger().record(CostEntry::spent(
+                                AttemptKind::RouteCall,
+                                "llm",
+                                CALL_USAGE,
+                                call_cost(),
+                            ));
+                        }
+                        return None;
+                    }
+                    Some((Ok(format!("{q}-{i}")), i + 1))
+                }
+            }))
+        }
+    })
+    .name("provider")
+    .telemetry(t)
+    .build()
+    .unwrap()
+}
+
+fn expected(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("q-{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_streams_share_one_fill_live_and_a_hit_replays_it() {
+    let (tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cache = Arc::new(
+        CachePrimitive::builder(words(&t, &calls, &drops, 20, None))
+            .telemetry(&t)
+            .build()
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                let cx = WorkflowContext::new();
+                let chunks: Vec<String> = cache
+                    .stream("q".into(), &cx)
+                    .await
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+                    .await;
+                (chunks, cx.ledger().totals())
+            })
+        })
+        .collect();
+    let mut spent_total = tta_core::Usd::ZERO;
+    let mut saved_total = tta_core::Usd::ZERO;
+    for task in tasks {
+        let (chunks, totals) = task.await.unwrap();
+        assert_eq!(
+            chunks,
+            expected(20),
+            "every chunk, in order, for every consumer"
+        );
+        spent_total += totals.spent;
+        saved_total += totals.saved;
+    }
+    assert_eq!(
+        count(&calls),
+        1,
+        "one provider stream for a hundred callers"
+    );
+    assert_eq!(spent_total, call_cost(), "the fill is billed once");
+    assert_eq!(
+        saved_total.picos(),
+        call_cost().picos() * 99,
+        "each of the 99 followers saved what the fill cost"
+    );
+    assert_eq!(cache.stats().coalesced, 99);
+    // Let the store write land, then a hit replays exactly the same chunks.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        cache.fills_in_flight(),
+        0,
+        "the flight is released once stored"
+    );
+    let cx = WorkflowContext::new();
+    let replayed: Vec<String> = cache
+        .stream("q".into(), &cx)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(replayed, expected(20));
+    assert_eq!(count(&calls), 1, "a hit, not a fill");
+    assert_eq!(cx.ledger().totals().saved, call_cost());
+    assert_eq!(tt.counter("tta.cache.hits", &[("cache", "cache")]), 100.0);
+    assert_eq!(
+        cache.stats().hits,
+        100,
+        "99 coalesced followers and one hit"
+    );
+    assert_eq!(
+        drops.0.load(Ordering::SeqCst),
+        1,
+        "the one provider stream ended and was dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leaders_caller_drops_the_waiters_still_get_the_whole_stream_and_it_is_stored() {
+    let (_tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cache = Arc::new(
+        CachePrimitive::builder(words(&t, &calls, &drops, 10, None))
+            .telemetry(&t)
+            .build()
+            .unwrap(),
+    );
+    let mut leader = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    let follower = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move {
+            let s = cache
+                .stream("q".into(), &WorkflowContext::new())
+                .await
+                .unwrap();
+            s.map(Result::unwrap).collect::<Vec<String>>().await
+        })
+    };
+    leader.next().await.unwrap().unwrap();
+    leader.next().await.unwrap().unwrap();
+    drop(leader);
+    assert_eq!(
+        follower.await.unwrap(),
+        expected(10),
+        "the waiter drove the fill to its end"
+    );
+    assert_eq!(count(&calls), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let replay: Vec<String> = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(replay, expected(10), "stored after a clean end");
+    assert_eq!(count(&calls), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_consumer_drops_the_fill_is_cancelled_and_nothing_is_stored() {
+    let (_tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cache = CachePrimitive::builder(words(&t, &calls, &drops, 1_000, None))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let mut a = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    let mut b = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    a.next().await.unwrap().unwrap();
+    b.next().await.unwrap().unwrap();
+    assert_eq!(drops.0.load(Ordering::SeqCst), 0);
+    drop(a);
+    assert_eq!(
+        drops.0.load(Ordering::SeqCst),
+        0,
+        "one consumer remains: the fill runs"
+    );
+    drop(b);
+    assert_eq!(
+        drops.0.load(Ordering::SeqCst),
+        1,
+        "the provider's stream is dropped"
+    );
+    assert_eq!(cache.fills_in_flight(), 0);
+    // Nothing was stored: the next request fills again.
+    let _ = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    assert_eq!(count(&calls), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_reaches_every_consumer_as_an_error_and_is_not_stored() {
+    let (_tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cache = Arc::new(
+        CachePrimitive::builder(words(&t, &calls, &drops, 10, Some(5)))
+            .telemetry(&t)
+            .build()
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                let items: Vec<_> = cache
+                    .stream("q".into(), &WorkflowContext::new())
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await;
+                items
+            })
+        })
+        .collect();
+    for task in tasks {
+        let items = task.await.unwrap();
+        assert_eq!(items.len(), 6, "five chunks, then the error");
+        assert!(
+            items[5]
+                .as_ref()
+                .is_err_and(|e| e.class() == ErrorClass::Unavailable)
+        );
+    }
+    assert_eq!(count(&calls), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = cache
+        .stream("q".into(), &WorkflowContext::new())
+        .await
+        .unwrap();
+    assert_eq!(count(&calls), 2, "the cut stream was not stored");
+}
