@@ -9,6 +9,7 @@ mod deadlines;
 mod load;
 mod provider_faults;
 mod redis_faults;
+mod streams;
 
 /// Counts live heap bytes, so the leak tests can prove memory returns to its baseline.
 #[global_allocator]
