@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
 use crate::{
-    BoxError, Error, Instrumentation, Layer, PrimitiveBuilder, Telemetry, WorkflowContext,
-    WorkflowPrimitive,
+    BoxError, Error, Instrumentation, Layer, PrimitiveBuilder, StreamPrimitive, Streamed,
+    Telemetry, WorkflowContext, WorkflowPrimitive,
 };
 
 /// A primitive as a `tower::Service<I>`: each call runs in a child scope of a base
@@ -27,18 +27,46 @@ use crate::{
 /// assert_eq!(svc.oneshot(1).await.unwrap(), 2);
 /// # }
 /// ```
-pub struct PrimitiveService<P> {
+pub struct PrimitiveService<P>(Served<P>);
+
+/// What a service over a primitive holds: the primitive, and the context its calls run
+/// in a child scope of.
+struct Served<P> {
     primitive: Arc<P>,
     base: Option<WorkflowContext>,
+}
+
+impl<P> Served<P> {
+    fn new(primitive: P) -> Self {
+        Self {
+            primitive: Arc::new(primitive),
+            base: None,
+        }
+    }
+
+    /// The primitive and the context of one call.
+    fn call(&self) -> (Arc<P>, WorkflowContext) {
+        let cx = match &self.base {
+            Some(base) => base.child_scope(),
+            None => WorkflowContext::new(),
+        };
+        (Arc::clone(&self.primitive), cx)
+    }
+}
+
+impl<P> Clone for Served<P> {
+    fn clone(&self) -> Self {
+        Self {
+            primitive: Arc::clone(&self.primitive),
+            base: self.base.clone(),
+        }
+    }
 }
 
 impl<P> PrimitiveService<P> {
     /// Serves `primitive`, each call in a fresh root context.
     pub fn new(primitive: P) -> Self {
-        Self {
-            primitive: Arc::new(primitive),
-            base: None,
-        }
+        Self(Served::new(primitive))
     }
 
     /// Runs every call in a child scope of `cx` (sharing its ids, ledger and deadline).
@@ -59,17 +87,14 @@ impl<P> PrimitiveService<P> {
     /// # }
     /// ```
     pub fn with_context(mut self, cx: WorkflowContext) -> Self {
-        self.base = Some(cx);
+        self.0.base = Some(cx);
         self
     }
 }
 
 impl<P> Clone for PrimitiveService<P> {
     fn clone(&self) -> Self {
-        Self {
-            primitive: Arc::clone(&self.primitive),
-            base: self.base.clone(),
-        }
+        Self(self.0.clone())
     }
 }
 
@@ -93,12 +118,75 @@ where
     }
 
     fn call(&mut self, input: I) -> Self::Future {
-        let primitive = Arc::clone(&self.primitive);
-        let cx = match &self.base {
-            Some(base) => base.child_scope(),
-            None => WorkflowContext::new(),
-        };
+        let (primitive, cx) = self.0.call();
         Box::pin(async move { primitive.execute(input, &cx).await })
+    }
+}
+
+/// A streaming primitive as a `tower::Service<I>` whose response is the stream: the
+/// response future resolves at the first chunk (as [`StreamPrimitive::stream`] does),
+/// and the body follows. Each call runs in a child scope of a base context, as
+/// [`PrimitiveService`] does.
+///
+/// # Examples
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use tower::ServiceExt;
+/// use tta_core::{from_stream_fn, tower::StreamService, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let svc = StreamService::new(from_stream_fn(|n: u8, _| async move {
+///     Ok(futures_util::stream::iter((0..n).map(Ok::<_, Error>)))
+/// }));
+/// let chunks: Vec<u8> = svc.oneshot(3).await.unwrap().map(Result::unwrap).collect().await;
+/// assert_eq!(chunks, [0, 1, 2]);
+/// # }
+/// ```
+pub struct StreamService<P>(Served<P>);
+
+impl<P> StreamService<P> {
+    /// Serves `primitive`'s streams, each call in a fresh root context.
+    pub fn new(primitive: P) -> Self {
+        Self(Served::new(primitive))
+    }
+
+    /// Runs every call in a child scope of `cx`.
+    #[must_use]
+    pub fn with_context(mut self, cx: WorkflowContext) -> Self {
+        self.0.base = Some(cx);
+        self
+    }
+}
+
+impl<P> Clone for StreamService<P> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<P> std::fmt::Debug for StreamService<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamService").finish_non_exhaustive()
+    }
+}
+
+impl<P, I> Service<I> for StreamService<P>
+where
+    P: StreamPrimitive<I> + 'static,
+    I: Send + 'static,
+{
+    type Response = Streamed<P::Chunk>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Streamed<P::Chunk>, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, input: I) -> Self::Future {
+        let (primitive, cx) = self.0.call();
+        Box::pin(async move { primitive.stream(input, &cx).await })
     }
 }
 

@@ -119,9 +119,9 @@ pub mod router {
 /// What a typical program imports: `use tta_observability_integration::prelude::*;`.
 pub mod prelude {
     pub use tta_core::{
-        BoxPrimitive, Error, ErrorClass, ErrorKind, Flow, Layer, ReportsUsage, Stack, TokenUsage,
-        Usd, WorkflowContext, WorkflowPrimitive, WorkflowPrimitiveExt, from_fn, from_sync_fn,
-        parallel,
+        BoxPrimitive, Error, ErrorClass, ErrorKind, Flow, Layer, OneChunk, ReportsUsage, Stack,
+        StreamPrimitive, Streamable, Streamed, TokenUsage, Usd, WorkflowContext,
+        WorkflowPrimitive, WorkflowPrimitiveExt, from_fn, from_stream_fn, from_sync_fn, parallel,
     };
 
     #[cfg(feature = "cache")]
@@ -136,3 +136,8 @@ pub mod prelude {
 #[cfg(all(feature = "full", doctest))]
 #[doc = include_str!("../../../README.md")]
 mod readme {}
+
+/// This crate's README (its streaming example), compiled as a doctest so it stays true.
+#[cfg(all(feature = "full", doctest))]
+#[doc = include_str!("../README.md")]
+mod facade_readme {}
