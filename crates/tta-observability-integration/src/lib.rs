@@ -120,8 +120,8 @@ pub mod router {
 pub mod prelude {
     pub use tta_core::{
         BoxPrimitive, Error, ErrorClass, ErrorKind, Flow, Layer, OneChunk, ReportsUsage, Stack,
-        StreamPrimitive, Streamable, Streamed, TokenUsage, Usd, WorkflowContext,
-        WorkflowPrimitive, WorkflowPrimitiveExt, from_fn, from_stream_fn, from_sync_fn, parallel,
+        StreamPrimitive, Streamable, Streamed, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive,
+        WorkflowPrimitiveExt, from_fn, from_stream_fn, from_sync_fn, parallel,
     };
 
     #[cfg(feature = "cache")]
