@@ -84,7 +84,7 @@ fn stream(c: &mut Criterion) {
             chunks,
             |chunks| async move {
                 futures_util::stream::iter(chunks)
-                    .map(|c| black_box(c))
+                    .map(black_box)
                     .count()
                     .await
             },
