@@ -8,27 +8,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{ServiceBuilder, ServiceExt};
 use tta_benches::MokaCacheLayer;
-use tta_observability_integration::apm::{self, ApmConfig};
 use tta_observability_integration::cache::CachePrimitive;
 use tta_observability_integration::router::{Price, Route, RouterPrimitive};
 use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 fn overhead(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let _guard = rt.block_on(async {
-        apm::init(
-            ApmConfig::builder("bench")
-                .metrics_addr("127.0.0.1:0")
-                .build()
-                .expect("a valid config"),
-        )
-        .expect("telemetry installs")
-    });
+    let (rt, _guard) = tta_benches::runtime_with_telemetry();
     let mut group = c.benchmark_group("overhead");
 
     let bare = |x: u64| async move { x };

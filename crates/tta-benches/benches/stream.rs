@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use tta_observability_integration::apm::{self, ApmConfig};
 use tta_observability_integration::cache::CacheLayer;
 use tta_observability_integration::router::{Route, RouterPrimitive};
 use tta_observability_integration::timeout::TimeoutLayer;
@@ -45,20 +44,7 @@ fn chunks() -> Vec<Result<Token, Error>> {
 }
 
 fn stream(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let _guard = rt.block_on(async {
-        apm::init(
-            ApmConfig::builder("bench")
-                .metrics_addr("127.0.0.1:0")
-                .build()
-                .expect("a valid config"),
-        )
-        .expect("telemetry installs")
-    });
+    let (rt, _guard) = tta_benches::runtime_with_telemetry();
     let provider =
         from_stream_fn(|_q: String, _| async move { Ok(futures_util::stream::iter(chunks())) });
     let call = from_fn(|q: String, _| async move { Ok::<_, Error>(Answer(q)) });

@@ -12,6 +12,8 @@
 //! - `redis/raw_fred_get` and `redis/cache_hit`: one GET by fred alone vs a Redis cache
 //!   hit through `CachePrimitive`, against a local `redis-server` the bench starts.
 //! - `timeout/tokio` and `timeout/tta`; `router/decide/<strategy>` over 10 routes.
+//! - `stream/bare_iter` and `stream/stack_miss`: 256 in-memory chunks from a bare stream,
+//!   and through a timeout around a cache around a router; `stream_first_chunk/hit`.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -19,6 +21,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
+use tta_observability_integration::apm::{self, ApmConfig, ApmGuard};
+
+/// A one-worker tokio runtime with telemetry installed as an application would
+/// (`tta_apm::init`: the SDK meter provider with a Prometheus reader, on a free port).
+/// Keep the guard for the bench's duration.
+pub fn runtime_with_telemetry() -> (tokio::runtime::Runtime, ApmGuard) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let guard = rt.block_on(async {
+        apm::init(
+            ApmConfig::builder("bench")
+                .metrics_addr("127.0.0.1:0")
+                .build()
+                .expect("a valid config"),
+        )
+        .expect("telemetry installs")
+    });
+    (rt, guard)
+}
 
 /// The peer baseline's cache: a tower layer answering from a moka cache, filling it on a
 /// miss. (tower has no cache layer of its own.)

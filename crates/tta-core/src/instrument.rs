@@ -249,21 +249,29 @@ impl Instrumentation {
     {
         tokio::task::coop::consume_budget().await;
         let exec = self.start(cx);
-        let token = exec.context().cancellation_token();
-        let result = if token.is_cancelled() {
-            Err(self.core.cancelled())
-        } else {
-            let work = pin!(f(exec.context().clone()));
-            let cancelled = pin!(token.cancelled());
-            // `select` polls the work first, so a ready result wins over a cancellation
-            // that arrives in the same poll.
-            match select(work, cancelled).await {
-                Either::Left((result, _)) => result,
-                Either::Right(((), _)) => Err(self.core.cancelled()),
-            }
-        };
+        let result = self.until_cancelled(&exec, f).await;
         exec.finish(Outcome::of(&result));
         result
+    }
+
+    /// Runs `f` on the execution's child context until the context is cancelled.
+    async fn until_cancelled<T, F, Fut>(&self, exec: &Execution<'_>, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(WorkflowContext) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let token = exec.context().cancellation_token();
+        if token.is_cancelled() {
+            return Err(self.core.cancelled());
+        }
+        let work = pin!(f(exec.context().clone()));
+        let cancelled = pin!(token.cancelled());
+        // `select` polls the work first, so a ready result wins over a cancellation that
+        // arrives in the same poll.
+        match select(work, cancelled).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(self.core.cancelled()),
+        }
     }
 }
 
@@ -290,18 +298,7 @@ impl Instrumentation {
     {
         tokio::task::coop::consume_budget().await;
         let exec = self.start(cx);
-        let token = exec.context().cancellation_token();
-        let head = if token.is_cancelled() {
-            Err(self.core.cancelled())
-        } else {
-            let work = pin!(f(exec.context().clone()));
-            let cancelled = pin!(token.cancelled());
-            match select(work, cancelled).await {
-                Either::Left((head, _)) => head,
-                Either::Right(((), _)) => Err(self.core.cancelled()),
-            }
-        };
-        let streamed = match head {
+        let streamed = match self.until_cancelled(&exec, f).await {
             Ok(streamed) => streamed,
             Err(e) => {
                 exec.finish(Outcome::of::<()>(&Err(e.clone())));
@@ -311,7 +308,11 @@ impl Instrumentation {
         if let Some(span) = exec.context().primitive_span() {
             span.add_event(semconv::EVENT_FIRST_CHUNK, vec![]);
         }
-        let cancelled = token.clone().cancelled_owned();
+        let cancelled = exec
+            .context()
+            .cancellation_token()
+            .clone()
+            .cancelled_owned();
         let exec = exec.into_owned();
         Ok(streamed.map_body(move |body| InstrumentedBody {
             body,
