@@ -119,7 +119,7 @@ async fn unavailable_auth_and_rate_limited_fall_back_and_count_against_health() 
         ErrorClass::Auth,
         ErrorClass::RateLimited { retry_after: None },
     ] {
-        let (_tt, t) = pipeline();
+        let (tt, t) = pipeline();
         let primary = Provider::new("primary", fails_with(class));
         let backup = Provider::new("backup", ok_after(10));
         let r = router(&t)
@@ -137,6 +137,17 @@ async fn unavailable_auth_and_rate_limited_fall_back_and_count_against_health() 
         let expected = if class == ErrorClass::Auth { 1 } else { 2 };
         assert_eq!(primary.calls(), expected, "{class}: cooled");
         assert!(r.stats()[0].cooling);
+        let state = |route| {
+            tt.counter(
+                "tta.router.route.state",
+                &[("router", "llm"), ("route", route)],
+            )
+        };
+        assert_eq!(
+            (state("primary"), state("backup")),
+            (1.0, 0.0),
+            "open, closed"
+        );
     }
 }
 
