@@ -101,6 +101,14 @@ pub trait ReportsUsage {
     }
 }
 
+/// Plain text reports no usage: a router bills a stream of strings by its estimate (one
+/// output token per chunk) and a string answer at its route's per-call price.
+impl ReportsUsage for String {
+    fn token_usage(&self) -> Option<TokenUsage> {
+        None
+    }
+}
+
 /// An amount of US dollars, held as whole pico-dollars (10^-12 USD) so that sums are exact.
 ///
 /// The range is 0 to about 18.4 million dollars; arithmetic saturates instead of wrapping.

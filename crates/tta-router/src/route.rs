@@ -181,7 +181,7 @@ impl<I, O> Route<I, O> {
     ///
     /// ```
     /// use futures_util::StreamExt;
-    /// use tta_core::{Error, StreamPrimitive, Streamable, Streamed, WorkflowContext, WorkflowPrimitive};
+    /// use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
     /// use tta_router::{Route, RouterPrimitive};
     ///
     /// /// Answers with the question, in one call or word by word.
