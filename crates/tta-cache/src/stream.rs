@@ -32,7 +32,9 @@ const STREAM_KEY_MARK: &[u8] = b"\0tta.stream\0";
 /// What a stream's single flight hands its followers: the leader's tee, while it lives.
 type TeeHandle<C> = Weak<Tee<C>>;
 
-/// A streamed execution through the cache. See the [module docs](self).
+/// A streamed execution through the cache: a miss tees the live body to its caller and
+/// to every coalesced caller of the key; the chunk list is stored only after a clean end;
+/// a hit replays it. The fill runs while one of its consumers remains.
 impl<I, P, S, K> StreamPrimitive<I> for CachePrimitive<P, S, K>
 where
     P: StreamPrimitive<I>,
