@@ -109,12 +109,23 @@ impl<C> std::fmt::Debug for Streamed<C> {
 /// # Examples
 ///
 /// ```
+/// use tta_core::Streamable;
+///
+/// /// A chat completion, whole.
 /// struct Completion { text: String }
+/// /// One delta of it, as streamed.
 /// struct Delta { text: String }
-/// impl tta_core::Streamable for Completion {
+///
+/// impl Streamable for Completion {
 ///     type Chunk = Delta;
 /// }
-/// # let _ = (Completion { text: String::new() }.text, Delta { text: String::new() }.text);
+///
+/// /// Joins a streamed answer back into the whole one.
+/// fn join(deltas: Vec<<Completion as Streamable>::Chunk>) -> Completion {
+///     Completion { text: deltas.into_iter().map(|d| d.text).collect() }
+/// }
+/// let whole = join(vec![Delta { text: "Hel".into() }, Delta { text: "lo".into() }]);
+/// assert_eq!(whole.text, "Hello");
 /// ```
 pub trait Streamable {
     /// One chunk of the stream.

@@ -19,15 +19,17 @@ pub const SCOPE_NAME: &str = "tta";
 ///
 /// # Examples
 ///
+/// A primitive built with explicit providers reports to them, whatever is global:
+///
 /// ```
 /// use opentelemetry::trace::noop::NoopTracerProvider;
 /// use opentelemetry::metrics::noop::NoopMeterProvider;
-/// use tta_core::Telemetry;
+/// use tta_core::{FnPrimitive, Telemetry, WorkflowPrimitive};
 ///
-/// let telemetry = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-/// # let _ = telemetry;
-/// let global = Telemetry::global();
-/// # let _ = global;
+/// let quiet = Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
+/// let step = FnPrimitive::sync_builder(|x: u8, _| Ok(x)).telemetry(&quiet).build()?;
+/// assert_eq!(step.name(), "fn");
+/// # Ok::<(), tta_core::InvalidName>(())
 /// ```
 #[derive(Clone)]
 pub struct Telemetry {
@@ -63,12 +65,13 @@ fn scope() -> InstrumentationScope {
 }
 
 impl Telemetry {
-    /// The globally installed meter and tracer providers, as they are now.
+    /// The globally installed meter and tracer providers, as they are now (with none
+    /// installed, the no-op ones: nothing is recorded, and no span is started).
     ///
     /// # Examples
     ///
     /// ```
-    /// let _ = tta_core::Telemetry::global();
+    /// assert!(!tta_core::Telemetry::global().starts_spans(), "no tracer provider installed");
     /// ```
     pub fn global() -> Self {
         let tracer = global::tracer_with_scope(scope());
@@ -83,13 +86,7 @@ impl Telemetry {
     ///
     /// # Examples
     ///
-    /// ```
-    /// use opentelemetry::trace::noop::NoopTracerProvider;
-    /// use opentelemetry::metrics::noop::NoopMeterProvider;
-    ///
-    /// let t = tta_core::Telemetry::new(&NoopMeterProvider::new(), &NoopTracerProvider::new());
-    /// # let _ = t;
-    /// ```
+    /// See [`Telemetry`].
     pub fn new<M, T>(meter_provider: &M, tracer_provider: &T) -> Self
     where
         M: MeterProvider + ?Sized,

@@ -389,6 +389,11 @@ where
                 self.strategy.as_str(),
             ));
         }
+        if !self.routes.iter().any(M::serves) {
+            return Err(Error::no_route("no route of this router streams")
+                .with_class(ErrorClass::InvalidRequest)
+                .with_primitive(self.inst.name().to_arc()));
+        }
         let plan = self.plan_for(&input, child, |i| M::serves(&self.routes[i]));
         let mut queue: VecDeque<usize> = plan.order.iter().copied().collect();
         let mut tried = vec![false; self.routes.len()];

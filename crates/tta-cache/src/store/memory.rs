@@ -131,8 +131,8 @@ impl MemoryStore {
     /// # Examples
     ///
     /// ```
-    /// let store = tta_cache::MemoryStore::new();
-    /// # let _ = store;
+    /// use tta_cache::CacheStore;
+    /// assert_eq!(tta_cache::MemoryStore::new().kind(), "memory");
     /// ```
     pub fn new() -> Self {
         Self {

@@ -352,6 +352,27 @@ async fn only_routes_that_stream_serve_a_stream() {
             .await
             .unwrap();
     assert_eq!(out.route, "call_only");
+    // A router with no streaming route says so, as an invalid request: not "cooling".
+    let calls_only = RouterPrimitive::builder()
+        .route(Route::new(
+            "call_only",
+            tta_core::from_fn(|_q: String, _| async move {
+                Ok::<_, Error>(Completion {
+                    route: "call_only",
+                    usage: USAGE,
+                })
+            }),
+        ))
+        .build()
+        .unwrap();
+    let err = collect(&calls_only, &WorkflowContext::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_no_route() && err.class() == ErrorClass::InvalidRequest,
+        "{err}"
+    );
+    assert!(err.to_string().contains("no route of this router streams"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
