@@ -46,7 +46,7 @@ pub enum BuildError {
     /// A route declares a fallback to a route that does not exist.
     #[error("route {route:?} falls back to unknown route {unknown:?}")]
     UnknownFallback {
-        /// The route.
+        /// The route's name, as given.
         route: String,
         /// The name it falls back to, which no route has.
         unknown: String,
@@ -62,7 +62,7 @@ pub enum BuildError {
         "route {route:?}: {what} must be a finite, non-negative number of dollars, got {value}"
     )]
     Price {
-        /// The route.
+        /// The route's name, as given.
         route: String,
         /// Which price (`input_per_1k`, `output_per_1k` or `per_call`).
         what: &'static str,
@@ -72,7 +72,7 @@ pub enum BuildError {
     /// A weight is not positive and finite.
     #[error("route {route:?}: weight must be positive and finite, got {value}")]
     Weight {
-        /// The route.
+        /// The route's name, as given.
         route: String,
         /// The weight given.
         value: f64,

@@ -32,7 +32,7 @@ pub enum BuildError {
     /// A duration given in seconds is negative, NaN or infinite.
     #[error("{setting} must be a finite, non-negative number of seconds, got {value}")]
     NotFinite {
-        /// `timeout` or `grace`.
+        /// `timeout`, `grace`, `idle` or `total`.
         setting: &'static str,
         /// The value given.
         value: f64,
@@ -40,11 +40,11 @@ pub enum BuildError {
     /// A duration is above [`MAX_DURATION`](crate::MAX_DURATION).
     #[error("{setting} of {value:?} is above the maximum of {max:?}")]
     TooLong {
-        /// `timeout` or `grace`.
+        /// `timeout`, `grace`, `idle` or `total`.
         setting: &'static str,
         /// The value given.
         value: Duration,
-        /// The maximum.
+        /// [`MAX_DURATION`](crate::MAX_DURATION), the longest accepted.
         max: Duration,
     },
     /// The name is not a valid primitive name.
