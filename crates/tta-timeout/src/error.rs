@@ -23,10 +23,10 @@ pub enum BuildError {
     /// No timeout was set.
     #[error("no timeout was set; call `.timeout(..)`")]
     MissingTimeout,
-    /// The timeout is zero.
+    /// The timeout, or a stream limit, is zero.
     #[error("{setting} must be greater than zero")]
     Zero {
-        /// `timeout`.
+        /// `timeout`, `idle` or `total`.
         setting: &'static str,
     },
     /// A duration given in seconds is negative, NaN or infinite.
