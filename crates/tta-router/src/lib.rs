@@ -403,7 +403,10 @@ where
         let mut min_window: Option<u64> = None;
         while failures.len() < self.max_attempts {
             let Some(i) = queue.pop_front() else { break };
+            // Tried already, unable to serve this request (a declared fallback that does
+            // not stream), or too small a window after a context-length error.
             if tried[i]
+                || !M::serves(&self.routes[i])
                 || min_window.is_some_and(|w| self.routes[i].context_window.is_none_or(|c| c <= w))
             {
                 continue;
