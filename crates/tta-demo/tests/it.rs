@@ -14,6 +14,7 @@ const CATALOGUE: &[&str] = &[
     "tta_router_decisions_total",
     "tta_router_route_duration_seconds",
     "tta_router_errors_total",
+    "tta_router_route_state",
     "tta_router_cost_usd_total",
     "tta_router_cost_savings_usd_total",
     "tta_cache_hits_total",
