@@ -96,6 +96,20 @@ pub(crate) fn table(sh: &Shell) {
             floor / tower
         );
     }
+    // `stream/*` measure 256 chunks each.
+    if let (Some(stack), Some(bare)) = (m("stream/stack_miss"), m("stream/bare_iter")) {
+        let added = (stack - bare) / 256.0;
+        println!(
+            "| stream/stack_miss - stream/bare_iter, per chunk | {added:.0} ns | <= 1000 ns | {} |",
+            verdict(added <= 1000.0)
+        );
+    }
+    if let Some(hit) = m("stream_first_chunk/hit") {
+        println!(
+            "| stream_first_chunk/hit | {:.1} us | report | |",
+            hit / 1e3
+        );
+    }
     if let (Some(tta), Some(tokio)) = (m("timeout/tta"), m("timeout/tokio")) {
         println!(
             "| timeout/tta vs timeout/tokio | {tta:.0} ns vs {tokio:.0} ns ({:.1}x) | report | |",
