@@ -64,6 +64,7 @@ fn every_crate_of_the_crate_map_exists() {
         "tta-timeout",
         "tta-cache",
         "tta-router",
+        "tta-llm",
         "tta-observability-integration",
         "tta-demo",
         "tta-benches",

@@ -11,6 +11,7 @@ const FEATURES: &[&str] = &[
     "cache",
     "cache-redis",
     "router",
+    "llm",
     "tower",
     "full",
 ];

@@ -12,6 +12,7 @@
 //! | `timeout` | [`timeout`] | `tta-timeout`: `TimeoutPrimitive` |
 //! | `cache` (`cache-redis` adds Redis) | [`cache`] | `tta-cache`: `CachePrimitive`, stores |
 //! | `router` | [`router`] | `tta-router`: `RouterPrimitive` |
+//! | `llm` | [`llm`] | `tta-llm`: chat types, `OpenAiCompatible` |
 //! | `tower` | | tower interop in every included crate |
 //! | `full` | | all of the above |
 //!
@@ -114,6 +115,14 @@ pub mod cache {
 pub mod router {
     #[doc(inline)]
     pub use tta_router::*;
+}
+
+/// Provider clients: the `tta-llm` crate.
+#[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
+pub mod llm {
+    #[doc(inline)]
+    pub use tta_llm::*;
 }
 
 /// What a typical program imports: `use tta_observability_integration::prelude::*;`.

@@ -1,0 +1,62 @@
+//! Provider clients for tta workflows: provider-neutral chat types ([`ChatRequest`],
+//! [`ChatResponse`], [`ChatChunk`]) and [`OpenAiCompatible`], a client of the OpenAI chat
+//! completions API (OpenAI, and the servers that speak it: vLLM, llama.cpp, Ollama, Groq,
+//! OpenRouter, LiteLLM...). A client is a primitive that calls (`WorkflowPrimitive`) and
+//! streams (`StreamPrimitive`), so it is a router's route as it is:
+//! `Route::streaming("openai", client)`.
+//!
+//! # From HTTP to error classes
+//!
+//! | the provider answers | class |
+//! |---|---|
+//! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`) | `rate_limited { retry_after }` |
+//! | 500, 502, 503, 504, 408; a refused or reset connection; no answer in time | `unavailable` |
+//! | 400 with a context-length code or message | `context_length` |
+//! | a content-filter code, or a `content_filter` finish | `content_filter` |
+//! | other 400, 404, 413, 422 | `invalid_request` |
+//! | 401, 403 | `auth` |
+//! | 200 with a body that is not the API's JSON (empty, HTML) | `unavailable` |
+//!
+//! The provider's error message, at most 300 characters, is the error's message; a body
+//! that is not the provider's JSON (a proxy's error page) is described by its size, never
+//! copied. The API key is never printed (`Debug` leaves it out, the header is marked
+//! sensitive).
+//!
+//! # Streams
+//!
+//! Streams ask for usage (`stream_options.include_usage`). The first chunk is the first
+//! one that carries anything (content, a tool-call delta, a finish reason or usage): the
+//! role-only preamble is not a chunk, so the time to the first chunk is the time to the
+//! first token. The usage-only chunk (with empty `choices`) is kept. A body that ends
+//! without `[DONE]`, a chunk that is not JSON, an `error` event or a cut connection is an
+//! error item of the stream, never a clean end.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use tta_core::{WorkflowContext, WorkflowPrimitive};
+//! use tta_llm::{ChatRequest, Message, OpenAiCompatible};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = OpenAiCompatible::builder("https://api.openai.com/v1")
+//!     .api_key_env("OPENAI_API_KEY")
+//!     .model("gpt-4o-mini")
+//!     .build()?;
+//! let answer = client
+//!     .execute(ChatRequest::new(vec![Message::user("Hello!")]), &WorkflowContext::new())
+//!     .await?;
+//! println!("{} ({:?})", answer.content, answer.usage);
+//! # Ok(()) }
+//! ```
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod openai;
+mod types;
+
+pub use error::BuildError;
+pub use openai::{OpenAiBuilder, OpenAiCompatible};
+pub use types::{
+    ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, ToolCall, ToolCallDelta,
+    Usage,
+};

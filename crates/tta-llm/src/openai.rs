@@ -1,0 +1,649 @@
+//! The OpenAI-compatible chat completions client: OpenAI, and every server that speaks
+//! its API (vLLM, llama.cpp, Ollama, Groq, OpenRouter, LiteLLM...).
+
+use std::sync::{Arc, Once};
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use opentelemetry::KeyValue;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+use tta_core::semconv::gen_ai;
+use tta_core::{
+    Error, ErrorClass, Instrumentation, PrimitiveName, StreamPrimitive, Streamed, Telemetry,
+    WorkflowContext, WorkflowPrimitive,
+};
+
+use crate::error::{BuildError, from_response, from_transport, malformed};
+use crate::types::{
+    ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
+};
+
+/// The provider name of a client that was not given one (`gen_ai.provider.name`).
+const DEFAULT_PROVIDER: &str = "openai";
+
+/// An OpenAI-compatible chat completions client, calling (`WorkflowPrimitive`) and
+/// streaming (`StreamPrimitive`) over one pooled HTTP client. Cheap to clone.
+///
+/// Its `Debug` never shows the API key.
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    default_model: Option<String>,
+    provider: String,
+    inst: Instrumentation,
+}
+
+/// Where an API key comes from.
+#[derive(Clone)]
+enum Key {
+    Value(String),
+    Env(String),
+}
+
+/// Builds an [`OpenAiCompatible`] client. Setters only store; `build` checks once.
+///
+/// # Examples
+///
+/// ```
+/// use tta_llm::OpenAiCompatible;
+///
+/// let client = OpenAiCompatible::builder("http://127.0.0.1:8000/v1")
+///     .api_key("sk-test")
+///     .model("llama-3.1-8b")
+///     .build()?;
+/// assert!(!format!("{client:?}").contains("sk-test"), "the key is never printed");
+/// # Ok::<(), tta_llm::BuildError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct OpenAiBuilder {
+    base_url: String,
+    path: String,
+    key: Option<Key>,
+    model: Option<String>,
+    organization: Option<String>,
+    headers: Vec<(String, String)>,
+    provider: String,
+    name: String,
+    telemetry: Option<Telemetry>,
+}
+
+impl std::fmt::Debug for OpenAiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiBuilder")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiCompatible {
+    /// Configures a client for the API at `base_url` (`https://api.openai.com/v1`, or a
+    /// compatible server's).
+    pub fn builder(base_url: impl Into<String>) -> OpenAiBuilder {
+        OpenAiBuilder {
+            base_url: base_url.into(),
+            path: "/chat/completions".to_owned(),
+            key: None,
+            model: None,
+            organization: None,
+            headers: Vec::new(),
+            provider: DEFAULT_PROVIDER.to_owned(),
+            name: "llm".to_owned(),
+            telemetry: None,
+        }
+    }
+}
+
+impl OpenAiBuilder {
+    /// The API key (sent as `Authorization: Bearer`).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(Key::Value(key.into()));
+        self
+    }
+
+    /// The API key, read from environment variable `var` when the client is built.
+    pub fn api_key_env(mut self, var: impl Into<String>) -> Self {
+        self.key = Some(Key::Env(var.into()));
+        self
+    }
+
+    /// The model of requests that name none.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The path of the chat completions endpoint under the base URL (default
+    /// `/chat/completions`; Azure-style deployments have their own).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The `OpenAI-Organization` header.
+    pub fn organization(mut self, organization: impl Into<String>) -> Self {
+        self.organization = Some(organization.into());
+        self
+    }
+
+    /// A header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The provider's name for telemetry (`gen_ai.provider.name`; default `openai`).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = provider.into();
+        self
+    }
+
+    /// The primitive's name (a metric label; default `llm`).
+    pub fn name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.name);
+        self
+    }
+
+    /// Explicit telemetry providers instead of the global ones.
+    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
+        self.telemetry = Some(telemetry.clone());
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a base URL that is not `http://` or `https://`, an unset key
+    /// variable, a header that cannot be sent, an invalid name, or an HTTP client that
+    /// cannot be built.
+    pub fn build(self) -> Result<OpenAiCompatible, BuildError> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(BuildError::BaseUrl(self.base_url.clone()));
+        }
+        let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
+        let mut headers = HeaderMap::new();
+        let key = match self.key {
+            None => None,
+            Some(Key::Value(key)) => Some(key),
+            Some(Key::Env(var)) => {
+                Some(std::env::var(&var).map_err(|_| BuildError::MissingKey(var.clone()))?)
+            }
+        };
+        if let Some(key) = key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| BuildError::Header("Authorization".to_owned()))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let organization = self
+            .organization
+            .map(|org| ("OpenAI-Organization".to_owned(), org));
+        for (name, value) in self.headers.into_iter().chain(organization) {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError::Header(name.clone()))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| BuildError::Header(name.clone()))?;
+            headers.insert(header, value);
+        }
+        let telemetry = self.telemetry.unwrap_or_default();
+        Ok(OpenAiCompatible {
+            inner: Arc::new(Inner {
+                http: http_client()?,
+                url: format!("{base}{}", self.path),
+                headers,
+                default_model: self.model,
+                provider: self.provider,
+                inst: Instrumentation::new("llm", name, &telemetry),
+            }),
+        })
+    }
+}
+
+/// One pooled HTTP client (HTTP/2 where the server offers it), on rustls with the ring
+/// provider, installed once for the process unless the application installed its own.
+pub(crate) fn http_client() -> Result<reqwest::Client, BuildError> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // An application that installed its own provider keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| BuildError::Http(e.to_string()))
+}
+
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("url", &self.inner.url)
+            .field("model", &self.inner.default_model)
+            .finish_non_exhaustive()
+    }
+}
+
+fn message_json(message: &Message) -> Value {
+    let mut out = Map::new();
+    out.insert("role".into(), json!(message.role));
+    out.insert("content".into(), json!(message.content));
+    if let Some(id) = &message.tool_call_id {
+        out.insert("tool_call_id".into(), json!(id));
+    }
+    if !message.tool_calls.is_empty() {
+        let calls: Vec<Value> = message
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect();
+        out.insert("tool_calls".into(), Value::Array(calls));
+    }
+    Value::Object(out)
+}
+
+/// A JSON text of the request (tools, tool choice, extra fields) as a value; a text that
+/// is not JSON is the request's fault.
+fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|_| {
+        Error::msg(format!("the request's {field} is not JSON"))
+            .with_class(ErrorClass::InvalidRequest)
+    })
+}
+
+impl Inner {
+    fn model<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
+        request
+            .model
+            .as_deref()
+            .or(self.default_model.as_deref())
+            .unwrap_or("")
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
+        let mut body = Map::new();
+        for (name, text) in &request.extra {
+            body.insert(name.clone(), passthrough(name, text)?);
+        }
+        body.insert("model".into(), json!(self.model(request)));
+        body.insert(
+            "messages".into(),
+            Value::Array(request.messages.iter().map(message_json).collect()),
+        );
+        if let Some(max) = request.max_tokens {
+            body.insert("max_tokens".into(), json!(max));
+        }
+        if let Some(t) = request.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = request.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        if !request.stop.is_empty() {
+            body.insert("stop".into(), json!(request.stop));
+        }
+        if let Some(tools) = &request.tools {
+            body.insert("tools".into(), passthrough("tools", tools)?);
+        }
+        if let Some(choice) = &request.tool_choice {
+            body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
+        }
+        if stream {
+            body.insert("stream".into(), json!(true));
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// Sends the request; a failing status is an error of its class.
+    async fn send(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+        cx: &WorkflowContext,
+    ) -> Result<reqwest::Response, Error> {
+        let mut builder = self
+            .http
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(&self.body(request, stream)?);
+        // A call is bounded by the context's deadline; a stream's body is the wrapping
+        // primitives' to bound (a timeout's idle and total limits).
+        if !stream && let Some(left) = cx.remaining() {
+            builder = builder.timeout(left);
+        }
+        let name = self.inst.name().as_str();
+        let response = builder.send().await.map_err(|e| from_transport(name, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        Err(from_response(status.as_u16(), &headers, &body))
+    }
+
+    fn annotate_request(&self, cx: &WorkflowContext, request: &ChatRequest) {
+        if let Some(span) = cx.primitive_span() {
+            span.set_attributes([
+                KeyValue::new(gen_ai::OPERATION_NAME, gen_ai::OPERATION_CHAT),
+                KeyValue::new(gen_ai::PROVIDER_NAME, self.provider.clone()),
+                KeyValue::new(gen_ai::REQUEST_MODEL, self.model(request).to_owned()),
+            ]);
+        }
+    }
+}
+
+fn annotate_response(
+    cx: &WorkflowContext,
+    id: &str,
+    model: &str,
+    finish: Option<&FinishReason>,
+    usage: Option<Usage>,
+) {
+    let Some(span) = cx.primitive_span() else {
+        return;
+    };
+    span.set_attributes([
+        KeyValue::new(semconv::RESPONSE_ID, id.to_owned()),
+        KeyValue::new(semconv::RESPONSE_MODEL, model.to_owned()),
+    ]);
+    if let Some(finish) = finish {
+        span.set_attribute(KeyValue::new(
+            semconv::RESPONSE_FINISH_REASONS,
+            opentelemetry::Value::Array(
+                vec![opentelemetry::StringValue::from(finish.as_str().to_owned())].into(),
+            ),
+        ));
+    }
+    if let Some(usage) = usage {
+        span.set_attributes([
+            KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input_tokens as i64),
+            KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output_tokens as i64),
+        ]);
+    }
+}
+
+/// The names of the GenAI response attributes this client sets.
+pub(crate) mod semconv {
+    pub(crate) const RESPONSE_ID: &str = "gen_ai.response.id";
+    pub(crate) const RESPONSE_MODEL: &str = "gen_ai.response.model";
+    pub(crate) const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+}
+
+fn usage_of(value: &Value) -> Option<Usage> {
+    let usage = value.get("usage").filter(|u| !u.is_null())?;
+    let number = |path: &[&str]| {
+        path.iter()
+            .try_fold(usage, |v, key| v.get(key))
+            .and_then(Value::as_u64)
+    };
+    Some(Usage {
+        input_tokens: number(&["prompt_tokens"]).unwrap_or(0),
+        output_tokens: number(&["completion_tokens"]).unwrap_or(0),
+        cached_input_tokens: number(&["prompt_tokens_details", "cached_tokens"]),
+        reasoning_tokens: number(&["completion_tokens_details", "reasoning_tokens"]),
+    })
+}
+
+fn text(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn response_of(value: &Value) -> Option<ChatResponse> {
+    let choice = value.get("choices")?.get(0)?;
+    let message = choice.get("message")?;
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: text(c, "id"),
+                    name: c
+                        .get("function")
+                        .map(|f| text(f, "name"))
+                        .unwrap_or_default(),
+                    arguments: c
+                        .get("function")
+                        .map(|f| text(f, "arguments"))
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ChatResponse {
+        id: text(value, "id"),
+        model: text(value, "model"),
+        content: text(message, "content"),
+        tool_calls,
+        finish_reason: choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(FinishReason::parse),
+        usage: usage_of(value),
+    })
+}
+
+/// A chunk of the stream, or `None` for one that carries nothing to hand on (the
+/// role-only preamble).
+fn chunk_of(value: &Value) -> Option<ChatChunk> {
+    let choice = value.get("choices").and_then(|c| c.get(0));
+    let delta = choice.and_then(|c| c.get("delta"));
+    let tool_calls: Vec<ToolCallDelta> = delta
+        .and_then(|d| d.get("tool_calls"))
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| {
+                    let function = c.get("function");
+                    let field = |v: Option<&Value>, key| {
+                        v.and_then(|v| v.get(key))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    };
+                    ToolCallDelta {
+                        index: c.get("index").and_then(Value::as_u64).unwrap_or(0) as u32,
+                        id: field(Some(c), "id"),
+                        name: field(function, "name"),
+                        arguments: field(function, "arguments"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let chunk = ChatChunk {
+        id: text(value, "id"),
+        model: text(value, "model"),
+        delta: delta.map(|d| text(d, "content")).unwrap_or_default(),
+        tool_calls,
+        finish_reason: choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str)
+            .map(FinishReason::parse),
+        // The usage-only chunk (empty `choices`) is the one that carries it.
+        usage: usage_of(value),
+    };
+    let empty = chunk.delta.is_empty()
+        && chunk.tool_calls.is_empty()
+        && chunk.finish_reason.is_none()
+        && chunk.usage.is_none();
+    (!empty).then_some(chunk)
+}
+
+impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {
+    type Output = ChatResponse;
+
+    fn name(&self) -> &str {
+        self.inner.inst.name().as_str()
+    }
+
+    async fn execute(
+        &self,
+        request: ChatRequest,
+        cx: &WorkflowContext,
+    ) -> Result<ChatResponse, Error> {
+        let inner = &*self.inner;
+        inner
+            .inst
+            .run(cx, |child| async move {
+                inner.annotate_request(&child, &request);
+                let response = inner.send(&request, false, &child).await?;
+                let name = inner.inst.name().as_str();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| from_transport(name, e))?;
+                let value: Value = serde_json::from_slice(&body)
+                    .map_err(|_| malformed("the provider's response is not JSON"))?;
+                let answer = response_of(&value)
+                    .ok_or_else(|| malformed("the provider's response has no choice"))?;
+                annotate_response(
+                    &child,
+                    &answer.id,
+                    &answer.model,
+                    answer.finish_reason.as_ref(),
+                    answer.usage,
+                );
+                if answer.finish_reason == Some(FinishReason::ContentFilter) {
+                    let err = Error::msg("the provider filtered the answer")
+                        .with_class(ErrorClass::ContentFilter);
+                    return Err(match answer.usage {
+                        Some(usage) => err.with_billed_usage(usage.tokens()),
+                        None => err,
+                    });
+                }
+                Ok(answer)
+            })
+            .await
+    }
+}
+
+impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
+    type Chunk = ChatChunk;
+
+    fn name(&self) -> &str {
+        self.inner.inst.name().as_str()
+    }
+
+    async fn stream(
+        &self,
+        request: ChatRequest,
+        cx: &WorkflowContext,
+    ) -> Result<Streamed<ChatChunk>, Error> {
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .inst
+            .run_stream(cx, |child| async move {
+                inner.annotate_request(&child, &request);
+                let response = inner.send(&request, true, &child).await?;
+                let events = response.bytes_stream().eventsource();
+                tta_core::first_chunk(chunks(events, child)).await
+            })
+            .await
+    }
+}
+
+/// The chunks of an OpenAI event stream: every data event parsed, the role-only
+/// preamble skipped, `[DONE]` the only clean end. A body that ends without it, a
+/// malformed chunk, an `error` event or a cut connection is an error of the stream.
+fn chunks<S, E>(
+    events: S,
+    cx: WorkflowContext,
+) -> impl Stream<Item = Result<ChatChunk, Error>> + Send + 'static
+where
+    S: Stream<Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<E>>>
+        + Send
+        + 'static,
+    E: std::fmt::Display,
+{
+    struct State<S> {
+        events: std::pin::Pin<Box<S>>,
+        cx: WorkflowContext,
+        ended: bool,
+        last: Option<(String, String, Option<FinishReason>, Option<Usage>)>,
+    }
+    let state = State {
+        events: Box::pin(events),
+        cx,
+        ended: false,
+        last: None,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        if state.ended {
+            return None;
+        }
+        loop {
+            let event = match state.events.next().await {
+                None => {
+                    state.ended = true;
+                    return Some((
+                        Err(malformed("the stream ended without its [DONE] terminator")),
+                        state,
+                    ));
+                }
+                Some(Err(e)) => {
+                    state.ended = true;
+                    let err = Error::msg(format!("the stream was cut: {e}"))
+                        .with_class(ErrorClass::Unavailable);
+                    return Some((Err(err), state));
+                }
+                Some(Ok(event)) => event,
+            };
+            if event.data.trim() == "[DONE]" {
+                state.ended = true;
+                if let Some((id, model, finish, usage)) = state.last.take() {
+                    annotate_response(&state.cx, &id, &model, finish.as_ref(), usage);
+                }
+                return None;
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                state.ended = true;
+                return Some((Err(malformed("a chunk of the stream is not JSON")), state));
+            };
+            if event.event == "error" || value.get("error").is_some() {
+                state.ended = true;
+                let message = value
+                    .get("error")
+                    .and_then(|e| e.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("an error event");
+                let err = Error::msg(format!(
+                    "the provider reported: {}",
+                    message.chars().take(300).collect::<String>()
+                ))
+                .with_class(ErrorClass::Unavailable);
+                return Some((Err(err), state));
+            }
+            if let Some(chunk) = chunk_of(&value) {
+                let last = state
+                    .last
+                    .get_or_insert_with(|| (chunk.id.clone(), chunk.model.clone(), None, None));
+                if chunk.finish_reason.is_some() {
+                    last.2 = chunk.finish_reason.clone();
+                }
+                if chunk.usage.is_some() {
+                    last.3 = chunk.usage;
+                }
+                return Some((Ok(chunk), state));
+            }
+        }
+    })
+}

@@ -1,0 +1,293 @@
+//! Provider-neutral chat types: what a route takes and returns, whatever the provider.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tta_core::{ReportsUsage, Streamable, TokenUsage};
+
+/// Who said a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool's result.
+    Tool,
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+    /// For a tool's result: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    /// For an assistant message that called tools: the calls.
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl Message {
+    /// A message of `role` saying `content`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_call_id: None,
+            tool_calls: Vec::new(),
+        }
+    }
+
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+}
+
+/// A tool call the model made: its id, and the function with its arguments (JSON text,
+/// passed through as the provider sent it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id, to answer it with a tool message.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments, as JSON text.
+    pub arguments: String,
+}
+
+/// A chat request. Tools and tool choice are passed through as JSON; `extra` fields are
+/// sent verbatim (a provider's own parameters are never rejected). It is the input of a
+/// cache too: its serialization is its key.
+///
+/// # Examples
+///
+/// ```
+/// use tta_llm::{ChatRequest, Message};
+///
+/// let request = ChatRequest::new(vec![Message::system("Be brief."), Message::user("Hi!")])
+///     .model("gpt-4o-mini")
+///     .max_tokens(64)
+///     .extra("seed", 7);
+/// assert_eq!(request.max_tokens, Some(64));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The model; the client's default when `None`.
+    pub model: Option<String>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// The most tokens the answer may have.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Sequences that end the answer.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Tool definitions, as the provider's JSON (a JSON text, so the request stays a
+    /// plain serde value a cache can key).
+    pub tools: Option<String>,
+    /// Tool choice, as the provider's JSON text.
+    pub tool_choice: Option<String>,
+    /// Fields sent verbatim beside the others, as JSON texts by name.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+impl ChatRequest {
+    /// A request for `messages`, with the client's default model.
+    pub fn new(messages: Vec<Message>) -> Self {
+        Self {
+            messages,
+            ..Self::default()
+        }
+    }
+
+    /// The model.
+    #[must_use]
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The most tokens the answer may have.
+    #[must_use]
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sampling temperature.
+    #[must_use]
+    pub fn temperature(mut self, temperature: f64) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Tool definitions (any JSON value), passed through.
+    #[must_use]
+    pub fn tools(mut self, tools: &serde_json::Value) -> Self {
+        self.tools = Some(tools.to_string());
+        self
+    }
+
+    /// A field sent verbatim (any JSON value).
+    #[must_use]
+    pub fn extra(mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(name.into(), value.into().to_string());
+        self
+    }
+}
+
+/// Why the model stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FinishReason {
+    /// A natural end, or a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// It called tools.
+    ToolCalls,
+    /// The provider filtered the content.
+    ContentFilter,
+    /// Anything else, as the provider said it.
+    Other(String),
+}
+
+impl FinishReason {
+    pub(crate) fn parse(reason: &str) -> Self {
+        match reason {
+            "stop" | "end_turn" | "stop_sequence" => FinishReason::Stop,
+            "length" | "max_tokens" => FinishReason::Length,
+            "tool_calls" | "tool_use" | "function_call" => FinishReason::ToolCalls,
+            "content_filter" | "refusal" => FinishReason::ContentFilter,
+            other => FinishReason::Other(other.chars().take(64).collect()),
+        }
+    }
+
+    /// The OpenAI name of the reason.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Other(other) => other,
+        }
+    }
+}
+
+/// Token usage as providers report it, with the cached-input and reasoning tokens
+/// where they are reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Of the prompt tokens, those served from the provider's prompt cache.
+    pub cached_input_tokens: Option<u64>,
+    /// Of the completion tokens, those spent reasoning.
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// The usage as tta's ledger counts it.
+    pub fn tokens(&self) -> TokenUsage {
+        TokenUsage::new(self.input_tokens, self.output_tokens)
+    }
+}
+
+/// A whole answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The provider's id of the response.
+    pub id: String,
+    /// The model that answered.
+    pub model: String,
+    /// The answer's text.
+    pub content: String,
+    /// The tools the model called.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why it stopped.
+    pub finish_reason: Option<FinishReason>,
+    /// What it used, when reported.
+    pub usage: Option<Usage>,
+}
+
+impl ReportsUsage for ChatResponse {
+    fn token_usage(&self) -> Option<TokenUsage> {
+        self.usage.map(|u| u.tokens())
+    }
+}
+
+impl Streamable for ChatResponse {
+    type Chunk = ChatChunk;
+}
+
+/// A piece of a tool call, as streamed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which call of the answer this piece belongs to.
+    pub index: u32,
+    /// The call's id, on its first piece.
+    pub id: Option<String>,
+    /// The function's name, on its first piece.
+    pub name: Option<String>,
+    /// More of the arguments' JSON text.
+    pub arguments: Option<String>,
+}
+
+/// One chunk of a streamed answer: more text or tool-call pieces; the last chunks carry
+/// the finish reason and the usage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk {
+    /// The provider's id of the response.
+    pub id: String,
+    /// The model that answers.
+    pub model: String,
+    /// More of the answer's text.
+    pub delta: String,
+    /// More of the tool calls.
+    pub tool_calls: Vec<ToolCallDelta>,
+    /// Why it stopped, on the chunk that ends the answer.
+    pub finish_reason: Option<FinishReason>,
+    /// What it used, on the provider's final chunk.
+    pub usage: Option<Usage>,
+}
+
+impl ReportsUsage for ChatChunk {
+    fn token_usage(&self) -> Option<TokenUsage> {
+        self.usage.map(|u| u.tokens())
+    }
+
+    /// About four characters a token, at least one for a chunk that carries anything.
+    fn estimated_output_tokens(&self) -> u64 {
+        let chars = self.delta.chars().count()
+            + self
+                .tool_calls
+                .iter()
+                .map(|t| t.arguments.as_deref().map_or(0, str::len))
+                .sum::<usize>();
+        (chars as u64).div_ceil(4).max(u64::from(chars > 0))
+    }
+}

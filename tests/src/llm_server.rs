@@ -1,0 +1,239 @@
+//! A scripted LLM provider on a loopback HTTP port: each request to
+//! `POST /v1/chat/completions` (or `/v1/messages`) gets the next scripted [`Reply`]:
+//! a status with headers and a body, server-sent events with delays, a cut or a stall.
+//! Every request is recorded. The server stops when dropped.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use tokio::sync::oneshot;
+
+/// How a scripted stream ends after its frames.
+#[derive(Clone, Debug)]
+pub enum End {
+    /// The body ends (a terminator, if any, is one of the frames).
+    Close,
+    /// The connection is cut mid-body, once the frames before it had time to reach
+    /// the client (hyper drops unflushed bytes when a body fails).
+    Cut,
+    /// The body never ends: no more bytes, ever.
+    Stall,
+}
+
+/// One scripted reply.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A whole response.
+    Body {
+        /// The HTTP status.
+        status: u16,
+        /// Headers, as name and value.
+        headers: Vec<(String, String)>,
+        /// The body, sent as it is.
+        body: String,
+    },
+    /// `text/event-stream` frames, each after its delay (each frame is sent as given:
+    /// `data: {...}\n\n`).
+    Events {
+        /// Each frame, after its delay.
+        frames: Vec<(Duration, String)>,
+        /// What follows the last frame.
+        end: End,
+    },
+    /// Accepts the request and never answers.
+    Hang,
+}
+
+impl Reply {
+    /// A 200 with a JSON body.
+    pub fn json(body: serde_json::Value) -> Self {
+        Reply::Body {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    /// A failing status with a body and headers.
+    pub fn status(status: u16, headers: &[(&str, &str)], body: &str) -> Self {
+        Reply::Body {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// Server-sent events: each JSON value as a `data:` frame after `gap`, then
+    /// `data: [DONE]` when `done`, then `end`.
+    pub fn events(values: &[serde_json::Value], gap: Duration, done: bool, end: End) -> Self {
+        let mut frames: Vec<(Duration, String)> = values
+            .iter()
+            .map(|v| (gap, format!("data: {v}\n\n")))
+            .collect();
+        if done {
+            frames.push((Duration::ZERO, "data: [DONE]\n\n".to_owned()));
+        }
+        Reply::Events { frames, end }
+    }
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Its headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Its body, as JSON (`Null` when it was not JSON).
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+/// The server; dropping it stops it.
+pub struct LlmServer {
+    addr: SocketAddr,
+    script: Arc<Script>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl LlmServer {
+    /// Starts the server on a free loopback port, on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or when no loopback port can be bound (test support).
+    pub async fn start() -> Self {
+        let script = Arc::new(Script::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(reply))
+            .route("/v1/messages", post(reply))
+            .with_state(Arc::clone(&script));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            script,
+            stop: Some(stop),
+        }
+    }
+
+    /// The API's base URL: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues the reply of a next request.
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.script.replies.lock().expect("script").push_back(reply);
+        self
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.script.requests.lock().expect("requests").clone()
+    }
+}
+
+impl Drop for LlmServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: String) -> Response {
+    script.requests.lock().expect("requests").push(Recorded {
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    });
+    let next = script.replies.lock().expect("script").pop_front();
+    match next {
+        None => plain(500, &[], "no scripted reply left"),
+        Some(Reply::Body {
+            status,
+            headers,
+            body,
+        }) => {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            plain(status, &headers, &body)
+        }
+        Some(Reply::Hang) => {
+            std::future::pending::<()>().await;
+            plain(500, &[], "unreachable")
+        }
+        Some(Reply::Events { frames, end }) => {
+            let stream = futures_util::stream::unfold(
+                (frames.into_iter(), Some(end)),
+                |(mut frames, end)| async move {
+                    if let Some((gap, frame)) = frames.next() {
+                        if !gap.is_zero() {
+                            tokio::time::sleep(gap).await;
+                        }
+                        return Some((Ok(bytes::Bytes::from(frame)), (frames, end)));
+                    }
+                    match end? {
+                        End::Close => None,
+                        End::Cut => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Some((
+                                Err(std::io::Error::other("cut by the script")),
+                                (frames, None),
+                            ))
+                        }
+                        End::Stall => {
+                            std::future::pending::<()>().await;
+                            None
+                        }
+                    }
+                },
+            );
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .expect("a response")
+        }
+    }
+}
+
+fn plain(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    for (name, value) in headers {
+        response = response.header(*name, *value);
+    }
+    response
+        .body(Body::from(body.to_owned()))
+        .expect("a response")
+}
