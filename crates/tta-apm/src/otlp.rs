@@ -49,6 +49,11 @@ fn exporters(
 
     use crate::{EXPORT_TIMEOUT, OtlpProtocol};
 
+    // reqwest built with `rustls-no-provider` (tta-llm builds it so; features unify, so
+    // this client gets it too) panics building a client unless a process-wide provider
+    // is installed. Install ring's, the one tta-llm and fred use, unless the
+    // application installed its own first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let base = endpoint.trim_end_matches('/');
     let spans = match config.otlp_protocol {
         OtlpProtocol::HttpProtobuf => SpanExporter::builder()
