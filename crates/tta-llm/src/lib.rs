@@ -37,7 +37,8 @@
 //! use tta_core::{WorkflowContext, WorkflowPrimitive};
 //! use tta_llm::{ChatRequest, Message, OpenAiCompatible};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = OpenAiCompatible::builder("https://api.openai.com/v1")
 //!     .api_key_env("OPENAI_API_KEY")
 //!     .model("gpt-4o-mini")
