@@ -2,6 +2,7 @@
 //! and streams, and what reaches telemetry.
 
 mod calls;
+mod example;
 mod streams;
 
 use tta_core::Telemetry;
