@@ -52,6 +52,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod http;
 mod openai;
 mod types;
 

@@ -1,20 +1,16 @@
 //! The OpenAI-compatible chat completions client: OpenAI, and every server that speaks
 //! its API (vLLM, llama.cpp, Ollama, Groq, OpenRouter, LiteLLM...).
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
-use opentelemetry::KeyValue;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
-use tta_core::semconv::gen_ai;
-use tta_core::{
-    Error, ErrorClass, Instrumentation, PrimitiveName, StreamPrimitive, Streamed, Telemetry,
-    WorkflowContext, WorkflowPrimitive,
-};
+use tta_core::{Error, ErrorClass, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
 
-use crate::error::{BuildError, from_response, from_transport, malformed};
+use crate::error::{BuildError, from_transport, malformed};
+use crate::http::{Conn, Settings, annotate_response, settings_setters, text};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
 };
@@ -28,23 +24,7 @@ const DEFAULT_PROVIDER: &str = "openai";
 /// Its `Debug` never shows the API key.
 #[derive(Clone)]
 pub struct OpenAiCompatible {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    http: reqwest::Client,
-    url: String,
-    headers: HeaderMap,
-    default_model: Option<String>,
-    provider: String,
-    inst: Instrumentation,
-}
-
-/// Where an API key comes from.
-#[derive(Clone)]
-enum Key {
-    Value(String),
-    Env(String),
+    inner: Arc<Conn>,
 }
 
 /// Builds an [`OpenAiCompatible`] client. Setters only store; `build` checks once.
@@ -64,63 +44,35 @@ enum Key {
 #[derive(Clone)]
 #[must_use]
 pub struct OpenAiBuilder {
-    base_url: String,
+    settings: Settings,
     path: String,
-    key: Option<Key>,
-    model: Option<String>,
     organization: Option<String>,
-    headers: Vec<(String, String)>,
-    provider: String,
-    name: String,
-    telemetry: Option<Telemetry>,
 }
 
 impl std::fmt::Debug for OpenAiBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiBuilder")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.settings.base_url)
+            .field("model", &self.settings.model)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenAiCompatible {
     /// Configures a client for the API at `base_url` (`https://api.openai.com/v1`, or a
-    /// compatible server's).
+    /// compatible server's). The key is sent as `Authorization: Bearer`; the provider's
+    /// name defaults to `openai`.
     pub fn builder(base_url: impl Into<String>) -> OpenAiBuilder {
         OpenAiBuilder {
-            base_url: base_url.into(),
+            settings: Settings::new(base_url.into(), DEFAULT_PROVIDER),
             path: "/chat/completions".to_owned(),
-            key: None,
-            model: None,
             organization: None,
-            headers: Vec::new(),
-            provider: DEFAULT_PROVIDER.to_owned(),
-            name: "llm".to_owned(),
-            telemetry: None,
         }
     }
 }
 
 impl OpenAiBuilder {
-    /// The API key (sent as `Authorization: Bearer`).
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(Key::Value(key.into()));
-        self
-    }
-
-    /// The API key, read from environment variable `var` when the client is built.
-    pub fn api_key_env(mut self, var: impl Into<String>) -> Self {
-        self.key = Some(Key::Env(var.into()));
-        self
-    }
-
-    /// The model of requests that name none.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
+    settings_setters!();
 
     /// The path of the chat completions endpoint under the base URL (default
     /// `/chat/completions`; Azure-style deployments have their own).
@@ -135,30 +87,6 @@ impl OpenAiBuilder {
         self
     }
 
-    /// A header sent with every request.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// The provider's name for telemetry (`gen_ai.provider.name`; default `openai`).
-    pub fn provider(mut self, provider: impl Into<String>) -> Self {
-        self.provider = provider.into();
-        self
-    }
-
-    /// The primitive's name (a metric label; default `llm`).
-    pub fn name(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.name);
-        self
-    }
-
-    /// Explicit telemetry providers instead of the global ones.
-    pub fn telemetry(mut self, telemetry: &Telemetry) -> Self {
-        self.telemetry = Some(telemetry.clone());
-        self
-    }
-
     /// Checks the settings and builds the client.
     ///
     /// # Errors
@@ -167,60 +95,19 @@ impl OpenAiBuilder {
     /// variable, a header that cannot be sent, an invalid name, or an HTTP client that
     /// cannot be built.
     pub fn build(self) -> Result<OpenAiCompatible, BuildError> {
-        let base = self.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(BuildError::BaseUrl(self.base_url.clone()));
-        }
-        let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
-        let mut headers = HeaderMap::new();
-        let key = match self.key {
-            None => None,
-            Some(Key::Value(key)) => Some(key),
-            Some(Key::Env(var)) => {
-                Some(std::env::var(&var).map_err(|_| BuildError::MissingKey(var.clone()))?)
-            }
-        };
-        if let Some(key) = key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| BuildError::Header("Authorization".to_owned()))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
         let organization = self
             .organization
             .map(|org| ("OpenAI-Organization".to_owned(), org));
-        for (name, value) in self.headers.into_iter().chain(organization) {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| BuildError::Header(name.clone()))?;
-            let value =
-                HeaderValue::from_str(&value).map_err(|_| BuildError::Header(name.clone()))?;
-            headers.insert(header, value);
-        }
-        let telemetry = self.telemetry.unwrap_or_default();
+        let conn = self.settings.build(
+            &self.path,
+            AUTHORIZATION,
+            |key| format!("Bearer {key}"),
+            organization,
+        )?;
         Ok(OpenAiCompatible {
-            inner: Arc::new(Inner {
-                http: http_client()?,
-                url: format!("{base}{}", self.path),
-                headers,
-                default_model: self.model,
-                provider: self.provider,
-                inst: Instrumentation::new("llm", name, &telemetry),
-            }),
+            inner: Arc::new(conn),
         })
     }
-}
-
-/// One pooled HTTP client (HTTP/2 where the server offers it), on rustls with the ring
-/// provider, installed once for the process unless the application installed its own.
-pub(crate) fn http_client() -> Result<reqwest::Client, BuildError> {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // An application that installed its own provider keeps it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .build()
-        .map_err(|e| BuildError::Http(e.to_string()))
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -262,124 +149,40 @@ fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
     })
 }
 
-impl Inner {
-    fn model<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
-        request
-            .model
-            .as_deref()
-            .or(self.default_model.as_deref())
-            .unwrap_or("")
+/// The request body of the chat completions API.
+fn body(conn: &Conn, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
+    let mut body = Map::new();
+    for (name, text) in &request.extra {
+        body.insert(name.clone(), passthrough(name, text)?);
     }
-
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
-        let mut body = Map::new();
-        for (name, text) in &request.extra {
-            body.insert(name.clone(), passthrough(name, text)?);
-        }
-        body.insert("model".into(), json!(self.model(request)));
-        body.insert(
-            "messages".into(),
-            Value::Array(request.messages.iter().map(message_json).collect()),
-        );
-        if let Some(max) = request.max_tokens {
-            body.insert("max_tokens".into(), json!(max));
-        }
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
-        }
-        if let Some(p) = request.top_p {
-            body.insert("top_p".into(), json!(p));
-        }
-        if !request.stop.is_empty() {
-            body.insert("stop".into(), json!(request.stop));
-        }
-        if let Some(tools) = &request.tools {
-            body.insert("tools".into(), passthrough("tools", tools)?);
-        }
-        if let Some(choice) = &request.tool_choice {
-            body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
-        }
-        if stream {
-            body.insert("stream".into(), json!(true));
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-        Ok(Value::Object(body))
+    body.insert("model".into(), json!(conn.model(request)));
+    body.insert(
+        "messages".into(),
+        Value::Array(request.messages.iter().map(message_json).collect()),
+    );
+    if let Some(max) = request.max_tokens {
+        body.insert("max_tokens".into(), json!(max));
     }
-
-    /// Sends the request; a failing status is an error of its class.
-    async fn send(
-        &self,
-        request: &ChatRequest,
-        stream: bool,
-        cx: &WorkflowContext,
-    ) -> Result<reqwest::Response, Error> {
-        let mut builder = self
-            .http
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .json(&self.body(request, stream)?);
-        // A call is bounded by the context's deadline; a stream's body is the wrapping
-        // primitives' to bound (a timeout's idle and total limits).
-        if !stream && let Some(left) = cx.remaining() {
-            builder = builder.timeout(left);
-        }
-        let name = self.inst.name().as_str();
-        let response = builder.send().await.map_err(|e| from_transport(name, e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        Err(from_response(status.as_u16(), &headers, &body))
+    if let Some(t) = request.temperature {
+        body.insert("temperature".into(), json!(t));
     }
-
-    fn annotate_request(&self, cx: &WorkflowContext, request: &ChatRequest) {
-        if let Some(span) = cx.primitive_span() {
-            span.set_attributes([
-                KeyValue::new(gen_ai::OPERATION_NAME, gen_ai::OPERATION_CHAT),
-                KeyValue::new(gen_ai::PROVIDER_NAME, self.provider.clone()),
-                KeyValue::new(gen_ai::REQUEST_MODEL, self.model(request).to_owned()),
-            ]);
-        }
+    if let Some(p) = request.top_p {
+        body.insert("top_p".into(), json!(p));
     }
-}
-
-fn annotate_response(
-    cx: &WorkflowContext,
-    id: &str,
-    model: &str,
-    finish: Option<&FinishReason>,
-    usage: Option<Usage>,
-) {
-    let Some(span) = cx.primitive_span() else {
-        return;
-    };
-    span.set_attributes([
-        KeyValue::new(semconv::RESPONSE_ID, id.to_owned()),
-        KeyValue::new(semconv::RESPONSE_MODEL, model.to_owned()),
-    ]);
-    if let Some(finish) = finish {
-        span.set_attribute(KeyValue::new(
-            semconv::RESPONSE_FINISH_REASONS,
-            opentelemetry::Value::Array(
-                vec![opentelemetry::StringValue::from(finish.as_str().to_owned())].into(),
-            ),
-        ));
+    if !request.stop.is_empty() {
+        body.insert("stop".into(), json!(request.stop));
     }
-    if let Some(usage) = usage {
-        span.set_attributes([
-            KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input_tokens as i64),
-            KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output_tokens as i64),
-        ]);
+    if let Some(tools) = &request.tools {
+        body.insert("tools".into(), passthrough("tools", tools)?);
     }
-}
-
-/// The names of the GenAI response attributes this client sets.
-pub(crate) mod semconv {
-    pub(crate) const RESPONSE_ID: &str = "gen_ai.response.id";
-    pub(crate) const RESPONSE_MODEL: &str = "gen_ai.response.model";
-    pub(crate) const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+    if let Some(choice) = &request.tool_choice {
+        body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
+    }
+    if stream {
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(Value::Object(body))
 }
 
 fn usage_of(value: &Value) -> Option<Usage> {
@@ -395,14 +198,6 @@ fn usage_of(value: &Value) -> Option<Usage> {
         cached_input_tokens: number(&["prompt_tokens_details", "cached_tokens"]),
         reasoning_tokens: number(&["completion_tokens_details", "reasoning_tokens"]),
     })
-}
-
-fn text(value: &Value, key: &str) -> String {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn response_of(value: &Value) -> Option<ChatResponse> {
@@ -505,7 +300,9 @@ impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {
             .inst
             .run(cx, |child| async move {
                 inner.annotate_request(&child, &request);
-                let response = inner.send(&request, false, &child).await?;
+                let response = inner
+                    .post(&body(inner, &request, false)?, false, &child)
+                    .await?;
                 let name = inner.inst.name().as_str();
                 let body = response
                     .bytes()
@@ -553,7 +350,9 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
             .inst
             .run_stream(cx, |child| async move {
                 inner.annotate_request(&child, &request);
-                let response = inner.send(&request, true, &child).await?;
+                let response = inner
+                    .post(&body(&inner, &request, true)?, true, &child)
+                    .await?;
                 let events = response.bytes_stream().eventsource();
                 tta_core::first_chunk(chunks(events, child)).await
             })

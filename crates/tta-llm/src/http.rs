@@ -1,0 +1,259 @@
+//! What both clients share: the settings every builder has, the pooled HTTP client, the
+//! POST with its deadline and error mapping, and the GenAI span attributes.
+
+use std::sync::Once;
+
+use opentelemetry::KeyValue;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tta_core::semconv::gen_ai;
+use tta_core::{Error, Instrumentation, PrimitiveName, Telemetry, WorkflowContext};
+
+use crate::error::{BuildError, from_response, from_transport};
+use crate::types::{ChatRequest, FinishReason, Usage};
+
+/// Where an API key comes from.
+#[derive(Clone)]
+pub(crate) enum Key {
+    Value(String),
+    Env(String),
+}
+
+/// The settings of every client's builder; the setters are [`settings_setters`].
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) base_url: String,
+    pub(crate) key: Option<Key>,
+    pub(crate) model: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) provider: String,
+    pub(crate) name: String,
+    pub(crate) telemetry: Option<Telemetry>,
+}
+
+/// The setters every client builder has, over its `settings` field.
+macro_rules! settings_setters {
+    () => {
+        /// The API key.
+        pub fn api_key(mut self, key: impl Into<String>) -> Self {
+            self.settings.key = Some(crate::http::Key::Value(key.into()));
+            self
+        }
+
+        /// The API key, read from environment variable `var` when the client is built.
+        pub fn api_key_env(mut self, var: impl Into<String>) -> Self {
+            self.settings.key = Some(crate::http::Key::Env(var.into()));
+            self
+        }
+
+        /// The model of requests that name none.
+        pub fn model(mut self, model: impl Into<String>) -> Self {
+            self.settings.model = Some(model.into());
+            self
+        }
+
+        /// A header sent with every request.
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.settings.headers.push((name.into(), value.into()));
+            self
+        }
+
+        /// The provider's name for telemetry (`gen_ai.provider.name`).
+        pub fn provider(mut self, provider: impl Into<String>) -> Self {
+            self.settings.provider = provider.into();
+            self
+        }
+
+        /// The primitive's name (a metric label; default `llm`).
+        pub fn name(mut self, name: &str) -> Self {
+            name.clone_into(&mut self.settings.name);
+            self
+        }
+
+        /// Explicit telemetry providers instead of the global ones.
+        pub fn telemetry(mut self, telemetry: &tta_core::Telemetry) -> Self {
+            self.settings.telemetry = Some(telemetry.clone());
+            self
+        }
+    };
+}
+pub(crate) use settings_setters;
+
+impl Settings {
+    pub(crate) fn new(base_url: String, provider: &str) -> Self {
+        Self {
+            base_url,
+            key: None,
+            model: None,
+            headers: Vec::new(),
+            provider: provider.to_owned(),
+            name: "llm".to_owned(),
+            telemetry: None,
+        }
+    }
+
+    /// Checks the settings and opens the connection pool: `key_header` carries the key
+    /// (its value made by `key_value`), `more` are the client's own headers.
+    pub(crate) fn build(
+        self,
+        path: &str,
+        key_header: HeaderName,
+        key_value: impl FnOnce(&str) -> String,
+        more: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Conn, BuildError> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(BuildError::BaseUrl(self.base_url.clone()));
+        }
+        let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
+        let mut headers = HeaderMap::new();
+        let key = match self.key {
+            None => None,
+            Some(Key::Value(key)) => Some(key),
+            Some(Key::Env(var)) => {
+                Some(std::env::var(&var).map_err(|_| BuildError::MissingKey(var.clone()))?)
+            }
+        };
+        if let Some(key) = key {
+            let mut value = HeaderValue::from_str(&key_value(&key))
+                .map_err(|_| BuildError::Header(key_header.to_string()))?;
+            value.set_sensitive(true);
+            headers.insert(key_header, value);
+        }
+        for (name, value) in more.into_iter().chain(self.headers) {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError::Header(name.clone()))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| BuildError::Header(name.clone()))?;
+            headers.insert(header, value);
+        }
+        let telemetry = self.telemetry.unwrap_or_default();
+        Ok(Conn {
+            http: http_client()?,
+            url: format!("{base}{path}"),
+            headers,
+            default_model: self.model,
+            provider: self.provider,
+            inst: Instrumentation::new("llm", name, &telemetry),
+        })
+    }
+}
+
+/// A built client's connection: pool, endpoint, headers, defaults, instrumentation.
+pub(crate) struct Conn {
+    http: reqwest::Client,
+    pub(crate) url: String,
+    headers: HeaderMap,
+    pub(crate) default_model: Option<String>,
+    provider: String,
+    pub(crate) inst: Instrumentation,
+}
+
+/// One pooled HTTP client (HTTP/2 where the server offers it), on rustls with the ring
+/// provider, installed once for the process unless the application installed its own.
+fn http_client() -> Result<reqwest::Client, BuildError> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // An application that installed its own provider keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| BuildError::Http(e.to_string()))
+}
+
+impl Conn {
+    pub(crate) fn model<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
+        request
+            .model
+            .as_deref()
+            .or(self.default_model.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Posts `body`; a failing status is an error of its class. A call is bounded by the
+    /// context's deadline; a stream's body is the wrapping primitives' to bound (a
+    /// timeout's idle and total limits).
+    pub(crate) async fn post(
+        &self,
+        body: &Value,
+        stream: bool,
+        cx: &WorkflowContext,
+    ) -> Result<reqwest::Response, Error> {
+        let mut builder = self
+            .http
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(body);
+        if !stream && let Some(left) = cx.remaining() {
+            builder = builder.timeout(left);
+        }
+        let name = self.inst.name().as_str();
+        let response = builder.send().await.map_err(|e| from_transport(name, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        Err(from_response(status.as_u16(), &headers, &body))
+    }
+
+    /// The request's GenAI attributes on the client's span.
+    pub(crate) fn annotate_request(&self, cx: &WorkflowContext, request: &ChatRequest) {
+        if let Some(span) = cx.primitive_span() {
+            span.set_attributes([
+                KeyValue::new(gen_ai::OPERATION_NAME, gen_ai::OPERATION_CHAT),
+                KeyValue::new(gen_ai::PROVIDER_NAME, self.provider.clone()),
+                KeyValue::new(gen_ai::REQUEST_MODEL, self.model(request).to_owned()),
+            ]);
+        }
+    }
+}
+
+/// The response's GenAI attributes on the client's span.
+pub(crate) fn annotate_response(
+    cx: &WorkflowContext,
+    id: &str,
+    model: &str,
+    finish: Option<&FinishReason>,
+    usage: Option<Usage>,
+) {
+    let Some(span) = cx.primitive_span() else {
+        return;
+    };
+    span.set_attributes([
+        KeyValue::new(semconv::RESPONSE_ID, id.to_owned()),
+        KeyValue::new(semconv::RESPONSE_MODEL, model.to_owned()),
+    ]);
+    if let Some(finish) = finish {
+        span.set_attribute(KeyValue::new(
+            semconv::RESPONSE_FINISH_REASONS,
+            opentelemetry::Value::Array(
+                vec![opentelemetry::StringValue::from(finish.as_str().to_owned())].into(),
+            ),
+        ));
+    }
+    if let Some(usage) = usage {
+        span.set_attributes([
+            KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input_tokens as i64),
+            KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output_tokens as i64),
+        ]);
+    }
+}
+
+/// The names of the GenAI response attributes the clients set.
+mod semconv {
+    pub(super) const RESPONSE_ID: &str = "gen_ai.response.id";
+    pub(super) const RESPONSE_MODEL: &str = "gen_ai.response.model";
+    pub(super) const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+}
+
+/// A string field of a JSON object, or empty.
+pub(crate) fn text(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
