@@ -54,6 +54,7 @@
 mod error;
 mod http;
 mod openai;
+mod sse;
 mod types;
 
 pub use error::BuildError;

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use eventsource_stream::{Event, Eventsource};
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 use tta_core::{Error, ErrorClass, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
 
 use crate::error::{BuildError, from_transport, malformed};
 use crate::http::{Conn, Settings, annotate_response, settings_setters, text};
+use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
 };
@@ -354,95 +354,24 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
                     .post(&body(&inner, &request, true)?, true, &child)
                     .await?;
                 let events = response.bytes_stream().eventsource();
-                tta_core::first_chunk(chunks(events, child)).await
+                tta_core::first_chunk(sse::chunks(events, child, parse_event)).await
             })
             .await
     }
 }
 
-/// The chunks of an OpenAI event stream: every data event parsed, the role-only
-/// preamble skipped, `[DONE]` the only clean end. A body that ends without it, a
-/// malformed chunk, an `error` event or a cut connection is an error of the stream.
-fn chunks<S, E>(
-    events: S,
-    cx: WorkflowContext,
-) -> impl Stream<Item = Result<ChatChunk, Error>> + Send + 'static
-where
-    S: Stream<Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<E>>>
-        + Send
-        + 'static,
-    E: std::fmt::Display,
-{
-    struct State<S> {
-        events: std::pin::Pin<Box<S>>,
-        cx: WorkflowContext,
-        ended: bool,
-        last: Option<(String, String, Option<FinishReason>, Option<Usage>)>,
+/// Reads one event of an OpenAI stream: `[DONE]` the only clean end, the role-only
+/// preamble skipped, an `error` event or error body a failure.
+fn parse_event(event: &Event) -> Step {
+    if event.data.trim() == "[DONE]" {
+        return Step::Done;
     }
-    let state = State {
-        events: Box::pin(events),
-        cx,
-        ended: false,
-        last: None,
+    let value = match sse::json(event) {
+        Ok(value) => value,
+        Err(err) => return Step::Fail(err),
     };
-    futures_util::stream::unfold(state, |mut state| async move {
-        if state.ended {
-            return None;
-        }
-        loop {
-            let event = match state.events.next().await {
-                None => {
-                    state.ended = true;
-                    return Some((
-                        Err(malformed("the stream ended without its [DONE] terminator")),
-                        state,
-                    ));
-                }
-                Some(Err(e)) => {
-                    state.ended = true;
-                    let err = Error::msg(format!("the stream was cut: {e}"))
-                        .with_class(ErrorClass::Unavailable);
-                    return Some((Err(err), state));
-                }
-                Some(Ok(event)) => event,
-            };
-            if event.data.trim() == "[DONE]" {
-                state.ended = true;
-                if let Some((id, model, finish, usage)) = state.last.take() {
-                    annotate_response(&state.cx, &id, &model, finish.as_ref(), usage);
-                }
-                return None;
-            }
-            let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
-                state.ended = true;
-                return Some((Err(malformed("a chunk of the stream is not JSON")), state));
-            };
-            if event.event == "error" || value.get("error").is_some() {
-                state.ended = true;
-                let message = value
-                    .get("error")
-                    .and_then(|e| e.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("an error event");
-                let err = Error::msg(format!(
-                    "the provider reported: {}",
-                    message.chars().take(300).collect::<String>()
-                ))
-                .with_class(ErrorClass::Unavailable);
-                return Some((Err(err), state));
-            }
-            if let Some(chunk) = chunk_of(&value) {
-                let last = state
-                    .last
-                    .get_or_insert_with(|| (chunk.id.clone(), chunk.model.clone(), None, None));
-                if chunk.finish_reason.is_some() {
-                    last.2 = chunk.finish_reason.clone();
-                }
-                if chunk.usage.is_some() {
-                    last.3 = chunk.usage;
-                }
-                return Some((Ok(chunk), state));
-            }
-        }
-    })
+    if event.event == "error" || value.get("error").is_some() {
+        return Step::Fail(sse::provider_error(&value));
+    }
+    chunk_of(&value).map_or(Step::Skip, Step::Chunk)
 }
