@@ -86,6 +86,20 @@ impl Reply {
         }
         Reply::Events { frames, end }
     }
+
+    /// Server-sent events as the Anthropic Messages API sends them: each JSON value as
+    /// an `event: <its type>` frame with its `data:` after `gap`, then `end` (the
+    /// terminator, `message_stop`, is one of the values).
+    pub fn typed_events(values: &[serde_json::Value], gap: Duration, end: End) -> Self {
+        let frames = values
+            .iter()
+            .map(|v| {
+                let kind = v["type"].as_str().unwrap_or("message");
+                (gap, format!("event: {kind}\ndata: {v}\n\n"))
+            })
+            .collect();
+        Reply::Events { frames, end }
+    }
 }
 
 /// A request the server received.

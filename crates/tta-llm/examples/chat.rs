@@ -1,8 +1,8 @@
-//! Asks an OpenAI-compatible server one question and prints the answer, then one line of
+//! Asks an OpenAI-compatible server (or, with `--anthropic`, the Anthropic Messages API) one question and prints the answer, then one line of
 //! usage and timings.
 //!
 //! ```text
-//! cargo run -p tta-llm --example chat -- --base-url URL --model MODEL [--api-key-env VAR] [--stream] PROMPT
+//! cargo run -p tta-llm --example chat -- --base-url URL --model MODEL [--api-key-env VAR] [--anthropic] [--stream] PROMPT
 //! ```
 //!
 //! The last line is `usage: input=N output=M ttft_ms=T total_ms=D` (`ttft_ms` is the time
@@ -16,9 +16,9 @@ use std::time::Instant;
 use clap::Parser;
 use futures_util::StreamExt;
 use tta_core::{StreamPrimitive, WorkflowContext, WorkflowPrimitive};
-use tta_llm::{ChatRequest, Message, OpenAiCompatible, Usage};
+use tta_llm::{Anthropic, ChatChunk, ChatRequest, ChatResponse, Message, OpenAiCompatible, Usage};
 
-/// One question to an OpenAI-compatible chat completions API.
+/// One question to an OpenAI-compatible chat completions API, or to Anthropic's.
 #[derive(Parser)]
 struct Args {
     /// The API's base URL, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
@@ -30,6 +30,9 @@ struct Args {
     /// The environment variable that holds the API key (none is sent without it).
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Speak the Anthropic Messages API (`x-api-key`, `/messages`).
+    #[arg(long)]
+    anthropic: bool,
     /// Print the answer as it arrives.
     #[arg(long)]
     stream: bool,
@@ -50,16 +53,35 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut builder = OpenAiCompatible::builder(&args.base_url).model(&args.model);
-    if let Some(var) = &args.api_key_env {
-        builder = builder.api_key_env(var);
+    let request = ChatRequest::new(vec![Message::user(&args.prompt)]);
+    if args.anthropic {
+        let mut builder = Anthropic::builder(&args.base_url).model(&args.model);
+        if let Some(var) = &args.api_key_env {
+            builder = builder.api_key_env(var);
+        }
+        ask(&builder.build()?, request, args.stream).await
+    } else {
+        let mut builder = OpenAiCompatible::builder(&args.base_url).model(&args.model);
+        if let Some(var) = &args.api_key_env {
+            builder = builder.api_key_env(var);
+        }
+        ask(&builder.build()?, request, args.stream).await
     }
-    let client = builder.build()?;
-    let request = ChatRequest::new(vec![Message::user(args.prompt)]);
+}
+
+async fn ask<C>(
+    client: &C,
+    request: ChatRequest,
+    stream: bool,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    C: WorkflowPrimitive<ChatRequest, Output = ChatResponse>
+        + StreamPrimitive<ChatRequest, Chunk = ChatChunk>,
+{
     let cx = WorkflowContext::new();
     let start = Instant::now();
     let mut out = std::io::stdout().lock();
-    let (usage, ttft) = if args.stream {
+    let (usage, ttft) = if stream {
         let mut body = client.stream(request, &cx).await?;
         let ttft = start.elapsed();
         let mut usage = None;

@@ -20,6 +20,9 @@ pub enum BuildError {
     /// A header name or value cannot be sent.
     #[error("invalid header {0:?}")]
     Header(String),
+    /// `max_tokens` is zero.
+    #[error("max_tokens must be at least 1")]
+    MaxTokens,
     /// The client's name is not a valid primitive name.
     #[error("invalid client name: {0}")]
     Name(tta_core::InvalidName),

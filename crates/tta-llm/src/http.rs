@@ -3,14 +3,18 @@
 
 use std::sync::Once;
 
+use eventsource_stream::Eventsource;
 use opentelemetry::KeyValue;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tta_core::semconv::gen_ai;
-use tta_core::{Error, Instrumentation, PrimitiveName, Telemetry, WorkflowContext};
+use tta_core::{
+    Error, ErrorClass, Instrumentation, PrimitiveName, Streamed, Telemetry, WorkflowContext,
+};
 
-use crate::error::{BuildError, from_response, from_transport};
-use crate::types::{ChatRequest, FinishReason, Usage};
+use crate::error::{BuildError, from_response, from_transport, malformed};
+use crate::sse::{self, Step};
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Usage};
 
 /// Where an API key comes from.
 #[derive(Clone)]
@@ -199,6 +203,57 @@ impl Conn {
         Err(from_response(status.as_u16(), &headers, &body))
     }
 
+    /// A call: posts `body` and reads the answer with `parse` (`None`: the body is not
+    /// an answer), sets the response's GenAI attributes; a content-filter finish is an
+    /// error of its class, billed with the usage the provider reported.
+    pub(crate) async fn complete(
+        &self,
+        body: &Value,
+        parse: fn(&Value) -> Option<ChatResponse>,
+        cx: &WorkflowContext,
+    ) -> Result<ChatResponse, Error> {
+        let response = self.post(body, false, cx).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| from_transport(self.inst.name().as_str(), e))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| malformed("the provider's response is not JSON"))?;
+        let answer =
+            parse(&value).ok_or_else(|| malformed("the provider's response has no answer"))?;
+        annotate_response(
+            cx,
+            &answer.id,
+            &answer.model,
+            answer.finish_reason.as_ref(),
+            answer.usage,
+        );
+        if answer.finish_reason == Some(FinishReason::ContentFilter) {
+            let err = Error::msg("the provider filtered the answer")
+                .with_class(ErrorClass::ContentFilter);
+            return Err(match answer.usage {
+                Some(usage) => err.with_billed_usage(usage.tokens()),
+                None => err,
+            });
+        }
+        Ok(answer)
+    }
+
+    /// A stream: posts `body` and reads its events with `parse`, up to the first chunk.
+    pub(crate) async fn open_stream<F>(
+        &self,
+        body: &Value,
+        parse: F,
+        cx: WorkflowContext,
+    ) -> Result<Streamed<ChatChunk>, Error>
+    where
+        F: FnMut(&eventsource_stream::Event) -> Step + Send + 'static,
+    {
+        let response = self.post(body, true, &cx).await?;
+        let events = response.bytes_stream().eventsource();
+        tta_core::first_chunk(sse::chunks(events, cx, parse)).await
+    }
+
     /// The request's GenAI attributes on the client's span.
     pub(crate) fn annotate_request(&self, cx: &WorkflowContext, request: &ChatRequest) {
         if let Some(span) = cx.primitive_span() {
@@ -247,6 +302,15 @@ mod semconv {
     pub(super) const RESPONSE_ID: &str = "gen_ai.response.id";
     pub(super) const RESPONSE_MODEL: &str = "gen_ai.response.model";
     pub(super) const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+}
+
+/// A JSON text of the request (tools, tool choice, extra fields) as a value; a text that
+/// is not JSON is the request's fault.
+pub(crate) fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|_| {
+        Error::msg(format!("the request's {field} is not JSON"))
+            .with_class(ErrorClass::InvalidRequest)
+    })
 }
 
 /// A string field of a JSON object, or empty.

@@ -1,18 +1,18 @@
 //! Provider clients for tta workflows: provider-neutral chat types ([`ChatRequest`],
-//! [`ChatResponse`], [`ChatChunk`]) and [`OpenAiCompatible`], a client of the OpenAI chat
-//! completions API (OpenAI, and the servers that speak it: vLLM, llama.cpp, Ollama, Groq,
-//! OpenRouter, LiteLLM...). A client is a primitive that calls (`WorkflowPrimitive`) and
-//! streams (`StreamPrimitive`), so it is a router's route as it is:
-//! `Route::streaming("openai", client)`.
+//! [`ChatResponse`], [`ChatChunk`]) and two clients: [`OpenAiCompatible`], of the OpenAI
+//! chat completions API (OpenAI, and the servers that speak it: vLLM, llama.cpp, Ollama,
+//! Groq, OpenRouter, LiteLLM...), and [`Anthropic`], of the Messages API. A client is a
+//! primitive that calls (`WorkflowPrimitive`) and streams (`StreamPrimitive`), so it is a
+//! router's route as it is: `Route::streaming("openai", client)`.
 //!
 //! # From HTTP to error classes
 //!
 //! | the provider answers | class |
 //! |---|---|
 //! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`) | `rate_limited { retry_after }` |
-//! | 500, 502, 503, 504, 408; a refused or reset connection; no answer in time | `unavailable` |
+//! | 500, 502, 503, 504, 529 (Anthropic's overloaded), 408; a refused or reset connection; no answer in time | `unavailable` |
 //! | 400 with a context-length code or message | `context_length` |
-//! | a content-filter code, or a `content_filter` finish | `content_filter` |
+//! | a content-filter code, or a `content_filter` finish (Anthropic: `refusal`) | `content_filter` |
 //! | other 400, 404, 413, 422 | `invalid_request` |
 //! | 401, 403 | `auth` |
 //! | 200 with a body that is not the API's JSON (empty, HTML) | `unavailable` |
@@ -24,12 +24,15 @@
 //!
 //! # Streams
 //!
-//! Streams ask for usage (`stream_options.include_usage`). The first chunk is the first
+//! OpenAI streams ask for usage (`stream_options.include_usage`). The first chunk is the first
 //! one that carries anything (content, a tool-call delta, a finish reason or usage): the
 //! role-only preamble is not a chunk, so the time to the first chunk is the time to the
-//! first token. The usage-only chunk (with empty `choices`) is kept. A body that ends
-//! without `[DONE]`, a chunk that is not JSON, an `error` event or a cut connection is an
-//! error item of the stream, never a clean end.
+//! first token. The usage-only chunk (with empty `choices`) is kept. Anthropic streams
+//! take the input usage from `message_start` and hand the whole usage, with the stop
+//! reason, on the `message_delta` chunk; `ping` and `message_start` are not chunks. A
+//! body that ends without its terminator (`[DONE]`, `message_stop`), a chunk that is not
+//! JSON, an `error` event or a cut connection is an error item of the stream, never a
+//! clean end.
 //!
 //! # Examples
 //!
@@ -51,12 +54,14 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+mod anthropic;
 mod error;
 mod http;
 mod openai;
 mod sse;
 mod types;
 
+pub use anthropic::{Anthropic, AnthropicBuilder, DEFAULT_VERSION};
 pub use error::BuildError;
 pub use openai::{OpenAiBuilder, OpenAiCompatible};
 pub use types::{

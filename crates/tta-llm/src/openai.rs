@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use eventsource_stream::{Event, Eventsource};
+use eventsource_stream::Event;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
-use tta_core::{Error, ErrorClass, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
+use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
 
-use crate::error::{BuildError, from_transport, malformed};
-use crate::http::{Conn, Settings, annotate_response, settings_setters, text};
+use crate::error::BuildError;
+use crate::http::{Conn, Settings, passthrough, settings_setters, text};
 use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
@@ -138,15 +138,6 @@ fn message_json(message: &Message) -> Value {
         out.insert("tool_calls".into(), Value::Array(calls));
     }
     Value::Object(out)
-}
-
-/// A JSON text of the request (tools, tool choice, extra fields) as a value; a text that
-/// is not JSON is the request's fault.
-fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(|_| {
-        Error::msg(format!("the request's {field} is not JSON"))
-            .with_class(ErrorClass::InvalidRequest)
-    })
 }
 
 /// The request body of the chat completions API.
@@ -300,34 +291,9 @@ impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {
             .inst
             .run(cx, |child| async move {
                 inner.annotate_request(&child, &request);
-                let response = inner
-                    .post(&body(inner, &request, false)?, false, &child)
-                    .await?;
-                let name = inner.inst.name().as_str();
-                let body = response
-                    .bytes()
+                inner
+                    .complete(&body(inner, &request, false)?, response_of, &child)
                     .await
-                    .map_err(|e| from_transport(name, e))?;
-                let value: Value = serde_json::from_slice(&body)
-                    .map_err(|_| malformed("the provider's response is not JSON"))?;
-                let answer = response_of(&value)
-                    .ok_or_else(|| malformed("the provider's response has no choice"))?;
-                annotate_response(
-                    &child,
-                    &answer.id,
-                    &answer.model,
-                    answer.finish_reason.as_ref(),
-                    answer.usage,
-                );
-                if answer.finish_reason == Some(FinishReason::ContentFilter) {
-                    let err = Error::msg("the provider filtered the answer")
-                        .with_class(ErrorClass::ContentFilter);
-                    return Err(match answer.usage {
-                        Some(usage) => err.with_billed_usage(usage.tokens()),
-                        None => err,
-                    });
-                }
-                Ok(answer)
             })
             .await
     }
@@ -350,11 +316,8 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
             .inst
             .run_stream(cx, |child| async move {
                 inner.annotate_request(&child, &request);
-                let response = inner
-                    .post(&body(&inner, &request, true)?, true, &child)
-                    .await?;
-                let events = response.bytes_stream().eventsource();
-                tta_core::first_chunk(sse::chunks(events, child, parse_event)).await
+                let body = body(&inner, &request, true)?;
+                inner.open_stream(&body, parse_event, child).await
             })
             .await
     }

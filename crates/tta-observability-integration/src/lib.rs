@@ -12,7 +12,7 @@
 //! | `timeout` | [`timeout`] | `tta-timeout`: `TimeoutPrimitive` |
 //! | `cache` (`cache-redis` adds Redis) | [`cache`] | `tta-cache`: `CachePrimitive`, stores |
 //! | `router` | [`router`] | `tta-router`: `RouterPrimitive` |
-//! | `llm` | [`llm`] | `tta-llm`: chat types, `OpenAiCompatible` |
+//! | `llm` | [`llm`] | `tta-llm`: chat types, `OpenAiCompatible`, `Anthropic` |
 //! | `tower` | | tower interop in every included crate |
 //! | `full` | | all of the above |
 //!

@@ -85,6 +85,33 @@ async fn the_chat_example_prints_the_answer_and_its_usage_calling_and_streaming(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_example_speaks_anthropic_with_its_flag() {
+    let server = LlmServer::start().await;
+    server.push(Reply::typed_events(
+        &[
+            json!({"type": "message_start", "message": {"id": "msg", "model": "m", "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris."}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+            json!({"type": "message_stop"}),
+        ],
+        Duration::ZERO,
+        End::Close,
+    ));
+    let out = run(args(
+        &server.base_url(),
+        &["--anthropic", "--stream", "Capital?"],
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("Paris.\nusage: input=5 output=2 ttft_ms="),
+        "{stdout}"
+    );
+    assert_eq!(server.requests()[0].body["max_tokens"], 4096);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_server_the_chat_example_fails_with_one_line() {
     // A port that was free a moment ago: nothing listens there now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -93,7 +120,11 @@ async fn with_no_server_the_chat_example_fails_with_one_line() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/v1");
-    for extra in [&["hi"][..], &["--stream", "hi"][..]] {
+    for extra in [
+        &["hi"][..],
+        &["--stream", "hi"][..],
+        &["--anthropic", "hi"][..],
+    ] {
         let out = run(args(&url, extra)).await;
         assert!(!out.status.success());
         let stderr = String::from_utf8(out.stderr).unwrap();

@@ -1,6 +1,7 @@
 //! tta-llm against a scripted loopback provider: every row of the mapping table, calls
 //! and streams, and what reaches telemetry.
 
+mod anthropic;
 mod calls;
 mod example;
 mod streams;

@@ -1,0 +1,325 @@
+//! The Anthropic client against the scripted provider: the request it sends, the answer
+//! and usage it reads, its error mapping, and its event stream.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tta_core::{ErrorClass, StreamPrimitive, Telemetry, WorkflowContext, WorkflowPrimitive};
+use tta_llm::{Anthropic, BuildError, ChatChunk, FinishReason, Message, Role, ToolCall, Usage};
+use tta_tests::llm_server::{End, LlmServer, Reply};
+
+use crate::{pipeline, request};
+
+fn client(server: &LlmServer, t: &Telemetry) -> Anthropic {
+    Anthropic::builder(server.base_url())
+        .api_key("sk-ant-secret")
+        .model("claude-test")
+        .telemetry(t)
+        .build()
+        .unwrap()
+}
+
+fn message(stop: &str) -> Value {
+    json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test-2025",
+        "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"order": 42}}
+        ],
+        "stop_reason": stop,
+        "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 30,
+                  "cache_creation_input_tokens": 2}
+    })
+}
+
+#[tokio::test]
+async fn a_call_maps_system_tools_and_tool_results_and_reads_the_blocks_and_usage() {
+    let server = LlmServer::start().await;
+    let (tt, t) = pipeline();
+    server.push(Reply::json(message("tool_use")));
+    let mut assistant = Message::assistant("");
+    assistant.tool_calls.push(ToolCall {
+        id: "toolu_0".into(),
+        name: "lookup".into(),
+        arguments: "{\"order\":41}".into(),
+    });
+    let mut result = Message::new(Role::Tool, "shipped");
+    result.tool_call_id = Some("toolu_0".into());
+    let mut req = request();
+    req.max_tokens = None;
+    req.messages.extend([assistant, result]);
+    req.stop = vec!["END".to_owned()];
+    let answer = client(&server, &t)
+        .execute(req, &WorkflowContext::new())
+        .await
+        .unwrap();
+    assert_eq!(answer.content, "Let me look.");
+    assert_eq!(
+        answer.tool_calls,
+        vec![ToolCall {
+            id: "toolu_1".into(),
+            name: "lookup".into(),
+            arguments: "{\"order\":42}".into()
+        }]
+    );
+    assert_eq!(answer.finish_reason, Some(FinishReason::ToolCalls));
+    assert_eq!(
+        answer.usage,
+        Some(Usage {
+            input_tokens: 42,
+            output_tokens: 5,
+            cached_input_tokens: Some(30),
+            reasoning_tokens: None
+        }),
+        "every input token counts, cache reads and writes included"
+    );
+    let sent = &server.requests()[0];
+    assert_eq!(
+        sent.body["system"], "Be brief.",
+        "system messages become `system`"
+    );
+    assert_eq!(
+        sent.body["max_tokens"], 4096,
+        "the required max_tokens has a default"
+    );
+    assert_eq!(sent.body["stop_sequences"], json!(["END"]));
+    let messages = sent.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "no system message among the messages");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[1]["content"][0]["type"], "tool_use");
+    assert_eq!(messages[1]["content"][0]["input"]["order"], 41);
+    assert_eq!(messages[2]["role"], "user");
+    assert_eq!(messages[2]["content"][0]["type"], "tool_result");
+    assert_eq!(messages[2]["content"][0]["tool_use_id"], "toolu_0");
+    let header = |name: &str| {
+        sent.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("x-api-key").as_deref(), Some("sk-ant-secret"));
+    assert_eq!(header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert_eq!(header("authorization"), None);
+    let spans = tt.spans_named("llm");
+    let attr = |k| tta_tests::telemetry::span_attr(&spans[0], k);
+    assert_eq!(attr("gen_ai.provider.name").as_deref(), Some("anthropic"));
+    assert_eq!(
+        attr("gen_ai.response.model").as_deref(),
+        Some("claude-test-2025")
+    );
+    assert_eq!(attr("gen_ai.usage.input_tokens").as_deref(), Some("42"));
+    for span in tt.spans() {
+        for kv in &span.attributes {
+            let value = kv.value.to_string();
+            assert!(
+                !value.contains("4111") && !value.contains("sk-ant"),
+                "{value}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_errors_map_to_their_classes() {
+    let server = LlmServer::start().await;
+    let (_tt, t) = pipeline();
+    let llm = client(&server, &t);
+    let error = |kind: &str, message: &str| {
+        json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
+    };
+    let cases = [
+        (
+            Reply::status(529, &[], &error("overloaded_error", "Overloaded")),
+            ErrorClass::Unavailable,
+        ),
+        (
+            Reply::status(
+                400,
+                &[],
+                &error(
+                    "invalid_request_error",
+                    "prompt is too long: 210000 tokens > 200000 maximum",
+                ),
+            ),
+            ErrorClass::ContextLength,
+        ),
+        (
+            Reply::status(
+                429,
+                &[("retry-after", "5")],
+                &error("rate_limit_error", "slow down"),
+            ),
+            ErrorClass::RateLimited { retry_after: None },
+        ),
+        (
+            Reply::status(
+                401,
+                &[],
+                &error("authentication_error", "invalid x-api-key"),
+            ),
+            ErrorClass::Auth,
+        ),
+        (
+            Reply::status(
+                400,
+                &[],
+                &error("invalid_request_error", "max_tokens: too large"),
+            ),
+            ErrorClass::InvalidRequest,
+        ),
+        (Reply::json(message("refusal")), ErrorClass::ContentFilter),
+    ];
+    for (reply, class) in cases {
+        server.push(reply.clone());
+        let err = llm
+            .execute(request(), &WorkflowContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.class().as_str(), class.as_str(), "{reply:?}: {err}");
+        if class.is_rate_limited() {
+            assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
+        }
+    }
+    server.push(Reply::status(
+        529,
+        &[],
+        &error("overloaded_error", "Overloaded"),
+    ));
+    let err = llm
+        .execute(request(), &WorkflowContext::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Overloaded"),
+        "the provider's message: {err}"
+    );
+}
+
+fn start() -> Value {
+    json!({"type": "message_start", "message": {"id": "msg_s", "model": "claude-test",
+        "usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 4}}})
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+}
+
+fn finish(stop: &str, output: u64) -> Value {
+    json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": output}})
+}
+
+async fn collect(
+    server: &LlmServer,
+) -> Result<Vec<Result<ChatChunk, tta_core::Error>>, tta_core::Error> {
+    let (_tt, t) = pipeline();
+    Ok(client(server, &t)
+        .stream(request(), &WorkflowContext::new())
+        .await?
+        .collect()
+        .await)
+}
+
+#[tokio::test]
+async fn a_stream_reads_text_tool_deltas_and_the_whole_usage_and_ends_at_message_stop() {
+    let server = LlmServer::start().await;
+    server.push(Reply::typed_events(
+        &[
+            start(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "ping"}),
+            text("Hel"),
+            text("lo"),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "lookup", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"order\": 4"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "2}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            finish("tool_use", 7),
+            json!({"type": "message_stop"}),
+        ],
+        Duration::from_millis(2),
+        End::Close,
+    ));
+    let chunks: Vec<ChatChunk> = collect(&server)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(chunks[0].delta, "Hel", "the first chunk is the first token");
+    let text: String = chunks.iter().map(|c| c.delta.as_str()).collect();
+    assert_eq!(text, "Hello");
+    let tool: Vec<_> = chunks.iter().flat_map(|c| &c.tool_calls).collect();
+    assert_eq!(tool[0].id.as_deref(), Some("toolu_9"));
+    assert_eq!(tool[0].name.as_deref(), Some("lookup"));
+    let args: String = tool.iter().filter_map(|d| d.arguments.as_deref()).collect();
+    assert_eq!(args, "{\"order\": 42}");
+    assert!(tool.iter().all(|d| d.index == 1));
+    let last = chunks.last().unwrap();
+    assert_eq!(last.finish_reason, Some(FinishReason::ToolCalls));
+    assert_eq!(
+        last.usage,
+        Some(Usage {
+            input_tokens: 15,
+            output_tokens: 7,
+            cached_input_tokens: Some(4),
+            reasoning_tokens: None
+        })
+    );
+    assert_eq!(server.requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_without_message_stop_or_with_an_error_event_ends_in_an_error() {
+    for (reply, what) in [
+        (
+            Reply::typed_events(
+                &[start(), text("a"), finish("end_turn", 1)],
+                Duration::ZERO,
+                End::Close,
+            ),
+            "without message_stop",
+        ),
+        (
+            Reply::typed_events(
+                &[
+                    start(),
+                    text("a"),
+                    json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                ],
+                Duration::ZERO,
+                End::Close,
+            ),
+            "error event",
+        ),
+        (
+            Reply::typed_events(&[start(), text("a")], Duration::ZERO, End::Cut),
+            "cut",
+        ),
+    ] {
+        let server = LlmServer::start().await;
+        server.push(reply);
+        let items = collect(&server).await.unwrap();
+        let (last, before) = items.split_last().unwrap();
+        assert!(
+            !before.is_empty() && before.iter().all(Result::is_ok),
+            "{what}"
+        );
+        let err = last.as_ref().unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unavailable, "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_zero_max_tokens_is_a_build_error_and_the_key_is_never_printed() {
+    let err = Anthropic::builder("http://127.0.0.1:1/v1")
+        .max_tokens(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err, BuildError::MaxTokens);
+    let builder = Anthropic::builder("http://127.0.0.1:1/v1").api_key("sk-ant-secret");
+    assert!(!format!("{builder:?}").contains("sk-ant"));
+    let client = builder.build().unwrap();
+    assert!(!format!("{client:?}").contains("sk-ant"));
+}
