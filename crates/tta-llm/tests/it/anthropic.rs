@@ -118,6 +118,16 @@ async fn a_call_maps_system_tools_and_tool_results_and_reads_the_blocks_and_usag
             );
         }
     }
+    let points = tt.points();
+    assert!(!points.is_empty(), "the client's metrics are recorded");
+    for point in &points {
+        for value in point.attrs.values() {
+            assert!(
+                !value.contains("4111") && !value.contains("sk-ant"),
+                "{point:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

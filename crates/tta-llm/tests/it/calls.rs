@@ -86,6 +86,19 @@ async fn a_call_sends_the_request_and_reads_the_answer_with_its_usage() {
             );
         }
     }
+    let points = tt.points();
+    assert!(
+        points.iter().any(|p| p.attrs.values().any(|v| v == "llm")),
+        "the client's metrics are recorded: {points:?}"
+    );
+    for point in &points {
+        for value in point.attrs.values() {
+            assert!(
+                !value.contains("4111") && !value.contains("sk-secret"),
+                "{point:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
