@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 
 /// How a scripted stream ends after its frames.
@@ -115,6 +116,8 @@ pub struct Recorded {
 struct Script {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
+    /// The reply when none is queued; set for benches, which record no requests.
+    always: Mutex<Option<Reply>>,
 }
 
 /// The server; dropping it stops it.
@@ -140,6 +143,12 @@ impl LlmServer {
             .await
             .expect("a loopback port");
         let addr = listener.local_addr().expect("its address");
+        // Each frame leaves when it is written, as a provider's would: without
+        // TCP_NODELAY, Nagle's algorithm holds small frames for the client's delayed ACK
+        // (40 ms a frame on Linux).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -166,6 +175,13 @@ impl LlmServer {
         self
     }
 
+    /// Answers every request with `reply` once the queue is empty, and stops recording
+    /// requests (for benches: millions of them would fill memory).
+    pub fn always(&self, reply: Reply) -> &Self {
+        *self.script.always.lock().expect("script") = Some(reply);
+        self
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.script.requests.lock().expect("requests").clone()
@@ -181,14 +197,22 @@ impl Drop for LlmServer {
 }
 
 async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: String) -> Response {
-    script.requests.lock().expect("requests").push(Recorded {
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    });
-    let next = script.replies.lock().expect("script").pop_front();
+    let always = script.always.lock().expect("script").clone();
+    if always.is_none() {
+        script.requests.lock().expect("requests").push(Recorded {
+            headers: headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        });
+    }
+    let next = script
+        .replies
+        .lock()
+        .expect("script")
+        .pop_front()
+        .or(always);
     match next {
         None => plain(500, &[], "no scripted reply left"),
         Some(Reply::Body {

@@ -14,6 +14,9 @@
 //! - `timeout/tokio` and `timeout/tta`; `router/decide/<strategy>` over 10 routes.
 //! - `stream/bare_iter` and `stream/stack_miss`: 256 in-memory chunks from a bare stream,
 //!   and through a timeout around a cache around a router; `stream_first_chunk/hit`.
+//! - `llm/reqwest_raw` vs `llm/openai_complete`, `llm_stream/reqwest_raw` vs
+//!   `llm_stream/openai`: the OpenAI-compatible client against a hand-written reqwest
+//!   call of the same request, over loopback HTTP.
 
 use std::future::Future;
 use std::hash::Hash;
