@@ -1,5 +1,7 @@
 //! From HTTP responses and transport failures to tta's error classes.
 
+use std::time::Duration;
+
 use reqwest::header::HeaderMap;
 use tta_core::{Error, ErrorClass};
 
@@ -46,7 +48,7 @@ fn bounded(text: &str) -> String {
 }
 
 /// The error of a response with a failing status: its class from the status, the
-/// headers (`Retry-After`, `retry-after-ms`) and the provider's error code or message
+/// headers (`Retry-After`, `retry-after-ms`, else the reset headers) and the provider's error code or message
 /// (context length, content filter); its message the provider's own, bounded. A body
 /// that is not the provider's JSON (a proxy's HTML page) is described, never copied.
 pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &str) -> Error {
@@ -54,6 +56,11 @@ pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &str) -> Err
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
     let mut class = ErrorClass::from_http(status, pairs);
+    if class == (ErrorClass::RateLimited { retry_after: None }) {
+        class = ErrorClass::RateLimited {
+            retry_after: reset_after(headers),
+        };
+    }
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let field = |name: &str| {
@@ -88,6 +95,49 @@ pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &str) -> Err
         format!("HTTP {status}: {}", bounded(&message))
     };
     Error::msg(message).with_class(class)
+}
+
+/// When a rate limit resets, from the provider's reset headers where no `Retry-After`
+/// was sent: OpenAI's `x-ratelimit-reset-requests` and `x-ratelimit-reset-tokens`
+/// (durations such as `1s`, `6m0s`, `20ms`, `1h2m3.5s`); the later of the two, since
+/// the request needs both limits.
+fn reset_after(headers: &HeaderMap) -> Option<Duration> {
+    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .filter_map(go_duration)
+        .max()
+}
+
+/// A duration as Go prints it (`1h2m3.5s`, `6m0s`, `20ms`); `None` for anything else.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0_f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// The error of a request that got no response: a timeout, a refused or reset

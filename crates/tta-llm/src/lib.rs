@@ -9,7 +9,7 @@
 //!
 //! | the provider answers | class |
 //! |---|---|
-//! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`) | `rate_limited { retry_after }` |
+//! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`; without them, the later of `x-ratelimit-reset-requests` and `x-ratelimit-reset-tokens`) | `rate_limited { retry_after }` |
 //! | 500, 502, 503, 504, 529 (Anthropic's overloaded), 408; a refused or reset connection; no answer in time | `unavailable` |
 //! | 400 with a context-length code or message | `context_length` |
 //! | a content-filter code, or a `content_filter` finish (Anthropic: `refusal`) | `content_filter` |

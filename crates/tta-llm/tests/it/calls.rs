@@ -134,6 +134,27 @@ async fn every_failing_status_maps_to_its_class_with_the_providers_message() {
             ErrorClass::RateLimited { retry_after: None },
             Some((1, 2)),
         ),
+        (
+            Reply::status(
+                429,
+                &[
+                    ("x-ratelimit-reset-requests", "1m30.5s"),
+                    ("x-ratelimit-reset-tokens", "6m0s"),
+                ],
+                "",
+            ),
+            ErrorClass::RateLimited { retry_after: None },
+            Some((360, 360)),
+        ),
+        (
+            Reply::status(
+                429,
+                &[("x-ratelimit-reset-tokens", "20ms"), ("retry-after", "2")],
+                "",
+            ),
+            ErrorClass::RateLimited { retry_after: None },
+            Some((2, 2)),
+        ),
         (Reply::status(500, &[], ""), ErrorClass::Unavailable, None),
         (
             Reply::status(
@@ -220,6 +241,17 @@ async fn every_failing_status_maps_to_its_class_with_the_providers_message() {
         );
         assert!(!shown.contains("sk-secret"));
     }
+    server.push(Reply::status(
+        429,
+        &[("x-ratelimit-reset-requests", "soon")],
+        "",
+    ));
+    let err = llm
+        .execute(request(), &WorkflowContext::new())
+        .await
+        .unwrap_err();
+    assert!(err.class().is_rate_limited());
+    assert_eq!(err.retry_after(), None, "an unreadable reset is no hint");
     server.push(Reply::status(
         400,
         &[],
