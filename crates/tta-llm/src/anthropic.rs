@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
 
 use crate::error::BuildError;
-use crate::http::{Conn, Settings, passthrough, settings_setters, text};
+use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
 use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolCallDelta, Usage,
@@ -187,21 +187,7 @@ fn body(client: &Client, request: &ChatRequest, stream: bool) -> Result<Value, E
         messages.push(value);
     }
     body.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = request.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = request.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !request.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(request.stop));
-    }
-    if let Some(tools) = &request.tools {
-        body.insert("tools".into(), passthrough("tools", tools)?);
-    }
-    if let Some(choice) = &request.tool_choice {
-        body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
-    }
+    sampling(&mut body, request, "stop_sequences")?;
     if stream {
         body.insert("stream".into(), json!(true));
     }

@@ -6,7 +6,7 @@ use std::sync::Once;
 use eventsource_stream::Eventsource;
 use opentelemetry::KeyValue;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use tta_core::semconv::gen_ai;
 use tta_core::{
     Error, ErrorClass, Instrumentation, PrimitiveName, Streamed, Telemetry, WorkflowContext,
@@ -311,6 +311,31 @@ pub(crate) fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
         Error::msg(format!("the request's {field} is not JSON"))
             .with_class(ErrorClass::InvalidRequest)
     })
+}
+
+/// The fields both APIs name alike: temperature, top_p, the tools and the tool choice;
+/// and the stop sequences, under `stop_key`.
+pub(crate) fn sampling(
+    body: &mut Map<String, Value>,
+    request: &ChatRequest,
+    stop_key: &str,
+) -> Result<(), Error> {
+    if let Some(t) = request.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = request.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if !request.stop.is_empty() {
+        body.insert(stop_key.into(), json!(request.stop));
+    }
+    if let Some(tools) = &request.tools {
+        body.insert("tools".into(), passthrough("tools", tools)?);
+    }
+    if let Some(choice) = &request.tool_choice {
+        body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
+    }
+    Ok(())
 }
 
 /// A string field of a JSON object, or empty.

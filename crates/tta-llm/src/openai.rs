@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
 
 use crate::error::BuildError;
-use crate::http::{Conn, Settings, passthrough, settings_setters, text};
+use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
 use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
@@ -154,21 +154,7 @@ fn body(conn: &Conn, request: &ChatRequest, stream: bool) -> Result<Value, Error
     if let Some(max) = request.max_tokens {
         body.insert("max_tokens".into(), json!(max));
     }
-    if let Some(t) = request.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = request.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !request.stop.is_empty() {
-        body.insert("stop".into(), json!(request.stop));
-    }
-    if let Some(tools) = &request.tools {
-        body.insert("tools".into(), passthrough("tools", tools)?);
-    }
-    if let Some(choice) = &request.tool_choice {
-        body.insert("tool_choice".into(), passthrough("tool_choice", choice)?);
-    }
+    sampling(&mut body, request, "stop")?;
     if stream {
         body.insert("stream".into(), json!(true));
         body.insert("stream_options".into(), json!({"include_usage": true}));
