@@ -133,9 +133,8 @@ impl Settings {
         }
         let telemetry = self.telemetry.unwrap_or_default();
         Ok(Conn {
-            http: http_client()?,
+            http: http_client(headers)?,
             url: format!("{base}{path}"),
-            headers,
             default_model: self.model,
             provider: self.provider,
             inst: Instrumentation::new("llm", name, &telemetry),
@@ -147,21 +146,22 @@ impl Settings {
 pub(crate) struct Conn {
     http: reqwest::Client,
     pub(crate) url: String,
-    headers: HeaderMap,
     pub(crate) default_model: Option<String>,
     provider: String,
     pub(crate) inst: Instrumentation,
 }
 
-/// One pooled HTTP client (HTTP/2 where the server offers it), on rustls with the ring
-/// provider, installed once for the process unless the application installed its own.
-fn http_client() -> Result<reqwest::Client, BuildError> {
+/// One pooled HTTP client (HTTP/2 where the server offers it) sending `headers` with
+/// every request, on rustls with the ring provider, installed once for the process
+/// unless the application installed its own.
+fn http_client(headers: HeaderMap) -> Result<reqwest::Client, BuildError> {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         // An application that installed its own provider keeps it.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
     reqwest::Client::builder()
+        .default_headers(headers)
         .build()
         .map_err(|e| BuildError::Http(e.to_string()))
 }
@@ -184,11 +184,7 @@ impl Conn {
         stream: bool,
         cx: &WorkflowContext,
     ) -> Result<reqwest::Response, Error> {
-        let mut builder = self
-            .http
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .json(body);
+        let mut builder = self.http.post(&self.url).json(body);
         if !stream && let Some(left) = cx.remaining() {
             builder = builder.timeout(left);
         }

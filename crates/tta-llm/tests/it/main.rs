@@ -6,8 +6,9 @@ mod calls;
 mod example;
 mod streams;
 
-use tta_core::Telemetry;
-use tta_llm::{ChatRequest, Message, OpenAiCompatible};
+use futures_util::StreamExt;
+use tta_core::{Error, StreamPrimitive, Telemetry, WorkflowContext};
+use tta_llm::{ChatChunk, ChatRequest, Message, OpenAiCompatible};
 use tta_tests::llm_server::LlmServer;
 use tta_tests::telemetry::TestTelemetry;
 
@@ -32,4 +33,39 @@ pub(crate) fn pipeline() -> (TestTelemetry, Telemetry) {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
     (tt, t)
+}
+
+/// Every item of a client's stream of [`request`].
+pub(crate) async fn collect<P>(llm: &P) -> Result<Vec<Result<ChatChunk, Error>>, Error>
+where
+    P: StreamPrimitive<ChatRequest, Chunk = ChatChunk>,
+{
+    Ok(llm
+        .stream(request(), &WorkflowContext::new())
+        .await?
+        .collect()
+        .await)
+}
+
+/// The client recorded spans and metrics, and no span or metric attribute holds any of
+/// `secrets` (the prompt's text, the API key).
+pub(crate) fn assert_telemetry_never_holds(tt: &TestTelemetry, secrets: &[&str]) {
+    let spans = tt.spans();
+    let points = tt.points();
+    assert!(
+        !spans.is_empty() && points.iter().any(|p| p.attrs.values().any(|v| v == "llm")),
+        "the client's spans and metrics are recorded: {points:?}"
+    );
+    let span_values = spans
+        .iter()
+        .flat_map(|s| s.attributes.iter().map(|kv| kv.value.to_string()));
+    let point_values = points.iter().flat_map(|p| p.attrs.values().cloned());
+    for value in span_values.chain(point_values) {
+        for secret in secrets {
+            assert!(
+                !value.contains(secret),
+                "{secret:?} reached telemetry: {value}"
+            );
+        }
+    }
 }

@@ -29,12 +29,7 @@ async fn collect(
     server: &LlmServer,
 ) -> Result<Vec<Result<ChatChunk, tta_core::Error>>, tta_core::Error> {
     let (_tt, t) = pipeline();
-    let llm = client(server, &t);
-    Ok(llm
-        .stream(request(), &WorkflowContext::new())
-        .await?
-        .collect()
-        .await)
+    crate::collect(&client(server, &t)).await
 }
 
 #[tokio::test]
