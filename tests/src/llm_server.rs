@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -118,6 +119,18 @@ struct Script {
     requests: Mutex<Vec<Recorded>>,
     /// The reply when none is queued; set for benches, which record no requests.
     always: Mutex<Option<Reply>>,
+    /// Hung replies and stalled streams the client went away from.
+    abandoned: AtomicUsize,
+}
+
+/// Counts a hung reply or a stalled stream as abandoned when hyper drops it: the
+/// client closed the connection.
+struct Abandoned(Arc<Script>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.abandoned.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The server; dropping it stops it.
@@ -186,6 +199,12 @@ impl LlmServer {
     pub fn requests(&self) -> Vec<Recorded> {
         self.script.requests.lock().expect("requests").clone()
     }
+
+    /// How many hung replies ([`Reply::Hang`]) and stalled streams ([`End::Stall`]) the
+    /// server dropped because their client closed the connection.
+    pub fn abandoned(&self) -> usize {
+        self.script.abandoned.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for LlmServer {
@@ -227,31 +246,37 @@ async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: Stri
             plain(status, &headers, &body)
         }
         Some(Reply::Hang) => {
+            let _abandoned = Abandoned(Arc::clone(&script));
             std::future::pending::<()>().await;
             plain(500, &[], "unreachable")
         }
         Some(Reply::Events { frames, end }) => {
+            let script = Arc::clone(&script);
             let stream = futures_util::stream::unfold(
                 (frames.into_iter(), Some(end)),
-                |(mut frames, end)| async move {
-                    if let Some((gap, frame)) = frames.next() {
-                        if !gap.is_zero() {
-                            tokio::time::sleep(gap).await;
+                move |(mut frames, end)| {
+                    let script = Arc::clone(&script);
+                    async move {
+                        if let Some((gap, frame)) = frames.next() {
+                            if !gap.is_zero() {
+                                tokio::time::sleep(gap).await;
+                            }
+                            return Some((Ok(bytes::Bytes::from(frame)), (frames, end)));
                         }
-                        return Some((Ok(bytes::Bytes::from(frame)), (frames, end)));
-                    }
-                    match end? {
-                        End::Close => None,
-                        End::Cut => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Some((
-                                Err(std::io::Error::other("cut by the script")),
-                                (frames, None),
-                            ))
-                        }
-                        End::Stall => {
-                            std::future::pending::<()>().await;
-                            None
+                        match end? {
+                            End::Close => None,
+                            End::Cut => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                Some((
+                                    Err(std::io::Error::other("cut by the script")),
+                                    (frames, None),
+                                ))
+                            }
+                            End::Stall => {
+                                let _abandoned = Abandoned(script);
+                                std::future::pending::<()>().await;
+                                None
+                            }
                         }
                     }
                 },

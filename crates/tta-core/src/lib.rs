@@ -42,6 +42,7 @@ mod label;
 mod layer;
 mod ledger;
 mod name;
+mod price;
 mod primitive;
 pub mod semconv;
 mod stream;
@@ -60,6 +61,7 @@ pub use label::{Label, random_seed};
 pub use layer::{Around, Identity, Layer, Layered, Stack, Standalone};
 pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, TokenUsage, Usd};
 pub use name::{InvalidName, PrimitiveName};
+pub use price::{ModelInfo, Price, ValidPrice};
 pub use primitive::{
     BoxPrimitive, Flow, FnPrimitive, StepFn, SyncFn, WorkflowPrimitive, from_fn, from_sync_fn,
 };

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use eventsource_stream::Event;
 use reqwest::header::HeaderName;
 use serde_json::{Map, Value, json};
-use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
+use tta_core::{
+    Error, ModelInfo, Price, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive,
+};
 
 use crate::error::BuildError;
 use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
@@ -188,10 +190,57 @@ fn body(client: &Client, request: &ChatRequest, stream: bool) -> Result<Value, E
     }
     body.insert("messages".into(), Value::Array(messages));
     sampling(&mut body, request, "stop_sequences")?;
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        tools.iter_mut().for_each(anthropic_tool);
+    }
+    if let Some(choice) = body.get_mut("tool_choice") {
+        anthropic_tool_choice(choice);
+    }
     if stream {
         body.insert("stream".into(), json!(true));
     }
     Ok(Value::Object(body))
+}
+
+/// A tool in OpenAI's shape (`{"type": "function", "function": {name, description,
+/// parameters}}`) in the Messages API's (`{name, description, input_schema}`), so one
+/// request can go to either provider; a tool already in Anthropic's shape is left as it is.
+fn anthropic_tool(tool: &mut Value) {
+    if tool.get("type").and_then(Value::as_str) != Some("function") {
+        return;
+    }
+    let Some(function) = tool.get("function") else {
+        return;
+    };
+    let mut out = Map::new();
+    out.insert(
+        "name".into(),
+        function.get("name").cloned().unwrap_or(json!("")),
+    );
+    if let Some(description) = function.get("description") {
+        out.insert("description".into(), description.clone());
+    }
+    out.insert(
+        "input_schema".into(),
+        function
+            .get("parameters")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"})),
+    );
+    *tool = Value::Object(out);
+}
+
+/// A tool choice in OpenAI's shape in the Messages API's: `auto`, `none`, `required`
+/// (Anthropic's `any`) or one named function (`tool`); any other value is left as it is.
+fn anthropic_tool_choice(choice: &mut Value) {
+    let named = choice.get("function").and_then(|f| f.get("name")).cloned();
+    *choice = match (choice.as_str(), named) {
+        (Some("auto"), _) => json!({"type": "auto"}),
+        (Some("none"), _) => json!({"type": "none"}),
+        (Some("required"), _) => json!({"type": "any"}),
+        (None, Some(name)) => json!({"type": "tool", "name": name}),
+        _ => return,
+    };
 }
 
 /// The API's usage object as tta counts it: every input token, cached ones included.
@@ -326,6 +375,24 @@ fn parser() -> impl FnMut(&Event) -> Step + Send + 'static {
             "error" => Step::Fail(sse::provider_error(&value)),
             _ => Step::Skip,
         }
+    }
+}
+
+impl ModelInfo for Anthropic {
+    fn provider(&self) -> &str {
+        &self.inner.conn.provider
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.inner.conn.default_model.as_deref()
+    }
+
+    fn price(&self) -> Price {
+        self.inner.conn.price
+    }
+
+    fn context_window(&self) -> Option<u64> {
+        self.inner.conn.context_window
     }
 }
 

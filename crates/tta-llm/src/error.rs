@@ -1,6 +1,6 @@
 //! From HTTP responses and transport failures to tta's error classes.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 use tta_core::{Error, ErrorClass};
@@ -10,7 +10,7 @@ use tta_core::{Error, ErrorClass};
 const MAX_MESSAGE: usize = 300;
 
 /// Why a client could not be built.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The base URL is not an `http://` or `https://` URL.
@@ -22,6 +22,17 @@ pub enum BuildError {
     /// A header name or value cannot be sent.
     #[error("invalid header {0:?}")]
     Header(String),
+    /// A price is negative, NaN or infinite.
+    #[error("{what} must be a finite, non-negative number of dollars, got {value}")]
+    Price {
+        /// Which price (input, output or per call).
+        what: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// The context window is zero.
+    #[error("context_window must be at least 1 token")]
+    ContextWindow,
     /// `max_tokens` is zero.
     #[error("max_tokens must be at least 1")]
     MaxTokens,
@@ -97,16 +108,46 @@ pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &str) -> Err
     Error::msg(message).with_class(class)
 }
 
+/// OpenAI's reset headers: durations.
+const OPENAI_RESETS: [&str; 2] = ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"];
+
+/// Anthropic's reset headers: RFC 3339 times.
+const ANTHROPIC_RESETS: [&str; 4] = [
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-reset",
+];
+
 /// When a rate limit resets, from the provider's reset headers where no `Retry-After`
-/// was sent: OpenAI's `x-ratelimit-reset-requests` and `x-ratelimit-reset-tokens`
-/// (durations such as `1s`, `6m0s`, `20ms`, `1h2m3.5s`); the later of the two, since
-/// the request needs both limits.
+/// was sent: OpenAI's `x-ratelimit-reset-*` (durations such as `1s`, `6m0s`, `20ms`,
+/// `1h2m3.5s`) and Anthropic's `anthropic-ratelimit-*-reset` (RFC 3339 times, counted
+/// from the response's `Date`, else this machine's clock); the latest of them, since
+/// the request needs every limit.
 fn reset_after(headers: &HeaderMap) -> Option<Duration> {
-    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+    let header = |name: &&str| headers.get(*name)?.to_str().ok();
+    let openai = OPENAI_RESETS
         .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok())
-        .filter_map(go_duration)
-        .max()
+        .filter_map(header)
+        .filter_map(go_duration);
+    let now = header(&"date")
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or_else(SystemTime::now);
+    let anthropic = ANTHROPIC_RESETS
+        .iter()
+        .filter_map(header)
+        .filter_map(|at| until(at, now));
+    openai.chain(anthropic).max()
+}
+
+/// The time from `now` to the RFC 3339 time `at` (zero for a time that has passed);
+/// `None` for a text that is not one.
+fn until(at: &str, now: SystemTime) -> Option<Duration> {
+    let at = chrono::DateTime::parse_from_rfc3339(at.trim()).ok()?;
+    let at_ms = u64::try_from(at.timestamp_millis()).ok()?;
+    let now_ms = now.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let now_ms = u64::try_from(now_ms).ok()?;
+    Some(Duration::from_millis(at_ms.saturating_sub(now_ms)))
 }
 
 /// A duration as Go prints it (`1h2m3.5s`, `6m0s`, `20ms`); `None` for anything else.

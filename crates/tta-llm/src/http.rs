@@ -9,12 +9,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use tta_core::semconv::gen_ai;
 use tta_core::{
-    Error, ErrorClass, Instrumentation, PrimitiveName, Streamed, Telemetry, WorkflowContext,
+    Error, ErrorClass, Instrumentation, Price, PrimitiveName, Streamed, Telemetry, WorkflowContext,
 };
 
 use crate::error::{BuildError, from_response, from_transport, malformed};
 use crate::sse::{self, Step};
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Usage};
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, FinishReason, ToolCall};
 
 /// Where an API key comes from.
 #[derive(Clone)]
@@ -33,6 +33,9 @@ pub(crate) struct Settings {
     pub(crate) provider: String,
     pub(crate) name: String,
     pub(crate) telemetry: Option<Telemetry>,
+    pub(crate) price: Price,
+    pub(crate) context_window: Option<u64>,
+    pub(crate) capture_content: bool,
 }
 
 /// The setters every client builder has, over its `settings` field.
@@ -79,6 +82,28 @@ macro_rules! settings_setters {
             self.settings.telemetry = Some(telemetry.clone());
             self
         }
+
+        /// What a call of the client's model costs (default: free). A router's
+        /// `Route::client` prices the route with it.
+        pub fn price(mut self, price: tta_core::Price) -> Self {
+            self.settings.price = price;
+            self
+        }
+
+        /// The model's context window in tokens. A router's `Route::client` gives it to
+        /// the route, so a context-length error falls back only to larger models.
+        pub fn context_window(mut self, tokens: u64) -> Self {
+            self.settings.context_window = Some(tokens);
+            self
+        }
+
+        /// Records the messages on the client's span, as the GenAI conventions'
+        /// `gen_ai.input.messages` and `gen_ai.output.messages` (JSON). Off by default:
+        /// prompts and answers can hold personal data. Never on a metric.
+        pub fn capture_content(mut self, capture: bool) -> Self {
+            self.settings.capture_content = capture;
+            self
+        }
     };
 }
 pub(crate) use settings_setters;
@@ -93,6 +118,9 @@ impl Settings {
             provider: provider.to_owned(),
             name: "llm".to_owned(),
             telemetry: None,
+            price: Price::per_call(0.0),
+            context_window: None,
+            capture_content: false,
         }
     }
 
@@ -110,6 +138,12 @@ impl Settings {
             return Err(BuildError::BaseUrl(self.base_url.clone()));
         }
         let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
+        self.price
+            .validate()
+            .map_err(|(what, value)| BuildError::Price { what, value })?;
+        if self.context_window == Some(0) {
+            return Err(BuildError::ContextWindow);
+        }
         let mut headers = HeaderMap::new();
         let key = match self.key {
             None => None,
@@ -137,6 +171,9 @@ impl Settings {
             url: format!("{base}{path}"),
             default_model: self.model,
             provider: self.provider,
+            price: self.price,
+            context_window: self.context_window,
+            capture: self.capture_content,
             inst: Instrumentation::new("llm", name, &telemetry),
         })
     }
@@ -147,7 +184,11 @@ pub(crate) struct Conn {
     http: reqwest::Client,
     pub(crate) url: String,
     pub(crate) default_model: Option<String>,
-    provider: String,
+    pub(crate) provider: String,
+    pub(crate) price: Price,
+    pub(crate) context_window: Option<u64>,
+    /// Whether messages are recorded on the span ([`Settings::capture_content`]).
+    capture: bool,
     pub(crate) inst: Instrumentation,
 }
 
@@ -217,13 +258,7 @@ impl Conn {
             .map_err(|_| malformed("the provider's response is not JSON"))?;
         let answer =
             parse(&value).ok_or_else(|| malformed("the provider's response has no answer"))?;
-        annotate_response(
-            cx,
-            &answer.id,
-            &answer.model,
-            answer.finish_reason.as_ref(),
-            answer.usage,
-        );
+        annotate_response(cx, &answer, self.capture);
         if answer.finish_reason == Some(FinishReason::ContentFilter) {
             let err = Error::msg("the provider filtered the answer")
                 .with_class(ErrorClass::ContentFilter);
@@ -247,10 +282,11 @@ impl Conn {
     {
         let response = self.post(body, true, &cx).await?;
         let events = response.bytes_stream().eventsource();
-        tta_core::first_chunk(sse::chunks(events, cx, parse)).await
+        tta_core::first_chunk(sse::chunks(events, cx, self.capture, parse)).await
     }
 
-    /// The request's GenAI attributes on the client's span.
+    /// The request's GenAI attributes on the client's span; its messages too when content
+    /// is captured.
     pub(crate) fn annotate_request(&self, cx: &WorkflowContext, request: &ChatRequest) {
         if let Some(span) = cx.primitive_span() {
             span.set_attributes([
@@ -258,26 +294,68 @@ impl Conn {
                 KeyValue::new(gen_ai::PROVIDER_NAME, self.provider.clone()),
                 KeyValue::new(gen_ai::REQUEST_MODEL, self.model(request).to_owned()),
             ]);
+            if self.capture {
+                let messages: Vec<Value> = request
+                    .messages
+                    .iter()
+                    .map(|m| message_parts(m.role.as_str(), &m.content, &m.tool_calls, None))
+                    .collect();
+                span.set_attribute(KeyValue::new(
+                    semconv::INPUT_MESSAGES,
+                    Value::Array(messages).to_string(),
+                ));
+            }
         }
     }
 }
 
-/// The response's GenAI attributes on the client's span.
-pub(crate) fn annotate_response(
-    cx: &WorkflowContext,
-    id: &str,
-    model: &str,
+/// A message as the GenAI conventions record it: its role and its parts (text, tool
+/// calls), with the finish reason of an answer.
+fn message_parts(
+    role: &str,
+    content: &str,
+    tool_calls: &[ToolCall],
     finish: Option<&FinishReason>,
-    usage: Option<Usage>,
-) {
+) -> Value {
+    let mut parts = Vec::new();
+    if !content.is_empty() {
+        parts.push(json!({"type": "text", "content": content}));
+    }
+    for call in tool_calls {
+        parts.push(
+            json!({"type": "tool_call", "id": call.id, "name": call.name,
+                          "arguments": call.arguments}),
+        );
+    }
+    let mut message = json!({"role": role, "parts": parts});
+    if let Some(finish) = finish {
+        message["finish_reason"] = json!(finish.as_str());
+    }
+    message
+}
+
+/// The response's GenAI attributes on the client's span; the answer too with `capture`.
+pub(crate) fn annotate_response(cx: &WorkflowContext, answer: &ChatResponse, capture: bool) {
     let Some(span) = cx.primitive_span() else {
         return;
     };
     span.set_attributes([
-        KeyValue::new(semconv::RESPONSE_ID, id.to_owned()),
-        KeyValue::new(semconv::RESPONSE_MODEL, model.to_owned()),
+        KeyValue::new(semconv::RESPONSE_ID, answer.id.clone()),
+        KeyValue::new(semconv::RESPONSE_MODEL, answer.model.clone()),
     ]);
-    if let Some(finish) = finish {
+    if capture {
+        let message = message_parts(
+            "assistant",
+            &answer.content,
+            &answer.tool_calls,
+            answer.finish_reason.as_ref(),
+        );
+        span.set_attribute(KeyValue::new(
+            semconv::OUTPUT_MESSAGES,
+            Value::Array(vec![message]).to_string(),
+        ));
+    }
+    if let Some(finish) = &answer.finish_reason {
         span.set_attribute(KeyValue::new(
             semconv::RESPONSE_FINISH_REASONS,
             opentelemetry::Value::Array(
@@ -285,7 +363,7 @@ pub(crate) fn annotate_response(
             ),
         ));
     }
-    if let Some(usage) = usage {
+    if let Some(usage) = answer.usage {
         span.set_attributes([
             KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input_tokens as i64),
             KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output_tokens as i64),
@@ -298,6 +376,8 @@ mod semconv {
     pub(super) const RESPONSE_ID: &str = "gen_ai.response.id";
     pub(super) const RESPONSE_MODEL: &str = "gen_ai.response.model";
     pub(super) const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+    pub(super) const INPUT_MESSAGES: &str = "gen_ai.input.messages";
+    pub(super) const OUTPUT_MESSAGES: &str = "gen_ai.output.messages";
 }
 
 /// A JSON text of the request (tools, tool choice, extra fields) as a value; a text that

@@ -2,14 +2,16 @@
 //! [`ChatResponse`], [`ChatChunk`]) and two clients: [`OpenAiCompatible`], of the OpenAI
 //! chat completions API (OpenAI, and the servers that speak it: vLLM, llama.cpp, Ollama,
 //! Groq, OpenRouter, LiteLLM...), and [`Anthropic`], of the Messages API. A client is a
-//! primitive that calls (`WorkflowPrimitive`) and streams (`StreamPrimitive`), so it is a
-//! router's route as it is: `Route::streaming("openai", client)`.
+//! primitive that calls (`WorkflowPrimitive`) and streams (`StreamPrimitive`), and tells
+//! a router its provider, model, [`price`](OpenAiBuilder::price) and
+//! [`context_window`](OpenAiBuilder::context_window) ([`tta_core::ModelInfo`]), so it is a
+//! router's route as it is: `tta_router::Route::client("openai", client)`.
 //!
 //! # From HTTP to error classes
 //!
 //! | the provider answers | class |
 //! |---|---|
-//! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`; without them, the later of `x-ratelimit-reset-requests` and `x-ratelimit-reset-tokens`) | `rate_limited { retry_after }` |
+//! | 429 (with `Retry-After` in seconds or as an HTTP date, or `retry-after-ms`; without them, the latest of OpenAI's `x-ratelimit-reset-requests` and `-tokens` durations and Anthropic's `anthropic-ratelimit-*-reset` times) | `rate_limited { retry_after }` |
 //! | 500, 502, 503, 504, 529 (Anthropic's overloaded), 408; a refused or reset connection; no answer in time | `unavailable` |
 //! | 400 with a context-length code or message | `context_length` |
 //! | a content-filter code, or a `content_filter` finish (Anthropic: `refusal`) | `content_filter` |
@@ -20,7 +22,25 @@
 //! The provider's error message, at most 300 characters, is the error's message; a body
 //! that is not the provider's JSON (a proxy's error page) is described by its size, never
 //! copied. The API key is never printed (`Debug` leaves it out, the header is marked
-//! sensitive).
+//! sensitive). Cancelling a call (its context, or dropping its future) or dropping a
+//! stream closes the HTTP request.
+//!
+//! # Tools
+//!
+//! Tools and the tool choice are JSON, passed through. The Anthropic client translates
+//! the ones written in OpenAI's shape (`{"type": "function", "function": {name,
+//! description, parameters}}`; `auto`, `none`, `required`, a named function) into the
+//! Messages API's, so one request with tools can go to either provider; tools in
+//! Anthropic's own shape are sent as given.
+//!
+//! # Telemetry
+//!
+//! Each call or stream is one span (`llm`, or the client's name) with the GenAI
+//! attributes: operation, provider, request and response model, response id, finish
+//! reasons and usage. Message text is never recorded unless the builder's
+//! [`capture_content`](OpenAiBuilder::capture_content) is on; then the span (never a
+//! metric) has `gen_ai.input.messages` and `gen_ai.output.messages` as JSON, a stream's
+//! answer joined from its chunks.
 //!
 //! # Streams
 //!

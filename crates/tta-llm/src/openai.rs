@@ -6,7 +6,9 @@ use std::sync::Arc;
 use eventsource_stream::Event;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
-use tta_core::{Error, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
+use tta_core::{
+    Error, ModelInfo, Price, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive,
+};
 
 use crate::error::BuildError;
 use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
@@ -258,6 +260,24 @@ fn chunk_of(value: &Value) -> Option<ChatChunk> {
         && chunk.finish_reason.is_none()
         && chunk.usage.is_none();
     (!empty).then_some(chunk)
+}
+
+impl ModelInfo for OpenAiCompatible {
+    fn provider(&self) -> &str {
+        &self.inner.provider
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.inner.default_model.as_deref()
+    }
+
+    fn price(&self) -> Price {
+        self.inner.price
+    }
+
+    fn context_window(&self) -> Option<u64> {
+        self.inner.context_window
+    }
 }
 
 impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {

@@ -12,7 +12,7 @@ use tta_core::{Error, ErrorClass, WorkflowContext};
 
 use crate::error::malformed;
 use crate::http::annotate_response;
-use crate::types::{ChatChunk, FinishReason, Usage};
+use crate::types::{ChatChunk, ChatResponse};
 
 /// What one event of a stream is, as the provider's parser reads it.
 pub(crate) enum Step {
@@ -46,27 +46,23 @@ pub(crate) fn provider_error(value: &Value) -> Error {
     .with_class(ErrorClass::Unavailable)
 }
 
-/// What the stream has said of the answer so far, for the span when it ends.
-#[derive(Default)]
-struct Seen {
-    id: String,
-    model: String,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-}
-
 struct State<S, F> {
     events: Pin<Box<S>>,
     parse: F,
     cx: WorkflowContext,
     ended: bool,
-    seen: Option<Seen>,
+    /// What the stream has said of the answer so far, for the span when it ends: the
+    /// text too when content is captured.
+    seen: ChatResponse,
+    capture: bool,
 }
 
-/// The chunks of `events`, each event read by `parse`.
+/// The chunks of `events`, each event read by `parse`; with `capture`, the answer's
+/// text is recorded on the span when the stream ends.
 pub(crate) fn chunks<S, E, F>(
     events: S,
     cx: WorkflowContext,
+    capture: bool,
     parse: F,
 ) -> impl Stream<Item = Result<ChatChunk, Error>> + Send + 'static
 where
@@ -79,7 +75,8 @@ where
         parse,
         cx,
         ended: false,
-        seen: None,
+        seen: ChatResponse::from_chunks([]),
+        capture,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         if state.ended {
@@ -97,30 +94,16 @@ where
             match step {
                 Step::Skip => {}
                 Step::Chunk(chunk) => {
-                    let seen = state.seen.get_or_insert_with(|| Seen {
-                        id: chunk.id.clone(),
-                        model: chunk.model.clone(),
-                        ..Seen::default()
-                    });
-                    if chunk.finish_reason.is_some() {
-                        seen.finish.clone_from(&chunk.finish_reason);
-                    }
-                    if chunk.usage.is_some() {
-                        seen.usage = chunk.usage;
+                    if state.capture {
+                        state.seen.append(&chunk);
+                    } else {
+                        state.seen.append_meta(&chunk);
                     }
                     return Some((Ok(chunk), state));
                 }
                 Step::Done => {
                     state.ended = true;
-                    if let Some(seen) = state.seen.take() {
-                        annotate_response(
-                            &state.cx,
-                            &seen.id,
-                            &seen.model,
-                            seen.finish.as_ref(),
-                            seen.usage,
-                        );
-                    }
+                    annotate_response(&state.cx, &state.seen, state.capture);
                     return None;
                 }
                 Step::Fail(err) => {

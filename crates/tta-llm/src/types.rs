@@ -19,6 +19,18 @@ pub enum Role {
     Tool,
 }
 
+impl Role {
+    /// The role's name on the wire (`system`, `user`, `assistant`, `tool`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
 /// One message of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -232,6 +244,76 @@ pub struct ChatResponse {
     pub finish_reason: Option<FinishReason>,
     /// What it used, when reported.
     pub usage: Option<Usage>,
+}
+
+impl ChatResponse {
+    /// The answer a stream's chunks make: the text and each tool call's pieces joined,
+    /// the id and model of the first chunk, the last finish reason and usage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_llm::{ChatChunk, ChatResponse, FinishReason};
+    ///
+    /// let chunks = [
+    ///     ChatChunk { id: "r1".into(), delta: "Hel".into(), ..ChatChunk::default() },
+    ///     ChatChunk { delta: "lo".into(), finish_reason: Some(FinishReason::Stop), ..ChatChunk::default() },
+    /// ];
+    /// let answer = ChatResponse::from_chunks(&chunks);
+    /// assert_eq!((answer.id.as_str(), answer.content.as_str()), ("r1", "Hello"));
+    /// assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
+    /// ```
+    pub fn from_chunks<'a>(chunks: impl IntoIterator<Item = &'a ChatChunk>) -> Self {
+        let mut answer = Self {
+            id: String::new(),
+            model: String::new(),
+            content: String::new(),
+            tool_calls: Vec::new(),
+            finish_reason: None,
+            usage: None,
+        };
+        for chunk in chunks {
+            answer.append(chunk);
+        }
+        answer
+    }
+
+    /// Adds one chunk of a stream to the answer (see [`ChatResponse::from_chunks`]).
+    pub fn append(&mut self, chunk: &ChatChunk) {
+        self.append_meta(chunk);
+        self.content.push_str(&chunk.delta);
+        for piece in &chunk.tool_calls {
+            let index = piece.index as usize;
+            if self.tool_calls.len() <= index {
+                self.tool_calls.resize_with(index + 1, || ToolCall {
+                    id: String::new(),
+                    name: String::new(),
+                    arguments: String::new(),
+                });
+            }
+            let call = &mut self.tool_calls[index];
+            call.id.push_str(piece.id.as_deref().unwrap_or(""));
+            call.name.push_str(piece.name.as_deref().unwrap_or(""));
+            call.arguments
+                .push_str(piece.arguments.as_deref().unwrap_or(""));
+        }
+    }
+
+    /// The chunk's id, model, finish reason and usage, without its text.
+    pub(crate) fn append_meta(&mut self, chunk: &ChatChunk) {
+        if self.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+        }
+        if self.model.is_empty() {
+            self.model.clone_from(&chunk.model);
+        }
+        if chunk.finish_reason.is_some() {
+            self.finish_reason.clone_from(&chunk.finish_reason);
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+    }
 }
 
 impl ReportsUsage for ChatResponse {

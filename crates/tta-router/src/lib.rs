@@ -93,8 +93,9 @@ use tta_core::{
 };
 
 pub use builder::{BuildError, RouterBuilder};
-pub use route::{Price, Route, ValidPrice};
+pub use route::Route;
 pub use strategy::{RankFn, RouteStats, Strategy};
+pub use tta_core::{Price, ValidPrice};
 
 use attempt::{Attempt, Calls, Mode, RouteStream, Streams};
 use health::RouteHealth;

@@ -2,125 +2,9 @@
 
 use std::sync::Arc;
 
-use tta_core::{BoxPrimitive, StreamPrimitive, Streamable, TokenUsage, Usd, WorkflowPrimitive};
+use tta_core::{BoxPrimitive, ModelInfo, Price, StreamPrimitive, Streamable, WorkflowPrimitive};
 
 use crate::attempt::{RouteStream, StreamOf};
-
-/// What a route charges. Prices are validated when the router is built (finite,
-/// non-negative).
-///
-/// # Examples
-///
-/// ```
-/// use tta_core::{TokenUsage, Usd};
-/// use tta_router::Price;
-///
-/// let gpt = Price::per_1k_tokens(0.0025, 0.01);
-/// let cost = gpt.validate().unwrap().cost(Some(TokenUsage::new(2_000, 500)));
-/// assert_eq!(cost, Usd::from_dollars(0.005 + 0.005).unwrap());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Price {
-    input_per_1k: f64,
-    output_per_1k: f64,
-    per_call: f64,
-}
-
-/// A [`Price`] in exact pico-dollars, after validation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ValidPrice {
-    input_per_1k: Usd,
-    output_per_1k: Usd,
-    per_call: Usd,
-}
-
-impl Price {
-    /// USD per 1,000 input tokens and per 1,000 output tokens.
-    ///
-    /// # Examples
-    ///
-    /// See [`Price`].
-    pub fn per_1k_tokens(input_usd: f64, output_usd: f64) -> Self {
-        Self {
-            input_per_1k: input_usd,
-            output_per_1k: output_usd,
-            per_call: 0.0,
-        }
-    }
-
-    /// A flat USD price per call, charged when a call's token usage is unknown.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let p = tta_router::Price::per_call(0.002).validate().unwrap();
-    /// assert_eq!(p.cost(None), tta_core::Usd::from_dollars(0.002).unwrap());
-    /// ```
-    pub fn per_call(usd: f64) -> Self {
-        Self {
-            input_per_1k: 0.0,
-            output_per_1k: 0.0,
-            per_call: usd,
-        }
-    }
-
-    /// Adds a flat per-call price, charged when usage is unknown, to a token price.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use tta_router::Price;
-    /// let p = Price::per_1k_tokens(1.0, 1.0).or_per_call(0.5).validate().unwrap();
-    /// assert_eq!(p.cost(None).dollars(), 0.5);
-    /// ```
-    pub fn or_per_call(mut self, usd: f64) -> Self {
-        self.per_call = usd;
-        self
-    }
-
-    /// Checks the amounts: each must be finite and non-negative.
-    ///
-    /// # Errors
-    ///
-    /// The first bad amount, by name.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(tta_router::Price::per_call(-1.0).validate().is_err());
-    /// assert!(tta_router::Price::per_1k_tokens(f64::NAN, 0.0).validate().is_err());
-    /// ```
-    pub fn validate(&self) -> Result<ValidPrice, (&'static str, f64)> {
-        let usd = |name: &'static str, v: f64| Usd::from_dollars(v).ok_or((name, v));
-        Ok(ValidPrice {
-            input_per_1k: usd("input price", self.input_per_1k)?,
-            output_per_1k: usd("output price", self.output_per_1k)?,
-            per_call: usd("per-call price", self.per_call)?,
-        })
-    }
-}
-
-impl ValidPrice {
-    /// The cost of a call: its tokens times the token prices when usage is known (and
-    /// token prices are set), the flat per-call price otherwise.
-    ///
-    /// # Examples
-    ///
-    /// See [`Price`].
-    pub fn cost(&self, usage: Option<TokenUsage>) -> Usd {
-        match usage {
-            Some(u) if self.has_token_prices() => {
-                self.input_per_1k.per_units(u.input, 1_000)
-                    + self.output_per_1k.per_units(u.output, 1_000)
-            }
-            _ => self.per_call,
-        }
-    }
-
-    fn has_token_prices(&self) -> bool {
-        self.input_per_1k > Usd::ZERO || self.output_per_1k > Usd::ZERO
-    }
-}
 
 /// One route of a router.
 ///
@@ -219,6 +103,61 @@ impl<I, O> Route<I, O> {
         I: Send + 'static,
     {
         Self::new(name, primitive.clone()).stream_with(primitive)
+    }
+
+    /// A route that calls and streams with a provider client, named, priced and sized by
+    /// the client's [`ModelInfo`]: its provider, model (when it has a default one), price
+    /// and context window. Setters called afterwards override them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Error, ModelInfo, Price, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive};
+    /// use tta_router::{Route, RouterPrimitive};
+    ///
+    /// /// A stand-in for a provider client (`tta_llm::OpenAiCompatible` is one).
+    /// #[derive(Clone)]
+    /// struct Client;
+    /// impl WorkflowPrimitive<String> for Client {
+    ///     type Output = String;
+    ///     fn name(&self) -> &str { "llm" }
+    ///     async fn execute(&self, q: String, _: &WorkflowContext) -> Result<String, Error> { Ok(q) }
+    /// }
+    /// impl StreamPrimitive<String> for Client {
+    ///     type Chunk = String;
+    ///     fn name(&self) -> &str { "llm" }
+    ///     async fn stream(&self, q: String, _: &WorkflowContext) -> Result<Streamed<String>, Error> {
+    ///         tta_core::first_chunk(futures_util::stream::iter([Ok(q)])).await
+    ///     }
+    /// }
+    /// impl ModelInfo for Client {
+    ///     fn provider(&self) -> &str { "openai" }
+    ///     fn model(&self) -> Option<&str> { Some("gpt-4o-mini") }
+    ///     fn price(&self) -> Price { Price::per_1k_tokens(0.00015, 0.0006) }
+    ///     fn context_window(&self) -> Option<u64> { Some(128_000) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = RouterPrimitive::builder().route(Route::client("mini", Client)).build()?;
+    /// assert_eq!(router.execute("hi".to_owned(), &WorkflowContext::new()).await?, "hi");
+    /// # Ok(()) }
+    /// ```
+    pub fn client<P>(name: &str, client: P) -> Self
+    where
+        P: WorkflowPrimitive<I, Output = O>
+            + StreamPrimitive<I, Chunk = O::Chunk>
+            + ModelInfo
+            + Clone
+            + 'static,
+        O: Streamable + 'static,
+        I: Send + 'static,
+    {
+        let mut route = Self::new(name, client.clone())
+            .price(client.price())
+            .provider(client.provider());
+        route.model = client.model().map(str::to_owned);
+        route.context_window = client.context_window();
+        route.stream_with(client)
     }
 
     /// Streams with `primitive` (the route calls with the one given to [`Route::new`]).

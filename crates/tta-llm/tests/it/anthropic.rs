@@ -310,3 +310,99 @@ fn a_zero_max_tokens_is_a_build_error_and_the_key_is_never_printed() {
     let client = builder.build().unwrap();
     assert!(!format!("{client:?}").contains("sk-ant"));
 }
+
+#[tokio::test]
+async fn tools_in_openai_shape_are_sent_in_anthropic_shape() {
+    let server = LlmServer::start().await;
+    let (_tt, t) = pipeline();
+    let llm = client(&server, &t);
+    let openai_tools = json!([
+        {"type": "function", "function": {"name": "lookup", "description": "Finds an order",
+         "parameters": {"type": "object", "properties": {"order": {"type": "integer"}}}}},
+        {"type": "function", "function": {"name": "now"}},
+        {"name": "native", "input_schema": {"type": "object"}}
+    ]);
+    let choices = [
+        (json!("auto"), json!({"type": "auto"})),
+        (json!("none"), json!({"type": "none"})),
+        (json!("required"), json!({"type": "any"})),
+        (
+            json!({"type": "function", "function": {"name": "lookup"}}),
+            json!({"type": "tool", "name": "lookup"}),
+        ),
+        (
+            json!({"type": "tool", "name": "now"}),
+            json!({"type": "tool", "name": "now"}),
+        ),
+    ];
+    for (given, sent) in &choices {
+        server.push(Reply::json(message("end_turn")));
+        let mut req = request().tools(&openai_tools);
+        req.tool_choice = Some(given.to_string());
+        llm.execute(req, &WorkflowContext::new()).await.unwrap();
+        let body = server.requests().pop().unwrap().body;
+        assert_eq!(&body["tool_choice"], sent, "{given}");
+        assert_eq!(
+            body["tools"],
+            json!([
+                {"name": "lookup", "description": "Finds an order",
+                 "input_schema": {"type": "object", "properties": {"order": {"type": "integer"}}}},
+                {"name": "now", "input_schema": {"type": "object"}},
+                {"name": "native", "input_schema": {"type": "object"}}
+            ]),
+            "OpenAI's function tools are translated, Anthropic's own pass as given"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_waits_for_the_latest_anthropic_reset() {
+    let server = LlmServer::start().await;
+    let (_tt, t) = pipeline();
+    let llm = client(&server, &t);
+    let error = json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}})
+        .to_string();
+    // The provider's clock, not this machine's, is the reference: its `Date` is a day
+    // ahead, the resets 20 s and 45 s after it (one with an offset).
+    let date = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    let unix = date
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rfc3339 = |secs: i64, offset_hours: i64| {
+        let at = chrono::DateTime::from_timestamp(secs + offset_hours * 3600, 0).unwrap();
+        format!("{}{:+03}:00", at.format("%Y-%m-%dT%H:%M:%S"), offset_hours)
+    };
+    let requests_reset = rfc3339(unix + 20, 0);
+    let tokens_reset = rfc3339(unix + 45, 2);
+    server.push(Reply::status(
+        429,
+        &[
+            ("date", &httpdate::fmt_http_date(date)),
+            ("anthropic-ratelimit-requests-reset", &requests_reset),
+            ("anthropic-ratelimit-tokens-reset", &tokens_reset),
+            ("anthropic-ratelimit-output-tokens-reset", "not a time"),
+        ],
+        &error,
+    ));
+    let err = llm
+        .execute(request(), &WorkflowContext::new())
+        .await
+        .unwrap_err();
+    assert!(err.class().is_rate_limited(), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(45)));
+    server.push(Reply::status(
+        429,
+        &[("anthropic-ratelimit-requests-reset", "2001-01-01T00:00:00Z")],
+        &error,
+    ));
+    let err = llm
+        .execute(request(), &WorkflowContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.retry_after(),
+        Some(Duration::ZERO),
+        "a reset in the past: retry now"
+    );
+}

@@ -9,7 +9,7 @@ use tta_tests::llm_server::{LlmServer, Reply};
 
 use crate::{client, pipeline, request};
 
-fn completion(finish: &str) -> serde_json::Value {
+pub(crate) fn completion(finish: &str) -> serde_json::Value {
     json!({
         "id": "chatcmpl-1", "model": "test-model-0613",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello.",

@@ -3,7 +3,10 @@
 
 mod anthropic;
 mod calls;
+mod cancel;
+mod capture;
 mod example;
+mod route;
 mod streams;
 
 use futures_util::StreamExt;
