@@ -116,6 +116,32 @@ pub(crate) fn table(sh: &Shell) {
             tta / tokio
         );
     }
+    let ratio = |id: &str, base: &str| Some((m(id)?, m(base)?));
+    if let Some((tta, raw)) = ratio("llm/openai_complete", "llm/reqwest_raw") {
+        println!(
+            "| llm/openai_complete / llm/reqwest_raw | {:.3}x ({:.1} us / {:.1} us) | <= 1.05x | {} |",
+            tta / raw,
+            tta / 1e3,
+            raw / 1e3,
+            verdict(tta / raw <= 1.05)
+        );
+    }
+    for (id, base) in [
+        ("llm/async_openai_complete", "llm/reqwest_raw"),
+        ("llm_stream/openai", "llm_stream/reqwest_raw"),
+        ("llm_stream/async_openai", "llm_stream/reqwest_raw"),
+        ("llm_ttft/openai", "llm_ttft/reqwest_raw"),
+        ("llm_ttft/async_openai", "llm_ttft/reqwest_raw"),
+    ] {
+        if let Some((peer, raw)) = ratio(id, base) {
+            println!(
+                "| {id} / {base} | {:.3}x ({:.1} us / {:.1} us) | report | |",
+                peer / raw,
+                peer / 1e3,
+                raw / 1e3
+            );
+        }
+    }
     for strategy in [
         "ordered",
         "cheapest",

@@ -258,6 +258,13 @@ fn usage_of(usage: &Value) -> Usage {
     }
 }
 
+/// The answer of a Messages API response body.
+fn answer_of(body: &[u8]) -> Result<ChatResponse, &'static str> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| "the provider's response is not JSON")?;
+    response_of(&value).ok_or("the provider's response has no answer")
+}
+
 fn response_of(value: &Value) -> Option<ChatResponse> {
     let blocks = value.get("content")?.as_array()?;
     let mut content = String::new();
@@ -413,7 +420,7 @@ impl WorkflowPrimitive<ChatRequest> for Anthropic {
         conn.inst
             .run(cx, |child| async move {
                 conn.annotate_request(&child, &request);
-                conn.complete(&body(inner, &request, false)?, response_of, &child)
+                conn.complete(&body(inner, &request, false)?, answer_of, &child)
                     .await
             })
             .await

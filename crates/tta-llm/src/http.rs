@@ -240,13 +240,13 @@ impl Conn {
         Err(from_response(status.as_u16(), &headers, &body))
     }
 
-    /// A call: posts `body` and reads the answer with `parse` (`None`: the body is not
-    /// an answer), sets the response's GenAI attributes; a content-filter finish is an
-    /// error of its class, billed with the usage the provider reported.
+    /// A call: posts `body` and reads the answer with `parse` (its error says why the
+    /// body is not an answer), sets the response's GenAI attributes; a content-filter
+    /// finish is an error of its class, billed with the usage the provider reported.
     pub(crate) async fn complete(
         &self,
         body: &Value,
-        parse: fn(&Value) -> Option<ChatResponse>,
+        parse: fn(&[u8]) -> Result<ChatResponse, &'static str>,
         cx: &WorkflowContext,
     ) -> Result<ChatResponse, Error> {
         let response = self.post(body, false, cx).await?;
@@ -254,10 +254,7 @@ impl Conn {
             .bytes()
             .await
             .map_err(|e| from_transport(self.inst.name().as_str(), e))?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| malformed("the provider's response is not JSON"))?;
-        let answer =
-            parse(&value).ok_or_else(|| malformed("the provider's response has no answer"))?;
+        let answer = parse(&bytes).map_err(malformed)?;
         annotate_response(cx, &answer, self.capture);
         if answer.finish_reason == Some(FinishReason::ContentFilter) {
             let err = Error::msg("the provider filtered the answer")

@@ -51,8 +51,8 @@
 //! take the input usage from `message_start` and hand the whole usage, with the stop
 //! reason, on the `message_delta` chunk; `ping` and `message_start` are not chunks. A
 //! body that ends without its terminator (`[DONE]`, `message_stop`), a chunk that is not
-//! JSON, an `error` event or a cut connection is an error item of the stream, never a
-//! clean end.
+//! JSON (or, for OpenAI, not the API's shape: a field of the wrong type), an `error`
+//! event or a cut connection is an error item of the stream, never a clean end.
 //!
 //! # Examples
 //!

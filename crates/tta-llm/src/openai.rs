@@ -10,11 +10,11 @@ use tta_core::{
     Error, ModelInfo, Price, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive,
 };
 
-use crate::error::BuildError;
-use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
+use crate::error::{BuildError, malformed};
+use crate::http::{Conn, Settings, passthrough, sampling, settings_setters};
 use crate::sse::{self, Step};
 use crate::types::{
-    ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta, Usage,
+    ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta,
 };
 
 /// The provider name of a client that was not given one (`gen_ai.provider.name`).
@@ -164,96 +164,167 @@ fn body(conn: &Conn, request: &ChatRequest, stream: bool) -> Result<Value, Error
     Ok(Value::Object(body))
 }
 
-fn usage_of(value: &Value) -> Option<Usage> {
-    let usage = value.get("usage").filter(|u| !u.is_null())?;
-    let number = |path: &[&str]| {
-        path.iter()
-            .try_fold(usage, |v, key| v.get(key))
-            .and_then(Value::as_u64)
-    };
-    Some(Usage {
-        input_tokens: number(&["prompt_tokens"]).unwrap_or(0),
-        output_tokens: number(&["completion_tokens"]).unwrap_or(0),
-        cached_input_tokens: number(&["prompt_tokens_details", "cached_tokens"]),
-        reasoning_tokens: number(&["completion_tokens_details", "reasoning_tokens"]),
+/// The answer of a chat completions response body.
+fn answer_of(body: &[u8]) -> Result<ChatResponse, &'static str> {
+    let wire: wire::Response = serde_json::from_slice(body).map_err(|_| {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => "the provider's response is not a chat completion",
+            Err(_) => "the provider's response is not JSON",
+        }
+    })?;
+    let choice = wire
+        .choices
+        .and_then(|c| c.into_iter().next())
+        .ok_or("the provider's response has no answer")?;
+    let message = choice
+        .message
+        .ok_or("the provider's response has no answer")?;
+    Ok(ChatResponse {
+        id: wire.id.unwrap_or_default(),
+        model: wire.model.unwrap_or_default(),
+        content: message.content.unwrap_or_default(),
+        tool_calls: message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                let function = c.function.unwrap_or_default();
+                ToolCall {
+                    id: c.id.unwrap_or_default(),
+                    name: function.name.unwrap_or_default(),
+                    arguments: function.arguments.unwrap_or_default(),
+                }
+            })
+            .collect(),
+        finish_reason: choice.finish_reason.as_deref().map(FinishReason::parse),
+        usage: wire.usage.map(wire::Usage::into_usage),
     })
 }
 
-fn response_of(value: &Value) -> Option<ChatResponse> {
-    let choice = value.get("choices")?.get(0)?;
-    let message = choice.get("message")?;
-    let tool_calls = message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| ToolCall {
-                    id: text(c, "id"),
-                    name: c
-                        .get("function")
-                        .map(|f| text(f, "name"))
-                        .unwrap_or_default(),
-                    arguments: c
-                        .get("function")
-                        .map(|f| text(f, "arguments"))
-                        .unwrap_or_default(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(ChatResponse {
-        id: text(value, "id"),
-        model: text(value, "model"),
-        content: text(message, "content"),
-        tool_calls,
-        finish_reason: choice
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(FinishReason::parse),
-        usage: usage_of(value),
-    })
+/// A chunk of the stream as the API sends it, read straight into these types (no JSON
+/// tree in between): unknown fields skipped, every field optional (a server that sends
+/// `null` or leaves one out is read as OpenAI's own).
+mod wire {
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+
+    #[derive(Deserialize)]
+    pub(super) struct Response {
+        pub(super) id: Option<String>,
+        pub(super) model: Option<String>,
+        pub(super) choices: Option<Vec<AnswerChoice>>,
+        pub(super) usage: Option<Usage>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct AnswerChoice {
+        pub(super) message: Option<AnswerMessage>,
+        pub(super) finish_reason: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct AnswerMessage {
+        pub(super) content: Option<String>,
+        pub(super) tool_calls: Option<Vec<ToolCall>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Chunk {
+        pub(super) id: Option<String>,
+        pub(super) model: Option<String>,
+        pub(super) choices: Option<Vec<Choice>>,
+        pub(super) usage: Option<Usage>,
+        /// An error sent as a chunk: read again as JSON for its message.
+        pub(super) error: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Choice {
+        pub(super) delta: Option<Delta>,
+        pub(super) finish_reason: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Delta {
+        pub(super) content: Option<String>,
+        pub(super) tool_calls: Option<Vec<ToolCall>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ToolCall {
+        pub(super) index: Option<u32>,
+        pub(super) id: Option<String>,
+        pub(super) function: Option<Function>,
+    }
+
+    #[derive(Default, Deserialize)]
+    pub(super) struct Function {
+        pub(super) name: Option<String>,
+        pub(super) arguments: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Usage {
+        pub(super) prompt_tokens: Option<u64>,
+        pub(super) completion_tokens: Option<u64>,
+        pub(super) prompt_tokens_details: Option<Details>,
+        pub(super) completion_tokens_details: Option<Details>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Details {
+        pub(super) cached_tokens: Option<u64>,
+        pub(super) reasoning_tokens: Option<u64>,
+    }
+
+    impl Usage {
+        pub(super) fn into_usage(self) -> crate::types::Usage {
+            crate::types::Usage {
+                input_tokens: self.prompt_tokens.unwrap_or(0),
+                output_tokens: self.completion_tokens.unwrap_or(0),
+                cached_input_tokens: self.prompt_tokens_details.and_then(|d| d.cached_tokens),
+                reasoning_tokens: self
+                    .completion_tokens_details
+                    .and_then(|d| d.reasoning_tokens),
+            }
+        }
+    }
 }
 
 /// A chunk of the stream, or `None` for one that carries nothing to hand on (the
 /// role-only preamble).
-fn chunk_of(value: &Value) -> Option<ChatChunk> {
-    let choice = value.get("choices").and_then(|c| c.get(0));
-    let delta = choice.and_then(|c| c.get("delta"));
-    let tool_calls: Vec<ToolCallDelta> = delta
-        .and_then(|d| d.get("tool_calls"))
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| {
-                    let function = c.get("function");
-                    let field = |v: Option<&Value>, key| {
-                        v.and_then(|v| v.get(key))
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    };
-                    ToolCallDelta {
-                        index: c.get("index").and_then(Value::as_u64).unwrap_or(0) as u32,
-                        id: field(Some(c), "id"),
-                        name: field(function, "name"),
-                        arguments: field(function, "arguments"),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn chunk_of(wire: wire::Chunk) -> Option<ChatChunk> {
+    let choice = wire.choices.and_then(|c| c.into_iter().next());
+    let (delta, finish_reason) = match choice {
+        Some(c) => (c.delta, c.finish_reason),
+        None => (None, None),
+    };
+    let (content, tool_calls) = match delta {
+        Some(d) => (d.content, d.tool_calls.unwrap_or_default()),
+        None => (None, Vec::new()),
+    };
     let chunk = ChatChunk {
-        id: text(value, "id"),
-        model: text(value, "model"),
-        delta: delta.map(|d| text(d, "content")).unwrap_or_default(),
-        tool_calls,
-        finish_reason: choice
-            .and_then(|c| c.get("finish_reason"))
-            .and_then(Value::as_str)
-            .map(FinishReason::parse),
+        id: wire.id.unwrap_or_default(),
+        model: wire.model.unwrap_or_default(),
+        delta: content.unwrap_or_default(),
+        tool_calls: tool_calls
+            .into_iter()
+            .map(|c| {
+                let (name, arguments) = match c.function {
+                    Some(f) => (f.name, f.arguments),
+                    None => (None, None),
+                };
+                ToolCallDelta {
+                    index: c.index.unwrap_or(0),
+                    id: c.id,
+                    name,
+                    arguments,
+                }
+            })
+            .collect(),
+        finish_reason: finish_reason.as_deref().map(FinishReason::parse),
         // The usage-only chunk (empty `choices`) is the one that carries it.
-        usage: usage_of(value),
+        usage: wire.usage.map(wire::Usage::into_usage),
     };
     let empty = chunk.delta.is_empty()
         && chunk.tool_calls.is_empty()
@@ -298,7 +369,7 @@ impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {
             .run(cx, |child| async move {
                 inner.annotate_request(&child, &request);
                 inner
-                    .complete(&body(inner, &request, false)?, response_of, &child)
+                    .complete(&body(inner, &request, false)?, answer_of, &child)
                     .await
             })
             .await
@@ -330,17 +401,26 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
 }
 
 /// Reads one event of an OpenAI stream: `[DONE]` the only clean end, the role-only
-/// preamble skipped, an `error` event or error body a failure.
+/// preamble skipped, an `error` event or error body a failure, a chunk that is not the
+/// API's (not JSON, or a field of the wrong type) a failure too.
 fn parse_event(event: &Event) -> Step {
     if event.data.trim() == "[DONE]" {
         return Step::Done;
     }
-    let value = match sse::json(event) {
-        Ok(value) => value,
-        Err(err) => return Step::Fail(err),
-    };
-    if event.event == "error" || value.get("error").is_some() {
-        return Step::Fail(sse::provider_error(&value));
+    match serde_json::from_str::<wire::Chunk>(&event.data) {
+        Ok(chunk) if chunk.error.is_none() && event.event != "error" => {
+            chunk_of(chunk).map_or(Step::Skip, Step::Chunk)
+        }
+        // An error, or a chunk this client cannot read: JSON with an `error` is the
+        // provider's report, other JSON a chunk of the wrong shape.
+        _ => match sse::json(event) {
+            Err(err) => Step::Fail(err),
+            Ok(value) if event.event == "error" || value.get("error").is_some() => {
+                Step::Fail(sse::provider_error(&value))
+            }
+            Ok(_) => Step::Fail(malformed(
+                "a chunk of the stream is not a chat completion chunk",
+            )),
+        },
     }
-    chunk_of(&value).map_or(Step::Skip, Step::Chunk)
 }

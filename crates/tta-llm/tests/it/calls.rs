@@ -261,13 +261,22 @@ async fn a_content_filter_finish_and_an_unreadable_200_are_errors() {
         Some(12),
         "the filtered call was still billed"
     );
-    for body in ["", "<html>proxy</html>", "{\"choices\": []}"] {
+    for (body, says) in [
+        ("", "not JSON"),
+        ("<html>proxy</html>", "not JSON"),
+        ("{\"choices\": []}", "no answer"),
+        (
+            "{\"choices\": [{\"message\": {\"content\": 42}}]}",
+            "not a chat completion",
+        ),
+    ] {
         server.push(Reply::status(200, &[], body));
         let err = llm
             .execute(request(), &WorkflowContext::new())
             .await
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Unavailable, "{body:?}");
+        assert!(err.to_string().contains(says), "{body:?}: {err}");
     }
 }
 

@@ -98,6 +98,19 @@ async fn a_stream_without_its_terminator_a_cut_and_a_malformed_chunk_end_in_an_e
                     (Duration::ZERO, format!("data: {}\n\n", delta("a"))),
                     (
                         Duration::ZERO,
+                        "data: {\"choices\": [{\"delta\": {\"content\": 42}}]}\n\n".to_owned(),
+                    ),
+                ],
+                end: End::Close,
+            },
+            "a field of the wrong type",
+        ),
+        (
+            Reply::Events {
+                frames: vec![
+                    (Duration::ZERO, format!("data: {}\n\n", delta("a"))),
+                    (
+                        Duration::ZERO,
                         "event: error\ndata: {\"error\": {\"message\": \"overloaded\"}}\n\n"
                             .to_owned(),
                     ),
