@@ -128,10 +128,10 @@ pub(crate) fn table(sh: &Shell) {
     }
     for (id, base) in [
         ("llm/async_openai_complete", "llm/reqwest_raw"),
-        ("llm_stream/openai", "llm_stream/reqwest_raw"),
-        ("llm_stream/async_openai", "llm_stream/reqwest_raw"),
-        ("llm_ttft/openai", "llm_ttft/reqwest_raw"),
-        ("llm_ttft/async_openai", "llm_ttft/reqwest_raw"),
+        ("llm/openai_stream", "llm/reqwest_raw_stream"),
+        ("llm/async_openai_stream", "llm/reqwest_raw_stream"),
+        ("llm/openai_ttft", "llm/reqwest_raw_ttft"),
+        ("llm/async_openai_ttft", "llm/reqwest_raw_ttft"),
     ] {
         if let Some((peer, raw)) = ratio(id, base) {
             println!(

@@ -5,11 +5,11 @@
 //! - `llm/reqwest_raw`: POST the same JSON with reqwest, parse the body with serde_json,
 //!   take the content. `llm/openai_complete`: `OpenAiCompatible::execute`.
 //!   `llm/async_openai_complete`: async-openai's `chat().create`, its own types and client.
-//! - `llm_stream/reqwest_raw`: POST with `stream: true`, parse the events with
+//! - `llm/reqwest_raw_stream`: POST with `stream: true`, parse the events with
 //!   eventsource-stream and serde_json up to `[DONE]`, take each delta.
-//!   `llm_stream/openai`: `OpenAiCompatible::stream`, every chunk read.
-//!   `llm_stream/async_openai`: `chat().create_stream`, every chunk read.
-//! - `llm_ttft/*`: the same three streams, timed from the request to the first content
+//!   `llm/openai_stream`: `OpenAiCompatible::stream`, every chunk read.
+//!   `llm/async_openai_stream`: `chat().create_stream`, every chunk read.
+//! - `llm/*_ttft`: the same three streams, timed from the request to the first content
 //!   delta only (the rest of each stream is read untimed, so the connection goes back to
 //!   the pool as in the other groups).
 //!
@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::StreamExt;
 use tta_observability_integration::{StreamPrimitive, WorkflowContext};
 
@@ -145,17 +145,10 @@ fn llm(c: &mut Criterion) {
     paired!(group, "reqwest_raw", raw_call, tta_call);
     paired!(group, "openai_complete", tta_call, raw_call);
     paired!(group, "async_openai_complete", peer_call, raw_call);
-    group.finish();
-
-    let mut group = c.benchmark_group("llm_stream");
-    group.throughput(Throughput::Elements(CHUNKS as u64));
-    paired!(group, "reqwest_raw", raw_stream, tta_stream);
-    paired!(group, "openai", tta_stream, raw_stream);
-    paired!(group, "async_openai", peer_stream, raw_stream);
-    group.finish();
-
-    let mut group = c.benchmark_group("llm_ttft");
-    group.bench_function("reqwest_raw", |b| {
+    paired!(group, "reqwest_raw_stream", raw_stream, tta_stream);
+    paired!(group, "openai_stream", tta_stream, raw_stream);
+    paired!(group, "async_openai_stream", peer_stream, raw_stream);
+    group.bench_function("reqwest_raw_ttft", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             time_to_first(
                 &clients,
@@ -165,7 +158,7 @@ fn llm(c: &mut Criterion) {
             )
         });
     });
-    group.bench_function("openai", |b| {
+    group.bench_function("openai_ttft", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             time_to_first(
                 &clients,
@@ -180,7 +173,7 @@ fn llm(c: &mut Criterion) {
             )
         });
     });
-    group.bench_function("async_openai", |b| {
+    group.bench_function("async_openai_ttft", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             time_to_first(
                 &clients,
