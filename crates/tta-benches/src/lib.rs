@@ -14,9 +14,10 @@
 //! - `timeout/tokio` and `timeout/tta`; `router/decide/<strategy>` over 10 routes.
 //! - `stream/bare_iter` and `stream/stack_miss`: 256 in-memory chunks from a bare stream,
 //!   and through a timeout around a cache around a router; `stream_first_chunk/hit`.
-//! - `llm/reqwest_raw` vs `llm/openai_complete`, `llm_stream/reqwest_raw` vs
-//!   `llm_stream/openai`: the OpenAI-compatible client against a hand-written reqwest
-//!   call of the same request, over loopback HTTP.
+//! - `llm/{reqwest_raw, openai_complete, async_openai_complete}`, and
+//!   `llm/{reqwest_raw, openai, async_openai}_{stream, ttft}`: the OpenAI-compatible
+//!   client and async-openai against a hand-written reqwest call of the same request,
+//!   over loopback HTTP (whole streams, and the time to their first chunk).
 
 use std::future::Future;
 use std::hash::Hash;
