@@ -1,7 +1,9 @@
 //! A scripted LLM provider on a loopback HTTP port: each request to
 //! `POST /v1/chat/completions` (or `/v1/messages`) gets the next scripted [`Reply`]:
-//! a status with headers and a body, server-sent events with delays, a cut or a stall.
-//! Every request is recorded. The server stops when dropped.
+//! a status with headers and a body, server-sent events with delays, a cut or a stall;
+//! or the reply a [responder](LlmServer::respond_with) makes for it (the demo's
+//! simulated providers). Every request is recorded, unless a responder or
+//! [`LlmServer::always`] answers. The server stops when dropped.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub enum Reply {
     },
     /// Accepts the request and never answers.
     Hang,
+    /// The reply, after a delay (a provider's latency).
+    After(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -113,23 +117,40 @@ pub struct Recorded {
     pub body: serde_json::Value,
 }
 
+/// Makes the reply of a request from its headers and body.
+type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     /// The reply when none is queued; set for benches, which record no requests.
     always: Mutex<Option<Reply>>,
-    /// Hung replies and stalled streams the client went away from.
+    /// Makes the reply of each request when set; no request is recorded.
+    responder: Mutex<Option<Responder>>,
+    /// Replies the client went away from before they were complete.
     abandoned: AtomicUsize,
 }
 
-/// Counts a hung reply or a stalled stream as abandoned when hyper drops it: the
-/// client closed the connection.
-struct Abandoned(Arc<Script>);
+/// Counts a reply as abandoned when hyper drops it before it was complete (the client
+/// closed the connection), unless [`Abandoned::complete`] was called.
+struct Abandoned(Option<Arc<Script>>);
+
+impl Abandoned {
+    fn new(script: &Arc<Script>) -> Self {
+        Self(Some(Arc::clone(script)))
+    }
+
+    fn complete(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for Abandoned {
     fn drop(&mut self) {
-        self.0.abandoned.fetch_add(1, Ordering::SeqCst);
+        if let Some(script) = &self.0 {
+            script.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -147,15 +168,28 @@ impl LlmServer {
     ///
     /// Outside a tokio runtime, or when no loopback port can be bound (test support).
     pub async fn start() -> Self {
+        Self::bind("127.0.0.1:0".parse().expect("an address"))
+            .await
+            .expect("a loopback port")
+    }
+
+    /// Starts the server on `addr` (port 0: a free one), on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound (in use, not local).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         let script = Arc::new(Script::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(reply))
             .route("/v1/messages", post(reply))
             .with_state(Arc::clone(&script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("its address");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         // Each frame leaves when it is written, as a provider's would: without
         // TCP_NODELAY, Nagle's algorithm holds small frames for the client's delayed ACK
         // (40 ms a frame on Linux).
@@ -170,11 +204,11 @@ impl LlmServer {
                 })
                 .await;
         });
-        Self {
+        Ok(Self {
             addr,
             script,
             stop: Some(stop),
-        }
+        })
     }
 
     /// The API's base URL: `http://127.0.0.1:PORT/v1`.
@@ -195,13 +229,29 @@ impl LlmServer {
         self
     }
 
+    /// Answers every request with the reply `responder` makes for it (once the queue is
+    /// empty), and stops recording requests.
+    pub fn respond_with(
+        &self,
+        responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> &Self {
+        *self.script.responder.lock().expect("script") = Some(Arc::new(responder));
+        self
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.script.requests.lock().expect("requests").clone()
     }
 
-    /// How many hung replies ([`Reply::Hang`]) and stalled streams ([`End::Stall`]) the
-    /// server dropped because their client closed the connection.
+    /// How many replies the server dropped before they were complete because their
+    /// client closed the connection: hung ones ([`Reply::Hang`]), ones still in their
+    /// delay ([`Reply::After`]), streams before their end (stalled ones always).
     pub fn abandoned(&self) -> usize {
         self.script.abandoned.load(Ordering::SeqCst)
     }
@@ -217,21 +267,28 @@ impl Drop for LlmServer {
 
 async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: String) -> Response {
     let always = script.always.lock().expect("script").clone();
-    if always.is_none() {
-        script.requests.lock().expect("requests").push(Recorded {
-            headers: headers
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect(),
-            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-        });
-    }
-    let next = script
-        .replies
-        .lock()
-        .expect("script")
-        .pop_front()
-        .or(always);
+    let responder = script.responder.lock().expect("script").clone();
+    let queued = script.replies.lock().expect("script").pop_front();
+    let recorded = || Recorded {
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    };
+    let next = match (queued, always, responder) {
+        (queued, None, None) => {
+            script.requests.lock().expect("requests").push(recorded());
+            queued
+        }
+        (Some(reply), _, _) => Some(reply),
+        (None, Some(always), _) => Some(always),
+        (None, None, Some(respond)) => Some(respond(&recorded())),
+    };
+    answer(script, next).await
+}
+
+async fn answer(script: Arc<Script>, next: Option<Reply>) -> Response {
     match next {
         None => plain(500, &[], "no scripted reply left"),
         Some(Reply::Body {
@@ -245,38 +302,49 @@ async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: Stri
                 .collect();
             plain(status, &headers, &body)
         }
+        Some(Reply::After(delay, reply)) => {
+            let abandoned = Abandoned::new(&script);
+            tokio::time::sleep(delay).await;
+            abandoned.complete();
+            Box::pin(answer(script, Some(*reply))).await
+        }
         Some(Reply::Hang) => {
-            let _abandoned = Abandoned(Arc::clone(&script));
+            let _abandoned = Abandoned::new(&script);
             std::future::pending::<()>().await;
             plain(500, &[], "unreachable")
         }
         Some(Reply::Events { frames, end }) => {
-            let script = Arc::clone(&script);
+            // Armed until the body has sent everything it was scripted to.
+            let abandoned = Abandoned::new(&script);
             let stream = futures_util::stream::unfold(
-                (frames.into_iter(), Some(end)),
-                move |(mut frames, end)| {
-                    let script = Arc::clone(&script);
-                    async move {
-                        if let Some((gap, frame)) = frames.next() {
-                            if !gap.is_zero() {
-                                tokio::time::sleep(gap).await;
-                            }
-                            return Some((Ok(bytes::Bytes::from(frame)), (frames, end)));
+                (frames.into_iter(), Some(end), Some(abandoned)),
+                |(mut frames, end, mut abandoned)| async move {
+                    if let Some((gap, frame)) = frames.next() {
+                        if !gap.is_zero() {
+                            tokio::time::sleep(gap).await;
                         }
-                        match end? {
-                            End::Close => None,
-                            End::Cut => {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                Some((
-                                    Err(std::io::Error::other("cut by the script")),
-                                    (frames, None),
-                                ))
+                        return Some((Ok(bytes::Bytes::from(frame)), (frames, end, abandoned)));
+                    }
+                    match end? {
+                        End::Close => {
+                            if let Some(abandoned) = abandoned.take() {
+                                abandoned.complete();
                             }
-                            End::Stall => {
-                                let _abandoned = Abandoned(script);
-                                std::future::pending::<()>().await;
-                                None
+                            None
+                        }
+                        End::Cut => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            if let Some(abandoned) = abandoned.take() {
+                                abandoned.complete();
                             }
+                            Some((
+                                Err(std::io::Error::other("cut by the script")),
+                                (frames, None, None),
+                            ))
+                        }
+                        End::Stall => {
+                            std::future::pending::<()>().await;
+                            None
                         }
                     }
                 },

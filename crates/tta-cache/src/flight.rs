@@ -127,9 +127,14 @@ impl<O> Drop for Leader<O> {
 
 /// Waits for a leader's outcome; `None` when the leader was dropped without one (the
 /// caller then claims the key again, and may become the leader).
-pub(crate) async fn follow<O: Clone>(mut rx: Channel<O>) -> Option<Outcome<O>> {
+pub(crate) async fn follow<O: Clone>(rx: &mut Channel<O>) -> Option<Outcome<O>> {
     match rx.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone(),
         Err(_) => None,
     }
+}
+
+/// Waits until the flight's leader is gone (done, stored, or dropped).
+pub(crate) async fn landed<O>(mut rx: Channel<O>) {
+    while rx.changed().await.is_ok() {}
 }

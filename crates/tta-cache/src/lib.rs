@@ -424,13 +424,13 @@ where
                 };
                 let mut takeovers = 0;
                 loop {
-                    let rx = match self.flights.join::<P::Output>(key.hash()) {
+                    let mut rx = match self.flights.join::<P::Output>(key.hash()) {
                         Role::Leader(leader) => {
                             return self.lead(leader, &key, input, &child, write).await;
                         }
                         Role::Follower(rx) => rx,
                     };
-                    match flight::follow(rx).await {
+                    match flight::follow(&mut rx).await {
                         Some(Ok((value, cost))) => {
                             self.metrics.coalesced();
                             self.record_hit(&child, cost, "coalesced");

@@ -82,18 +82,19 @@ where
             };
             let mut takeovers = 0;
             loop {
-                let rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
+                let mut rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
                     Role::Leader(leader) => {
                         return self.lead_stream(leader, key, input, &child, write).await;
                     }
                     Role::Follower(rx) => rx,
                 };
-                match flight::follow(rx).await {
+                match flight::follow(&mut rx).await {
                     Some(Ok((tee, _))) => {
                         // The leader's tee, unless every consumer of it is already gone.
                         if let Some(tee) = tee.upgrade() {
+                            // Counted a hit or a miss when its stream ends (a follower
+                            // of a fill that fails was not answered from the cache).
                             self.metrics.coalesced();
-                            self.metrics.lookup(true);
                             if let Some(span) = &span {
                                 span.set_attribute(KeyValue::new(
                                     semconv::ATTR_RESULT,
@@ -106,6 +107,16 @@ where
                                 metrics: Arc::clone(&self.metrics),
                             };
                             return Tee::follow(tee, Some(saver)).await;
+                        }
+                        // Every consumer of the fill is gone: it ended, and its write
+                        // holds the flight. Once that lands, the store has the answer
+                        // (a fill here would pay for it twice).
+                        flight::landed(rx).await;
+                        if let Lookup::Hit(chunks, cost) = self.lookup::<Vec<P::Chunk>>(&key).await
+                            && let Some(streamed) = replay(chunks)
+                        {
+                            self.record_hit(&child, cost, "hit");
+                            return Ok(streamed);
                         }
                     }
                     Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
@@ -281,7 +292,8 @@ impl<C: Cacheable> Tee<C> {
     }
 }
 
-/// How a coalesced follower records what it saved, once the fill's cost is known.
+/// How a coalesced follower records its lookup (a hit when its stream ends cleanly or it
+/// leaves early, a miss when the fill fails: it was not answered) and what it saved.
 struct Saver {
     cx: WorkflowContext,
     cache: Arc<str>,
@@ -355,10 +367,16 @@ impl<C: Cacheable> Stream for Consumer<C> {
         }
         this.done = true;
         match &state.end {
-            Some(Err(e)) => Poll::Ready(Some(Err(e.clone()))),
+            Some(Err(e)) => {
+                if let Some(saver) = this.saver.take() {
+                    saver.metrics.lookup(false);
+                }
+                Poll::Ready(Some(Err(e.clone())))
+            }
             _ => {
                 if let Some(saver) = this.saver.take() {
                     let totals = state.scope.totals();
+                    saver.metrics.lookup(true);
                     saver.metrics.saved(totals.spent);
                     saver.cx.ledger().record(CostEntry::saved(
                         saver.cache,
@@ -374,6 +392,10 @@ impl<C: Cacheable> Stream for Consumer<C> {
 
 impl<C> Drop for Consumer<C> {
     fn drop(&mut self) {
+        // A follower that leaves before the end was being answered from the cache.
+        if let Some(saver) = self.saver.take() {
+            saver.metrics.lookup(true);
+        }
         let mut state = self.tee.lock();
         state.consumers -= 1;
         if state.consumers == 0 && state.end.is_none() {

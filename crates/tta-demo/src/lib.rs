@@ -1,5 +1,6 @@
 //! The tta demo workload: a seeded, simulated LLM service run through
-//! timeout around cache around router over four simulated providers.
+//! timeout around cache around router over four simulated providers, each a loopback
+//! HTTP server ([`providers`]) called by the real `tta-llm` clients, calls and streams.
 //!
 //! The binary (`cargo run --release -p tta-demo`) parses flags, installs telemetry, calls
 //! [`run`] and prints the [`Summary`]; tests call [`run`] directly.
@@ -12,21 +13,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tta_observability_integration::cache::{
     CacheKey, CachePrimitive, CacheStore, MemoryStore, RedisStore, StoreError,
 };
+use tta_observability_integration::llm::{
+    Anthropic, ChatChunk, ChatRequest, ChatResponse, OpenAiCompatible,
+};
 use tta_observability_integration::router::{Route, RouterPrimitive, Strategy};
 use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{
-    AttemptKind, BoxPrimitive, Error, TokenUsage, Usd, WorkflowContext, WorkflowPrimitive,
-    WorkflowPrimitiveExt,
+    AttemptKind, BoxPrimitive, BoxStreamPrimitive, Error, ErrorKind, ModelInfo, Price,
+    StreamPrimitive, Streamed, Usd, WorkflowContext, WorkflowPrimitive,
 };
 
-use providers::{PROFILES, ProviderCounters, SimulatedProvider};
-use workload::{Catalogue, Completion, Request};
+use providers::{PROFILES, Protocol, Providers};
+use workload::{Catalogue, Request};
 
 /// What a run does.
 #[derive(Clone, Debug)]
@@ -44,6 +49,8 @@ pub struct DemoConfig {
     pub redis: Option<String>,
     /// Distinct prompts in the catalogue.
     pub distinct_prompts: usize,
+    /// The share of requests streamed (0 to 1).
+    pub stream_share: f64,
 }
 
 impl Default for DemoConfig {
@@ -55,12 +62,13 @@ impl Default for DemoConfig {
             latency_scale: 1.0,
             redis: None,
             distinct_prompts: 3_000,
+            stream_share: 0.5,
         }
     }
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50: f64,
@@ -73,13 +81,14 @@ pub struct Latency {
 }
 
 /// The result of a run; also the JSON summary.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     /// Requests run.
     pub requests: u64,
     /// Requests that returned an answer.
     pub succeeded: u64,
-    /// Requests that returned an error (every route failed, or the hard limit).
+    /// Requests that returned an error: every route failed, the hard limit, a filtered
+    /// answer (billed, never retried), a stream cut or stalled after its first chunk.
     pub failed: u64,
     /// Requests answered from the cache (coalesced waiters included).
     pub cache_hits: u64,
@@ -87,7 +96,8 @@ pub struct Summary {
     pub cache_misses: u64,
     /// Cache store operations that failed (the requests bypassed).
     pub cache_errors: u64,
-    /// Provider calls cut by a timeout, plus requests that reached the hard limit.
+    /// Provider calls and streams cut by a timeout (hangs, slow tails, stalls), plus
+    /// requests that reached the hard limit.
     pub timeouts: u64,
     /// Requests answered by a fallback route.
     pub fallbacks: u64,
@@ -99,8 +109,14 @@ pub struct Summary {
     pub savings_usd: f64,
     /// Dollars the cache hits saved (part of `savings_usd`).
     pub cache_savings_usd: f64,
-    /// Request latency.
+    /// Request latency (a stream's: to its end).
     pub latency_ms: Latency,
+    /// Streams' time to their first chunk (none when no stream ran).
+    pub ttft_ms: Option<Latency>,
+    /// Requests streamed.
+    pub streams: u64,
+    /// Streams that failed after their first chunk (cut, stalled past the idle limit).
+    pub streams_interrupted: u64,
     /// Wall-clock seconds.
     pub wall_s: f64,
     /// Requests per second.
@@ -109,7 +125,8 @@ pub struct Summary {
     pub route_share: Vec<(String, u64)>,
     /// `memory`, or `redis` with its state at start.
     pub cache_store: String,
-    /// Failed requests by error kind (`all_routes_failed`, `timeout`, ...).
+    /// Failed requests by error kind (`all_routes_failed`, `timeout`, ...), an inner
+    /// error by its class (`content_filter`, `unavailable`: a stream cut mid-answer).
     pub errors: std::collections::BTreeMap<String, u64>,
     /// Resident memory once 10% of the requests were done, in MiB (Linux only).
     pub rss_warmup_mb: Option<f64>,
@@ -157,12 +174,164 @@ fn scaled(base: Duration, scale: f64, floor: Duration) -> Duration {
     base.mul_f64(scale).max(floor)
 }
 
+/// The stack, calling and streaming (one stack: one cache, one router's health).
+#[derive(Clone)]
+struct Stack {
+    call: BoxPrimitive<ChatRequest, ChatResponse>,
+    stream: BoxStreamPrimitive<ChatRequest, ChatChunk>,
+}
+
+/// Counts a client's calls and streams that were dropped before they ended: an attempt
+/// a timeout cut (a hang, a tail, a stall). Counted where it happens, so the count is
+/// exact when the run ends.
+#[derive(Clone)]
+struct Counted<C> {
+    client: C,
+    cut: Arc<AtomicU64>,
+}
+
+/// Counts one cut unless disarmed first.
+struct CutGuard(Option<Arc<AtomicU64>>);
+
+impl CutGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CutGuard {
+    fn drop(&mut self) {
+        if let Some(cut) = &self.0 {
+            cut.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<C: WorkflowPrimitive<ChatRequest, Output = ChatResponse>> WorkflowPrimitive<ChatRequest>
+    for Counted<C>
+{
+    type Output = ChatResponse;
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    async fn execute(
+        &self,
+        input: ChatRequest,
+        cx: &WorkflowContext,
+    ) -> Result<ChatResponse, Error> {
+        let mut guard = CutGuard(Some(Arc::clone(&self.cut)));
+        let result = self.client.execute(input, cx).await;
+        guard.disarm();
+        result
+    }
+}
+
+impl<C: StreamPrimitive<ChatRequest, Chunk = ChatChunk>> StreamPrimitive<ChatRequest>
+    for Counted<C>
+{
+    type Chunk = ChatChunk;
+
+    fn name(&self) -> &str {
+        StreamPrimitive::name(&self.client)
+    }
+
+    async fn stream(
+        &self,
+        input: ChatRequest,
+        cx: &WorkflowContext,
+    ) -> Result<Streamed<ChatChunk>, Error> {
+        let mut guard = CutGuard(Some(Arc::clone(&self.cut)));
+        let body = match self.client.stream(input, cx).await {
+            Ok(body) => body,
+            Err(e) => {
+                guard.disarm();
+                return Err(e);
+            }
+        };
+        // Armed until the body ends, cleanly or with its error.
+        let guarded =
+            futures_util::stream::unfold((body, guard), |(mut body, mut guard)| async move {
+                let item = body.next().await;
+                if !matches!(item, Some(Ok(_))) {
+                    guard.disarm();
+                }
+                Some((item?, (body, guard)))
+            });
+        tta_observability_integration::first_chunk(guarded).await
+    }
+}
+
+impl<C: ModelInfo> ModelInfo for Counted<C> {
+    fn provider(&self) -> &str {
+        self.client.provider()
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.client.model()
+    }
+
+    fn price(&self) -> Price {
+        self.client.price()
+    }
+
+    fn context_window(&self) -> Option<u64> {
+        self.client.context_window()
+    }
+}
+
+/// The client of the `i`-th simulated provider, priced and sized as its profile says.
+fn client_route(
+    providers: &Providers,
+    i: usize,
+    cut: &Arc<AtomicU64>,
+) -> Result<Route<ChatRequest, ChatResponse>, Error> {
+    let p = &PROFILES[i];
+    let url = providers.base_url(i);
+    Ok(match p.protocol {
+        Protocol::OpenAi => {
+            let client = OpenAiCompatible::builder(url)
+                .name(p.name)
+                .provider(p.provider)
+                .model(p.model)
+                .price(p.price())
+                .context_window(p.context_window)
+                .build()?;
+            Route::client(
+                p.name,
+                Counted {
+                    client,
+                    cut: Arc::clone(cut),
+                },
+            )
+        }
+        Protocol::Anthropic => {
+            let client = Anthropic::builder(url)
+                .name(p.name)
+                .provider(p.provider)
+                .model(p.model)
+                .price(p.price())
+                .context_window(p.context_window)
+                .build()?;
+            Route::client(
+                p.name,
+                Counted {
+                    client,
+                    cut: Arc::clone(cut),
+                },
+            )
+        }
+    })
+}
+
 /// Builds timeout around cache around router over the simulated providers on `store`.
 fn build_stack<S: CacheStore>(
     config: &DemoConfig,
     store: S,
-    counters: &Arc<ProviderCounters>,
-) -> Result<BoxPrimitive<Request, Completion>, Error> {
+    providers: &Providers,
+    cut: &Arc<AtomicU64>,
+) -> Result<Stack, Error> {
     let scale = config.latency_scale;
     let mut router = RouterPrimitive::builder()
         .name("llm")
@@ -187,22 +356,14 @@ fn build_stack<S: CacheStore>(
         ))
         .usage_reported()
         .seed(config.seed);
-    for (i, profile) in PROFILES.iter().enumerate() {
-        let provider =
-            SimulatedProvider::new(*profile, i, config.seed, scale, Arc::clone(counters));
-        router = router.route(
-            Route::new(profile.name, provider)
-                .provider(profile.provider)
-                .model(profile.model)
-                .price(profile.price()),
-        );
+    for i in 0..PROFILES.len() {
+        router = router.route(client_route(providers, i, cut)?);
     }
     let cache = CachePrimitive::builder(router.build()?)
         .name("answers")
         .namespace("demo")
         .ttl(Duration::from_secs(600))
         .max_value_bytes(4_096)
-        .key_fn(|r: &Request| r.prompt.as_bytes().to_vec())
         .store(store)
         .build()?;
     let stack = TimeoutPrimitive::builder(cache)
@@ -217,18 +378,31 @@ fn build_stack<S: CacheStore>(
             scale,
             Duration::from_millis(100),
         ))
+        // A stream that stops sending for this long is cut (a stalled provider).
+        .idle(scaled(
+            Duration::from_millis(1_500),
+            scale,
+            Duration::from_millis(300),
+        ))
         .build()?;
-    Ok(stack.boxed())
+    let stack = Arc::new(stack);
+    Ok(Stack {
+        call: BoxPrimitive::new(Arc::clone(&stack)),
+        stream: BoxStreamPrimitive::new(stack),
+    })
 }
 
 /// What one worker saw.
 struct Tally {
     latency_us: Histogram<u64>,
+    ttft_us: Histogram<u64>,
     succeeded: u64,
     failed: u64,
     hard_timeouts: u64,
     cache_hits: u64,
     fallbacks: u64,
+    streams: u64,
+    streams_interrupted: u64,
     spent: Usd,
     saved: Usd,
     baseline: Usd,
@@ -236,17 +410,23 @@ struct Tally {
     errors: std::collections::BTreeMap<String, u64>,
 }
 
+/// 1 µs to 60 s, 2 significant figures (1%): about 50 KiB, whatever the run length.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+}
+
 impl Tally {
     fn new() -> Self {
         Self {
-            // 1 µs to 60 s, 2 significant figures (1%): about 50 KiB a worker, whatever the run length.
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 2)
-                .expect("valid histogram bounds"),
+            latency_us: histogram(),
+            ttft_us: histogram(),
             succeeded: 0,
             failed: 0,
             hard_timeouts: 0,
             cache_hits: 0,
             fallbacks: 0,
+            streams: 0,
+            streams_interrupted: 0,
             spent: Usd::ZERO,
             saved: Usd::ZERO,
             baseline: Usd::ZERO,
@@ -258,11 +438,14 @@ impl Tally {
     fn merge(&mut self, other: &Tally) {
         // Every tally has the same bounds, so adding one to another cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.ttft_us.add(&other.ttft_us);
         self.succeeded += other.succeeded;
         self.failed += other.failed;
         self.hard_timeouts += other.hard_timeouts;
         self.cache_hits += other.cache_hits;
         self.fallbacks += other.fallbacks;
+        self.streams += other.streams;
+        self.streams_interrupted += other.streams_interrupted;
         self.spent += other.spent;
         self.saved += other.saved;
         self.baseline += other.baseline;
@@ -271,6 +454,89 @@ impl Tally {
         }
         for (kind, n) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+
+    /// Runs one request through the stack, calling or streaming, and counts it.
+    async fn run(&mut self, stack: &Stack, request: &Request) {
+        // Only a ledger bound is set: nothing to reject.
+        let cx = WorkflowContext::builder()
+            .ledger_capacity(8)
+            .build()
+            .unwrap_or_default();
+        let t0 = Instant::now();
+        let result = if request.stream {
+            self.streams += 1;
+            self.stream(stack, request, &cx, t0).await
+        } else {
+            stack
+                .call
+                .execute(request.chat(), &cx)
+                .await
+                .map(|answer| answer.model)
+        };
+        // A request longer than the histogram's 60 s is counted at 60 s, not lost.
+        self.latency_us
+            .saturating_record(t0.elapsed().as_micros().max(1) as u64);
+        self.account(&cx, result);
+    }
+
+    /// Streams one request to its end; the model that answered, or the stream's error.
+    async fn stream(
+        &mut self,
+        stack: &Stack,
+        request: &Request,
+        cx: &WorkflowContext,
+        t0: Instant,
+    ) -> Result<String, Error> {
+        let mut body = stack.stream.stream(request.chat(), cx).await?;
+        self.ttft_us
+            .saturating_record(t0.elapsed().as_micros().max(1) as u64);
+        let mut model = String::new();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) if model.is_empty() => model = chunk.model,
+                Ok(_) => {}
+                Err(e) => {
+                    self.streams_interrupted += 1;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// Reads one finished request's ledger and result (the model that answered).
+    fn account(&mut self, cx: &WorkflowContext, result: Result<String, Error>) {
+        let totals = cx.ledger().totals();
+        self.spent += totals.spent;
+        self.saved += totals.saved;
+        match result {
+            Ok(model) => {
+                self.succeeded += 1;
+                let entries = cx.ledger().entries();
+                if entries.iter().any(|e| e.kind == AttemptKind::CacheHit) {
+                    self.cache_hits += 1;
+                } else if let Some(i) = PROFILES.iter().position(|p| p.model == model) {
+                    self.routes[i] += 1;
+                    if entries.iter().any(|e| e.kind == AttemptKind::Fallback) {
+                        self.fallbacks += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed += 1;
+                // An inner error by its class (`content_filter`, `unavailable`...), others
+                // by their kind (`all_routes_failed`, `timeout`...).
+                let kind = match e.kind() {
+                    ErrorKind::Inner => e.class().as_str(),
+                    kind => kind.as_str(),
+                };
+                *self.errors.entry(kind.to_owned()).or_default() += 1;
+                if e.is_timeout() {
+                    self.hard_timeouts += 1;
+                }
+            }
         }
     }
 }
@@ -282,23 +548,31 @@ pub struct Progress {
     pub done: AtomicU64,
 }
 
-/// Runs the workload. Telemetry must already be installed (the primitives take the
-/// global providers when they are built).
+/// Runs the workload: starts the simulated providers on free loopback ports and runs
+/// the requests through the stack. Telemetry must already be installed (the primitives
+/// take the global providers when they are built).
 ///
 /// # Errors
 ///
-/// Only for an invalid configuration of the stack (a bug in the demo, reported, never a
-/// panic). Failed requests are counted in the summary, not returned.
+/// When the providers cannot be started (no loopback port), or for an invalid
+/// configuration of the stack (a bug in the demo, reported, never a panic). Failed
+/// requests are counted in the summary, not returned.
 pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Error> {
-    let counters = Arc::new(ProviderCounters::default());
+    let providers = Providers::start_anywhere(config.seed, config.latency_scale)
+        .await
+        .map_err(|e| Error::msg(format!("the simulated providers cannot start: {e}")))?;
     let store_errors = Arc::new(AtomicU64::new(0));
+    let cut = Arc::new(AtomicU64::new(0));
     let (stack, cache_store) = match &config.redis {
         None => {
             let store = CountingStore {
                 store: MemoryStore::new(),
                 errors: Arc::clone(&store_errors),
             };
-            (build_stack(config, store, &counters)?, "memory".to_owned())
+            (
+                build_stack(config, store, &providers, &cut)?,
+                "memory".to_owned(),
+            )
         }
         Some(url) => {
             let store = RedisStore::builder(url)
@@ -315,10 +589,14 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
                 store,
                 errors: Arc::clone(&store_errors),
             };
-            (build_stack(config, store, &counters)?, state)
+            (build_stack(config, store, &providers, &cut)?, state)
         }
     };
-    let catalogue = Arc::new(Catalogue::new(config.seed, config.distinct_prompts));
+    let catalogue = Arc::new(Catalogue::new(
+        config.seed,
+        config.distinct_prompts,
+        config.stream_share,
+    ));
     let frontier = PROFILES[0]
         .price()
         .validate()
@@ -337,20 +615,8 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
                     break;
                 }
                 let request = catalogue.request(id);
-                let usage = TokenUsage::new(request.input_tokens, request.output_tokens);
-                tally.baseline += frontier.cost(Some(usage));
-                // Only a ledger bound is set: nothing to reject.
-                let cx = WorkflowContext::builder()
-                    .ledger_capacity(8)
-                    .build()
-                    .unwrap_or_default();
-                let t0 = Instant::now();
-                let result = stack.execute(request, &cx).await;
-                // A request longer than the histogram's 60 s is counted at 60 s, not lost.
-                tally
-                    .latency_us
-                    .saturating_record(t0.elapsed().as_micros().max(1) as u64);
-                tally.account(&cx, result);
+                tally.baseline += frontier.cost(Some(request.usage()));
+                tally.run(&stack, &request).await;
             }
             tally
         });
@@ -375,7 +641,15 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
     }
     progress.done.store(config.requests, Ordering::Relaxed);
     let wall = started.elapsed().as_secs_f64();
-    let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1_000.0;
+    let percentiles = |h: &Histogram<u64>| {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+        Latency {
+            p50: ms(0.50),
+            p95: ms(0.95),
+            p99: ms(0.99),
+            max: h.max() as f64 / 1_000.0,
+        }
+    };
     let savings = total.baseline.dollars() - total.spent.dollars();
     Ok(Summary {
         requests: config.requests,
@@ -384,18 +658,16 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
         cache_hits: total.cache_hits,
         cache_misses: config.requests - total.cache_hits,
         cache_errors: store_errors.load(Ordering::Relaxed),
-        timeouts: counters.cut.load(Ordering::Relaxed) + total.hard_timeouts,
+        timeouts: cut.load(Ordering::Relaxed) + total.hard_timeouts,
         fallbacks: total.fallbacks,
         cost_usd: total.spent.dollars(),
         baseline_cost_usd: total.baseline.dollars(),
         savings_usd: savings,
         cache_savings_usd: total.saved.dollars(),
-        latency_ms: Latency {
-            p50: ms(0.50),
-            p95: ms(0.95),
-            p99: ms(0.99),
-            max: total.latency_us.max() as f64 / 1_000.0,
-        },
+        latency_ms: percentiles(&total.latency_us),
+        ttft_ms: (total.streams > 0).then(|| percentiles(&total.ttft_us)),
+        streams: total.streams,
+        streams_interrupted: total.streams_interrupted,
         wall_s: wall,
         requests_per_s: config.requests as f64 / wall.max(1e-9),
         route_share: PROFILES
@@ -408,34 +680,4 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
         rss_warmup_mb: rss_warmup.flatten(),
         rss_end_mb: rss_mb(),
     })
-}
-
-impl Tally {
-    /// Reads one finished request's ledger and result.
-    fn account(&mut self, cx: &WorkflowContext, result: Result<Completion, Error>) {
-        let totals = cx.ledger().totals();
-        self.spent += totals.spent;
-        self.saved += totals.saved;
-        match result {
-            Ok(completion) => {
-                self.succeeded += 1;
-                let entries = cx.ledger().entries();
-                if entries.iter().any(|e| e.kind == AttemptKind::CacheHit) {
-                    self.cache_hits += 1;
-                } else if let Some(i) = PROFILES.iter().position(|p| p.name == completion.route) {
-                    self.routes[i] += 1;
-                    if entries.iter().any(|e| e.kind == AttemptKind::Fallback) {
-                        self.fallbacks += 1;
-                    }
-                }
-            }
-            Err(e) => {
-                self.failed += 1;
-                *self.errors.entry(e.kind().as_str().to_owned()).or_default() += 1;
-                if e.is_timeout() {
-                    self.hard_timeouts += 1;
-                }
-            }
-        }
-    }
 }

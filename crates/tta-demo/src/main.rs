@@ -1,5 +1,6 @@
 //! `cargo run --release -p tta-demo`: a seeded, simulated LLM workload through
-//! timeout around cache around router, serving `/metrics` while it runs.
+//! timeout around cache around router, over simulated providers on loopback HTTP,
+//! serving `/metrics` while it runs. `--providers-only` serves the providers alone.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
+use tta_demo::providers::{PROFILES, Providers};
 use tta_demo::{DemoConfig, Progress, Summary};
 use tta_observability_integration::apm::{self, ApmConfig};
 
@@ -47,6 +49,55 @@ struct Args {
     /// Distinct prompts in the workload.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     distinct_prompts: u32,
+    /// The share of requests streamed, from 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    stream_share: f64,
+    /// Serve the simulated providers on fixed loopback ports (`--providers-port` and the
+    /// three after it), print their base URLs and wait for Ctrl-C: for tta-gateway and
+    /// your own tests.
+    #[arg(long)]
+    providers_only: bool,
+    /// The first port of `--providers-only`.
+    #[arg(long, default_value_t = 18_101, value_parser = clap::value_parser!(u16).range(1..=65_532))]
+    providers_port: u16,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be a number from 0 to 1, got {s}"))
+    }
+}
+
+/// Serves the simulated providers on their fixed ports until Ctrl-C.
+async fn providers_only(args: &Args) -> ExitCode {
+    let port = args.providers_port;
+    let addrs =
+        std::array::from_fn(|i| std::net::SocketAddr::from(([127, 0, 0, 1], port + i as u16)));
+    let providers = match Providers::start(addrs, args.seed, args.latency_scale).await {
+        Ok(providers) => providers,
+        Err(e) => {
+            eprintln!(
+                "error: cannot serve the simulated providers on 127.0.0.1:{port}-{}: {e}",
+                port + PROFILES.len() as u16 - 1
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for (i, p) in PROFILES.iter().enumerate() {
+        println!(
+            "{:<9} {:<9} {:<14} {}",
+            p.name,
+            p.protocol.as_str(),
+            p.model,
+            providers.base_url(i)
+        );
+    }
+    eprintln!("serving the simulated providers (Ctrl-C to stop)");
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -67,7 +118,7 @@ fn print_summary(s: &Summary) {
         }
     };
     println!(
-        "tta-demo: timeout around cache around router over {} simulated providers",
+        "tta-demo: timeout around cache around router over {} simulated providers (loopback HTTP)",
         s.route_share.len()
     );
     println!("  {:<22} {:>14}", "requests", s.requests);
@@ -85,6 +136,15 @@ fn print_summary(s: &Summary) {
     println!("  {:<22} {:>14.3}", "latency p95 ms", s.latency_ms.p95);
     println!("  {:<22} {:>14.3}", "latency p99 ms", s.latency_ms.p99);
     println!("  {:<22} {:>14.3}", "latency max ms", s.latency_ms.max);
+    println!(
+        "  {:<22} {:>14} ({} interrupted)",
+        "streams", s.streams, s.streams_interrupted
+    );
+    if let Some(ttft) = &s.ttft_ms {
+        println!("  {:<22} {:>14.3}", "first chunk p50 ms", ttft.p50);
+        println!("  {:<22} {:>14.3}", "first chunk p95 ms", ttft.p95);
+        println!("  {:<22} {:>14.3}", "first chunk p99 ms", ttft.p99);
+    }
     println!(
         "  {:<22} {:>13.1}% ({} hits, {} misses, {} store errors)",
         "cache hit ratio",
@@ -130,6 +190,9 @@ fn print_summary(s: &Summary) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.providers_only {
+        return providers_only(&args).await;
+    }
     let mut apm_config = ApmConfig::from_env()
         .service_version(env!("CARGO_PKG_VERSION"))
         .metrics_addr(args.metrics_addr.to_string())
@@ -167,6 +230,7 @@ async fn main() -> ExitCode {
         latency_scale: args.latency_scale,
         redis: args.redis.clone(),
         distinct_prompts: args.distinct_prompts as usize,
+        stream_share: args.stream_share,
     };
     let progress = Arc::new(Progress::default());
     let bar = std::io::stderr().is_terminal().then(|| {

@@ -79,6 +79,76 @@ fn value(scrape: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Every failed request failed in a way the simulated faults explain: a filtered answer
+/// (billed, never retried), a stream cut or stalled after its first chunk (cut by the
+/// idle limit: a timeout), or every route failing; and no more than the faults allow.
+fn assert_failures_are_explained(summary: &tta_demo::Summary) {
+    for (kind, n) in &summary.errors {
+        assert!(
+            matches!(
+                kind.as_str(),
+                "content_filter" | "unavailable" | "timeout" | "all_routes_failed"
+            ),
+            "{n} requests failed as {kind}: {summary:?}"
+        );
+    }
+    assert!(
+        summary.failed * 100 <= summary.requests,
+        "at most 1% of the requests fail: {summary:?}"
+    );
+    assert!(summary.streams_interrupted <= summary.failed);
+}
+
+/// The summary's counts of two runs (timings left out).
+fn counts(summary: &tta_demo::Summary) -> serde_json::Value {
+    let mut value = serde_json::to_value(summary).unwrap();
+    let object = value.as_object_mut().unwrap();
+    for timing in [
+        "latency_ms",
+        "ttft_ms",
+        "wall_s",
+        "requests_per_s",
+        "rss_warmup_mb",
+        "rss_end_mb",
+    ] {
+        object.remove(timing);
+    }
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_concurrency_one_the_same_seed_gives_the_same_counts() {
+    let config = DemoConfig {
+        requests: 400,
+        concurrency: 1,
+        latency_scale: 0.0,
+        seed: 7,
+        ..DemoConfig::default()
+    };
+    let first = tta_demo::run(&config, &Progress::default()).await.unwrap();
+    let second = tta_demo::run(&config, &Progress::default()).await.unwrap();
+    assert_eq!(counts(&first), counts(&second));
+    assert_eq!(first.succeeded + first.failed, 400);
+    assert!(
+        first.cache_hits > 0 && first.fallbacks > 0 && first.streams > 0,
+        "{first:?}"
+    );
+    let other_seed = tta_demo::run(
+        &DemoConfig {
+            seed: 8,
+            ..config.clone()
+        },
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        counts(&first),
+        counts(&other_seed),
+        "another seed, another run"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use() {
     let guard = apm::init(
@@ -100,10 +170,19 @@ async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use()
         1_500,
         "no request is lost"
     );
-    assert_eq!(summary.failed, 0, "fallback rescues every injected fault");
+    assert_failures_are_explained(&summary);
     assert!(
         summary.cache_hits > 0 && summary.fallbacks > 0,
         "{summary:?}"
+    );
+    assert!(
+        summary.streams > 500 && summary.streams < 1_000,
+        "about half the requests stream: {summary:?}"
+    );
+    assert!(
+        summary
+            .ttft_ms
+            .is_some_and(|t| t.p50 <= summary.latency_ms.p99)
     );
 
     let addr = guard.status().metrics_addr().unwrap();
@@ -195,6 +274,8 @@ fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
         "savings USD",
         "fallbacks",
         "route budget",
+        "streams",
+        "first chunk p95 ms",
     ] {
         assert!(stdout.contains(row), "summary table lacks {row}:\n{stdout}");
     }
@@ -213,12 +294,16 @@ fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
         "baseline_cost_usd",
         "savings_usd",
         "latency_ms",
+        "ttft_ms",
+        "streams",
+        "streams_interrupted",
         "wall_s",
     ] {
         assert!(summary.get(key).is_some(), "JSON summary lacks {key}");
     }
     for p in ["p50", "p95", "p99"] {
         assert!(summary["latency_ms"][p].is_number());
+        assert!(summary["ttft_ms"][p].is_number());
     }
     assert_eq!(summary["requests"], 400);
     assert_eq!(
@@ -229,18 +314,28 @@ fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
         summary["baseline_cost_usd"].as_f64().unwrap() - summary["cost_usd"].as_f64().unwrap();
     assert!((savings - summary["savings_usd"].as_f64().unwrap()).abs() < 1e-9);
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
-        .args(["--latency-scale=-1"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("latency-scale"));
+    for (flag, name) in [
+        ("--latency-scale=-1", "latency-scale"),
+        ("--stream-share=1.5", "stream-share"),
+        ("--stream-share=NaN", "stream-share"),
+    ] {
+        let bad = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "{flag}");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains(name),
+            "{flag}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn redis_unreachable_at_start_warns_and_the_run_continues() {
     let port = tta_tests::redis::RedisServer::unused_port();
+    let json = std::env::temp_dir().join(format!("tta-demo-redis-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
         .args([
             "--requests",
@@ -251,6 +346,8 @@ fn redis_unreachable_at_start_warns_and_the_run_continues() {
             "127.0.0.1:0",
         ])
         .args(["--redis", &format!("redis://127.0.0.1:{port}")])
+        .arg("--json")
+        .arg(&json)
         .output()
         .unwrap();
     assert!(
@@ -261,11 +358,13 @@ fn redis_unreachable_at_start_warns_and_the_run_continues() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Redis was unreachable at start"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("unreachable at start"), "{stdout}");
-    let succeeded = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("succeeded"))
-        .unwrap();
-    assert_eq!(succeeded.split_whitespace().nth(1), Some("200"), "{stdout}");
+    // The store being down fails no request: only the simulated faults do.
+    let summary: tta_demo::Summary =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(summary.succeeded + summary.failed, 200);
+    assert_failures_are_explained(&summary);
+    assert!(summary.cache_errors > 0, "{summary:?}");
+    let _ = std::fs::remove_file(&json);
 }
 
 #[test]
@@ -297,4 +396,101 @@ fn the_demo_runs_on_a_real_redis() {
     assert_eq!(store.split_whitespace().last(), Some("redis"), "{stdout}");
     let keys: u64 = redis.command(&["DBSIZE"]).unwrap().parse().unwrap();
     assert!(keys > 0, "the demo filled Redis");
+}
+
+/// Four consecutive free loopback ports, the first returned.
+fn free_ports() -> u16 {
+    for _ in 0..50 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first > 65_000 {
+            continue;
+        }
+        let all_free =
+            (first..first + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no four consecutive free loopback ports")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_only_serves_the_simulated_providers_until_stopped() {
+    use std::io::{BufRead, BufReader};
+    use tta_observability_integration::llm::{Anthropic, ChatRequest, Message, OpenAiCompatible};
+    use tta_observability_integration::{WorkflowContext, WorkflowPrimitive};
+
+    let port = free_ports();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args(["--providers-only", "--providers-port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .take(4)
+        .map(Result::unwrap)
+        .collect();
+    let urls: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields[1].to_owned(), fields[3].to_owned())
+        })
+        .collect();
+    let expected: Vec<String> = (port..port + 4)
+        .map(|p| format!("http://127.0.0.1:{p}/v1"))
+        .collect();
+    assert_eq!(
+        urls.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>(),
+        expected,
+        "{lines:?}"
+    );
+    // Each answers its protocol (the last, `local`, never fails).
+    let request =
+        ChatRequest::new(vec![Message::user("Where can I find my invoice?")]).max_tokens(20);
+    for (protocol, url) in &urls {
+        let answer = if protocol == "anthropic" {
+            Anthropic::builder(url)
+                .build()
+                .unwrap()
+                .execute(request.clone(), &WorkflowContext::new())
+                .await
+        } else {
+            OpenAiCompatible::builder(url)
+                .build()
+                .unwrap()
+                .execute(request.clone(), &WorkflowContext::new())
+                .await
+        };
+        if url == &expected[3] {
+            let answer = answer.unwrap();
+            assert_eq!(answer.usage.map(|u| u.output_tokens), Some(20));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A busy port is one clear error line, not a panic.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args([
+            "--providers-only",
+            "--providers-port",
+            &busy_port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot serve the simulated providers") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

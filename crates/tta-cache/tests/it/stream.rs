@@ -244,7 +244,7 @@ async fn when_every_consumer_drops_the_fill_is_cancelled_and_nothing_is_stored()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_stream_reaches_every_consumer_as_an_error_and_is_not_stored() {
-    let (_tt, t) = pipeline();
+    let (tt, t) = pipeline();
     let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
     let cache = Arc::new(
         CachePrimitive::builder(words(&t, &calls, &drops, 10, Some(5)))
@@ -276,10 +276,85 @@ async fn a_cut_stream_reaches_every_consumer_as_an_error_and_is_not_stored() {
         );
     }
     assert_eq!(count(&calls), 1);
+    assert_eq!(
+        (
+            tt.counter("tta.cache.hits", &[("cache", "cache")]),
+            tt.counter("tta.cache.misses", &[("cache", "cache")])
+        ),
+        (0.0, 10.0),
+        "no request was answered from the cache: the followers of a cut fill are misses"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = cache
         .stream("q".into(), &WorkflowContext::new())
         .await
         .unwrap();
     assert_eq!(count(&calls), 2, "the cut stream was not stored");
+}
+
+/// A memory store whose writes take 100 ms (a slow remote store).
+struct SlowWrites(tta_cache::MemoryStore);
+
+impl tta_cache::CacheStore for SlowWrites {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+
+    async fn get(
+        &self,
+        key: &tta_cache::CacheKey,
+    ) -> Result<Option<bytes::Bytes>, tta_cache::StoreError> {
+        self.0.get(key).await
+    }
+
+    async fn set(
+        &self,
+        key: &tta_cache::CacheKey,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> Result<(), tta_cache::StoreError> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.0.set(key, value, ttl).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_while_the_ended_fill_is_being_stored_waits_for_it_and_hits() {
+    let (_tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cache = CachePrimitive::builder(words(&t, &calls, &drops, 3, None))
+        .store(SlowWrites(tta_cache::MemoryStore::new()))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let read = |cx: WorkflowContext| {
+        let cache = &cache;
+        async move {
+            cache
+                .stream("q".into(), &cx)
+                .await
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<String>>()
+                .await
+        }
+    };
+    assert_eq!(read(WorkflowContext::new()).await, expected(3));
+    // The fill's consumers are gone; its write is still on its way to the store.
+    let started = tokio::time::Instant::now();
+    let cx = WorkflowContext::new();
+    assert_eq!(read(cx.clone()).await, expected(3));
+    assert_eq!(count(&calls), 1, "the second request did not fill again");
+    assert!(
+        cx.ledger()
+            .entries()
+            .iter()
+            .any(|e| e.kind == AttemptKind::CacheHit),
+        "it is a hit: {:?}",
+        cx.ledger().entries()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "it waited for the write, no longer"
+    );
 }
