@@ -60,7 +60,7 @@ pub(crate) const TASKS: &[Task] = &[
     Task {
         name: "rules",
         flags: &[],
-        help: "promtool check rules on docs/prometheus/alerts.yml",
+        help: "promtool check rules and test rules on docs/prometheus/alerts.yml",
         in_ci: true,
         run: |sh, _| rules::run(sh),
     },

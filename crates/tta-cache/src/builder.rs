@@ -278,6 +278,7 @@ impl<S: CacheStore, K> CacheLayer<S, K> {
                     &self.name,
                     store.kind(),
                     store.breaker_state().is_some(),
+                    store.is_timed(),
                     &self.telemetry,
                 )
                 .initialize(),

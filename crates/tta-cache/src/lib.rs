@@ -249,13 +249,18 @@ where
 {
     /// Reads and decodes an entry; every failure is counted.
     async fn lookup<O: DeserializeOwned>(&self, key: &CacheKey) -> Lookup<O> {
-        let started = Instant::now();
-        let found = self.config.store.get(key).await;
-        let took = started.elapsed();
-        self.metrics.store_state(self.config.store.breaker_state());
+        let store = &self.config.store;
+        let started = store.is_timed().then(Instant::now);
+        let found = store.get(key).await;
+        let op = |op: Op| {
+            if let Some(started) = started {
+                self.metrics.op(op, started.elapsed());
+            }
+        };
+        self.metrics.store_state(store.breaker_state());
         match found {
             Ok(Some(bytes)) => {
-                self.metrics.op(Op::GetHit, took);
+                op(Op::GetHit);
                 match codec::decode(&bytes) {
                     Some((value, cost)) => Lookup::Hit(value, cost),
                     None => {
@@ -265,11 +270,11 @@ where
                 }
             }
             Ok(None) => {
-                self.metrics.op(Op::GetMiss, took);
+                op(Op::GetMiss);
                 Lookup::Miss
             }
             Err(e) => {
-                self.metrics.op(Op::GetError, took);
+                op(Op::GetError);
                 self.metrics.error("get", e.kind().as_str());
                 Lookup::Failed
             }
@@ -285,13 +290,19 @@ where
         if bytes.len() > self.config.max_value_bytes {
             return self.metrics.error("set", "too_large");
         }
-        let started = Instant::now();
-        let stored = self.config.store.set(key, bytes, self.config.ttl).await;
-        self.metrics.store_state(self.config.store.breaker_state());
+        let store = &self.config.store;
+        let started = store.is_timed().then(Instant::now);
+        let stored = store.set(key, bytes, self.config.ttl).await;
+        let op = |op: Op| {
+            if let Some(started) = started {
+                self.metrics.op(op, started.elapsed());
+            }
+        };
+        self.metrics.store_state(store.breaker_state());
         match stored {
-            Ok(()) => self.metrics.op(Op::SetOk, started.elapsed()),
+            Ok(()) => op(Op::SetOk),
             Err(e) => {
-                self.metrics.op(Op::SetError, started.elapsed());
+                op(Op::SetError);
                 self.metrics.error("set", e.kind().as_str());
             }
         }

@@ -40,8 +40,8 @@ pub(crate) struct CacheMetrics {
     coalesced: BoundCounter<u64>,
     savings: BoundCounter<f64>,
     hit_ratio: BoundGauge<f64>,
-    /// Per store operation and result.
-    durations: [BoundHistogram<f64>; Op::COUNT],
+    /// Per store operation and result; timed stores only (none for the memory store).
+    durations: Option<[BoundHistogram<f64>; Op::COUNT]>,
     errors: Counter<u64>,
     cache_store: [KeyValue; 2],
     /// The last 1,024 lookups: the window of `tta.cache.hit_ratio`.
@@ -50,6 +50,8 @@ pub(crate) struct CacheMetrics {
     counts: [AtomicU64; 5],
     /// Remote stores only: the breaker's state.
     store_state: Option<BoundGauge<u64>>,
+    /// Whether the store's own errors can happen (any store but the in-process one).
+    store_can_fail: bool,
 }
 
 /// What a cache has seen since it was built: [`CachePrimitive::stats`](crate::CachePrimitive::stats).
@@ -81,6 +83,7 @@ impl CacheMetrics {
         name: &PrimitiveName,
         store: &'static str,
         remote: bool,
+        timed: bool,
         telemetry: &Telemetry,
     ) -> Self {
         let meter = telemetry.meter();
@@ -130,23 +133,26 @@ impl CacheMetrics {
             BoundGauge::new(&gauge, &cache_store)
         });
         Self {
+            store_can_fail: remote || timed,
             store_state,
             hits: BoundCounter::new(&hits, &cache_store),
             misses: BoundCounter::new(&misses, &cache_store),
             coalesced: BoundCounter::new(&coalesced, &[cache()]),
             savings: BoundCounter::new(&savings, &[cache()]),
             hit_ratio: BoundGauge::new(&hit_ratio, &[cache()]),
-            durations: Op::ALL.map(|op| {
-                let (op, result) = op.labels();
-                BoundHistogram::new(
-                    &duration,
-                    &[
-                        cache(),
-                        store_kv(),
-                        KeyValue::new(semconv::LABEL_OP, op),
-                        KeyValue::new(semconv::LABEL_RESULT, result),
-                    ],
-                )
+            durations: timed.then(|| {
+                Op::ALL.map(|op| {
+                    let (op, result) = op.labels();
+                    BoundHistogram::new(
+                        &duration,
+                        &[
+                            cache(),
+                            store_kv(),
+                            KeyValue::new(semconv::LABEL_OP, op),
+                            KeyValue::new(semconv::LABEL_RESULT, result),
+                        ],
+                    )
+                })
             }),
             errors,
             cache_store,
@@ -165,6 +171,22 @@ impl CacheMetrics {
         }
         self.coalesced.add(0);
         self.savings.add(0.0);
+        // Every error series that can happen, so the first burst shows in `rate()`: the
+        // codec's and the key's, and the store's own for a store that can fail.
+        let mut errors = vec![
+            ("key", "encode"),
+            ("get", "decode"),
+            ("set", "encode"),
+            ("set", "too_large"),
+        ];
+        if self.store_can_fail {
+            for kind in crate::StoreErrorKind::ALL {
+                errors.extend([("get", kind.as_str()), ("set", kind.as_str())]);
+            }
+        }
+        for (op, error_type) in errors {
+            self.add_error(op, error_type, 0);
+        }
         self
     }
 
@@ -215,14 +237,20 @@ impl CacheMetrics {
     }
 
     pub(crate) fn op(&self, op: Op, took: Duration) {
-        self.durations[op.index()].record(took.as_secs_f64());
+        if let Some(durations) = &self.durations {
+            durations[op.index()].record(took.as_secs_f64());
+        }
     }
 
     pub(crate) fn error(&self, op: &'static str, error_type: &'static str) {
         self.count(ERRORS, 1);
+        self.add_error(op, error_type, 1);
+    }
+
+    fn add_error(&self, op: &'static str, error_type: &'static str, n: u64) {
         let [cache, store] = self.cache_store.clone();
         self.errors.add(
-            1,
+            n,
             &[
                 cache,
                 store,

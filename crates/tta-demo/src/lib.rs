@@ -26,8 +26,8 @@ use tta_observability_integration::llm::{
 use tta_observability_integration::router::{Route, RouterPrimitive, Strategy};
 use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{
-    AttemptKind, BoxPrimitive, BoxStreamPrimitive, Error, ErrorKind, ModelInfo, Price,
-    StreamPrimitive, Streamed, Usd, WorkflowContext, WorkflowPrimitive,
+    AttemptKind, BoxPrimitive, BoxStreamPrimitive, BreakerState, Error, ErrorKind, ModelInfo,
+    Price, StreamPrimitive, Streamed, Usd, WorkflowContext, WorkflowPrimitive,
 };
 
 use providers::{PROFILES, Protocol, Providers};
@@ -150,6 +150,14 @@ struct CountingStore<S> {
 impl<S: CacheStore> CacheStore for CountingStore<S> {
     fn kind(&self) -> &'static str {
         self.store.kind()
+    }
+
+    fn breaker_state(&self) -> Option<BreakerState> {
+        self.store.breaker_state()
+    }
+
+    fn is_timed(&self) -> bool {
+        self.store.is_timed()
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {

@@ -24,8 +24,8 @@ const CATALOGUE: &[&str] = &[
     "tta_cache_hit_ratio",
     "tta_cache_cost_savings_usd_total",
     "tta_cache_coalesced_total",
+    "tta_cache_store_state",
     "tta_timeout_outcomes_total",
-    "tta_timeout_execution_duration_seconds",
     "tta_timeout_rate",
     "gen_ai_client_operation_duration_seconds",
     "gen_ai_client_token_usage",
@@ -151,6 +151,9 @@ async fn at_concurrency_one_the_same_seed_gives_the_same_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use() {
+    // On a real Redis: the store's own families (its breaker state, its operation
+    // durations) are exported for remote stores only.
+    let redis = tta_tests::redis::RedisServer::start();
     let guard = apm::init(
         ApmConfig::builder("tta-demo-test")
             .metrics_addr("127.0.0.1:0")
@@ -162,8 +165,59 @@ async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use()
         requests: 1_500,
         concurrency: 64,
         latency_scale: 0.02,
+        redis: Some(redis.url()),
         ..DemoConfig::default()
     };
+    let addr = guard.status().metrics_addr().unwrap();
+    let scrape = || async move {
+        tokio::task::spawn_blocking(move || tta_tests::http::get(addr, "/metrics"))
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+    };
+
+    // Built, not yet run: every series whose labels are known at build time is there,
+    // at zero, so `rate()` sees the first burst. (The run below adds to the same series.)
+    let idle = DemoConfig {
+        requests: 0,
+        ..config.clone()
+    };
+    tta_demo::run(&idle, &Progress::default()).await.unwrap();
+    let before = scrape().await;
+    let series = |family: &str| -> Vec<(String, f64)> {
+        before
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_owned(), value.parse().unwrap())
+            })
+            .collect()
+    };
+    for (family, expected) in [
+        // 7 classes x 4 routes.
+        ("tta_router_errors_total", 28),
+        // 5 reasons x 4 routes.
+        ("tta_router_decisions_total", 20),
+        // The codec's 4, and the store's 5 kinds for get and for set.
+        ("tta_cache_errors_total", 14),
+        ("tta_cache_hits_total", 1),
+        ("tta_cache_misses_total", 1),
+        ("tta_timeout_outcomes_total", 4),
+        ("tta_timeout_fallbacks_total", 2),
+        ("tta_router_cost_usd_total", 4),
+    ] {
+        let found = series(family);
+        assert_eq!(found.len(), expected, "{family}: {found:?}");
+        assert!(found.iter().all(|(_, v)| *v == 0.0), "{family}: {found:?}");
+    }
+    let executions = series("tta_primitive_executions_total");
+    assert!(
+        executions.len() >= 4 * 7 && executions.iter().all(|(_, v)| *v == 0.0),
+        "every primitive's outcomes: {executions:?}"
+    );
+
     let summary = tta_demo::run(&config, &Progress::default()).await.unwrap();
     assert_eq!(
         summary.succeeded + summary.failed,
@@ -185,12 +239,7 @@ async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use()
             .is_some_and(|t| t.p50 <= summary.latency_ms.p99)
     );
 
-    let addr = guard.status().metrics_addr().unwrap();
-    let scrape = tokio::task::spawn_blocking(move || tta_tests::http::get(addr, "/metrics"))
-        .await
-        .unwrap()
-        .unwrap()
-        .body;
+    let scrape = scrape().await;
     let families: BTreeSet<String> = scrape
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -52,7 +52,6 @@
 //! | metric | labels |
 //! |---|---|
 //! | `tta.timeout.outcomes` | `primitive`, `outcome` (`ok`, `late_ok`, `timeout`, `error`) |
-//! | `tta.timeout.execution.duration` (s) | `primitive`, `outcome` |
 //! | `tta.timeout.rate` (gauge, 0 to 1) | `primitive`: the share of timeouts among the **last 128 executions** |
 //! | `tta.timeout.fallbacks` | `primitive`, `result` (`ok`, `error`) |
 //!
@@ -413,7 +412,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
             if let Some(span) = exec.context().primitive_span() {
                 span.set_attribute(KeyValue::new(semconv::ATTR_OUTCOME, outcome.as_str()));
             }
-            self.metrics.record(outcome, elapsed.as_secs_f64());
+            self.metrics.record(outcome);
         }
         exec.finish_after(generic, elapsed);
         result

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::KeyValue;
-use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
+use tta_core::bound::{BoundCounter, BoundGauge};
 use tta_core::{OutcomeWindow, PrimitiveName, Telemetry};
 
 use crate::semconv;
@@ -24,8 +24,9 @@ tta_core::label_enum! {
 
 #[derive(Debug)]
 pub(crate) struct TimeoutMetrics {
-    /// Per outcome: the outcomes counter and the duration histogram.
-    outcomes: [(BoundCounter<u64>, BoundHistogram<f64>); 4],
+    /// Per outcome: the outcomes counter. (Durations are the generic
+    /// `tta.primitive.duration{kind="timeout"}`.)
+    outcomes: [BoundCounter<u64>; 4],
     rate: BoundGauge<f64>,
     /// Fallback results: ok, error.
     fallbacks: [BoundCounter<u64>; 2],
@@ -76,12 +77,6 @@ impl TimeoutMetrics {
                 "Timeout primitive executions by outcome (ok, late_ok, timeout, error).",
             )
             .build();
-        let duration = meter
-            .f64_histogram(semconv::EXECUTION_DURATION)
-            .with_description("Duration of timeout primitive executions, by outcome.")
-            .with_unit("s")
-            .with_boundaries(tta_core::semconv::DURATION_BUCKETS_SECONDS.to_vec())
-            .build();
         let rate = meter
             .f64_gauge(semconv::RATE)
             .with_description(
@@ -95,13 +90,12 @@ impl TimeoutMetrics {
             .build();
         Self {
             outcomes: TimeoutOutcome::ALL.map(|o| {
-                let labels = [
-                    primitive(),
-                    KeyValue::new(semconv::LABEL_OUTCOME, o.as_str()),
-                ];
-                (
-                    BoundCounter::new(&outcomes, &labels),
-                    BoundHistogram::new(&duration, &labels),
+                BoundCounter::new(
+                    &outcomes,
+                    &[
+                        primitive(),
+                        KeyValue::new(semconv::LABEL_OUTCOME, o.as_str()),
+                    ],
                 )
             }),
             rate: BoundGauge::new(&rate, &[primitive()]),
@@ -119,11 +113,9 @@ impl TimeoutMetrics {
         }
     }
 
-    pub(crate) fn record(&self, outcome: TimeoutOutcome, seconds: f64) {
-        let (outcomes, duration) = &self.outcomes[outcome.index()];
-        outcomes.add(1);
+    pub(crate) fn record(&self, outcome: TimeoutOutcome) {
+        self.outcomes[outcome.index()].add(1);
         self.counts[outcome.index()].fetch_add(1, Ordering::Relaxed);
-        duration.record(seconds);
         self.rate
             .record(self.window.push(outcome == TimeoutOutcome::Timeout));
     }

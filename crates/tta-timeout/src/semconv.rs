@@ -2,8 +2,6 @@
 
 /// Counter: executions by outcome (`ok`, `late_ok`, `timeout`, `error`).
 pub const OUTCOMES: &str = "tta.timeout.outcomes";
-/// Histogram, seconds: execution duration by outcome.
-pub const EXECUTION_DURATION: &str = "tta.timeout.execution.duration";
 /// Gauge, 0 to 1: the share of the last 128 executions that timed out.
 pub const RATE: &str = "tta.timeout.rate";
 /// Counter: fallbacks run after a timeout, by `result` (`ok`, `error`).

@@ -60,13 +60,11 @@ where
             let streamed = match raced {
                 Ok(Ok(streamed)) => streamed,
                 Ok(Err(e)) => {
-                    self.metrics
-                        .record(TimeoutOutcome::Error, started.elapsed().as_secs_f64());
+                    self.metrics.record(TimeoutOutcome::Error);
                     return Err(e);
                 }
                 Err(DeadlineReached) => {
-                    self.metrics
-                        .record(TimeoutOutcome::Timeout, started.elapsed().as_secs_f64());
+                    self.metrics.record(TimeoutOutcome::Timeout);
                     let limit = hard.saturating_duration_since(started);
                     return Err(Error::timeout(
                         self.inst.name().to_arc(),
@@ -145,9 +143,7 @@ impl<C> Stream for TimeoutBody<C> {
         }
         let limits = &*this.limits;
         let settle = |outcome| {
-            limits
-                .metrics
-                .record(outcome, limits.started.elapsed().as_secs_f64());
+            limits.metrics.record(outcome);
         };
         // The body first: a chunk that is ready wins over a limit reached in the same poll.
         match this.body.as_mut().poll_next(cx) {

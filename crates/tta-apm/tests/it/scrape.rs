@@ -88,7 +88,6 @@ async fn metrics_are_served_as_prometheus_text_with_seconds_buckets_and_target_i
         r#"le="60"}"#,
         r#"tta_timeout_outcomes_total{outcome="ok",primitive="guarded",otel_scope_name="tta",otel_scope_version="0.1.0"} 4"#,
         "# TYPE tta_timeout_rate gauge",
-        "# TYPE tta_timeout_execution_duration_seconds histogram",
         "# TYPE gen_ai_client_operation_duration_seconds histogram",
         r#"gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name="chat",gen_ai_provider_name="openai",otel_scope_name="gen_ai-test",le="0.01"} 0"#,
         r#"le="0.64"} 0"#,

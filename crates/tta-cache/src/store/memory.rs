@@ -185,6 +185,10 @@ impl CacheStore for MemoryStore {
         "memory"
     }
 
+    fn is_timed(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
         // moka's sync cache: a lookup or an insert never waits on I/O, so it runs inline
         // (its housekeeping is bounded batches of in-memory work).

@@ -219,13 +219,11 @@ async fn the_hit_ratio_gauge_exports_the_share_of_hits() {
     let points = tt.points_matching(semconv::HIT_RATIO, &[("cache", "ratio")]);
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].value, PointValue::Gauge(0.5));
-    let Some(PointValue::Histogram { count, .. }) = tt.histogram(
-        semconv::OPERATION_DURATION,
-        &[("cache", "ratio"), ("op", "get"), ("result", "miss")],
-    ) else {
-        panic!("no get duration");
-    };
-    assert!(count >= 2);
+    assert!(
+        tt.points_matching(semconv::OPERATION_DURATION, &[("cache", "ratio")])
+            .is_empty(),
+        "the memory store is not timed: a ~100 ns lookup is not worth two clock reads"
+    );
 }
 
 #[tokio::test]

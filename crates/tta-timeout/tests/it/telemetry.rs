@@ -36,12 +36,23 @@ async fn outcomes_durations_and_the_rate_gauge_are_recorded() {
     let rate = tt.points_matching(semconv::RATE, &[("primitive", "llm_timeout")]);
     assert_eq!(rate.len(), 1);
     assert_eq!(rate[0].value, PointValue::Gauge(0.25));
+    // Durations are the generic histogram's (no duplicate of the timeout's own).
     let Some(PointValue::Histogram { count, sum, .. }) = tt.histogram(
-        semconv::EXECUTION_DURATION,
-        &[("primitive", "llm_timeout"), ("outcome", "timeout")],
+        "tta.primitive.duration",
+        &[
+            ("primitive", "llm_timeout"),
+            ("kind", "timeout"),
+            ("outcome", "timeout"),
+        ],
     ) else {
         panic!("no duration histogram");
     };
+    assert!(
+        tt.points()
+            .iter()
+            .all(|p| !p.name.starts_with("tta.timeout.execution")),
+        "no timeout-specific duration histogram"
+    );
     assert_eq!(count, 1);
     assert!(
         (sum - 1.5).abs() < 1e-9,
