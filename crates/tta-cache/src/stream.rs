@@ -292,8 +292,8 @@ impl<C: Cacheable> Tee<C> {
     }
 }
 
-/// How a coalesced follower records its lookup (a hit when its stream ends cleanly or it
-/// leaves early, a miss when the fill fails: it was not answered) and what it saved.
+/// How a coalesced follower records its lookup (a hit when its stream ends cleanly; a
+/// miss when the fill fails or it leaves early: it was not answered) and what it saved.
 struct Saver {
     cx: WorkflowContext,
     cache: Arc<str>,
@@ -392,9 +392,10 @@ impl<C: Cacheable> Stream for Consumer<C> {
 
 impl<C> Drop for Consumer<C> {
     fn drop(&mut self) {
-        // A follower that leaves before the end was being answered from the cache.
+        // A follower that leaves before the end (its caller gave up, a timeout cut it)
+        // was not answered.
         if let Some(saver) = self.saver.take() {
-            saver.metrics.lookup(true);
+            saver.metrics.lookup(false);
         }
         let mut state = self.tee.lock();
         state.consumers -= 1;

@@ -12,22 +12,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tta_observability_integration::cache::{
-    CacheKey, CachePrimitive, CacheStore, MemoryStore, RedisStore, StoreError,
+    CachePrimitive, CacheStats, CacheStore, MemoryStore, RedisStore,
 };
 use tta_observability_integration::llm::{
     Anthropic, ChatChunk, ChatRequest, ChatResponse, OpenAiCompatible,
 };
 use tta_observability_integration::router::{Route, RouterPrimitive, Strategy};
-use tta_observability_integration::timeout::TimeoutPrimitive;
+use tta_observability_integration::timeout::{TimeoutPrimitive, TimeoutStats};
 use tta_observability_integration::{
-    AttemptKind, BoxPrimitive, BoxStreamPrimitive, BreakerState, Error, ErrorKind, ModelInfo,
-    Price, StreamPrimitive, Streamed, Usd, WorkflowContext, WorkflowPrimitive,
+    AttemptKind, BoxPrimitive, BoxStreamPrimitive, Error, ErrorKind, StreamPrimitive,
+    WorkflowContext, WorkflowPrimitive,
 };
 
 use providers::{PROFILES, Protocol, Providers};
@@ -90,25 +89,32 @@ pub struct Summary {
     /// Requests that returned an error: every route failed, the hard limit, a filtered
     /// answer (billed, never retried), a stream cut or stalled after its first chunk.
     pub failed: u64,
-    /// Requests answered from the cache (coalesced waiters included).
+    /// Requests answered from the cache (a stored entry, or a coalesced fill received
+    /// whole): the cache's hits counter.
     pub cache_hits: u64,
-    /// Requests that went to the router.
+    /// The other lookups: the cache's misses counter.
     pub cache_misses: u64,
-    /// Cache store operations that failed (the requests bypassed).
+    /// Cache errors of every kind (store, key, codec, too large); each bypassed, none
+    /// failed a request: the cache's errors counter.
     pub cache_errors: u64,
-    /// Provider calls and streams cut by a timeout (hangs, slow tails, stalls), plus
-    /// requests that reached the hard limit.
+    /// Router attempts that reached their deadline, plus requests cut by the request
+    /// timeout (its hard limit, or a stream's idle limit).
     pub timeouts: u64,
-    /// Requests answered by a fallback route.
+    /// Router attempts started after an attempt of the same request failed.
     pub fallbacks: u64,
-    /// Dollars spent (the ledgers' totals).
+    /// Dollars spent: every billed router attempt, failures included (the router's cost
+    /// counter; equal to the sum of the requests' ledgers).
     pub cost_usd: f64,
-    /// Dollars every request would have cost on the most expensive route, with no cache.
+    /// `cost_usd + savings_usd`: what the same attempts would have cost on the most
+    /// expensive route, and the cache hits at the cost of the fills they reused.
     pub baseline_cost_usd: f64,
-    /// `baseline_cost_usd - cost_usd`.
+    /// The router's savings (the most expensive route's price for each answered
+    /// attempt's usage, minus what it cost) plus the cache's (each hit: its fill's cost).
     pub savings_usd: f64,
     /// Dollars the cache hits saved (part of `savings_usd`).
     pub cache_savings_usd: f64,
+    /// Dollars the routing saved (part of `savings_usd`).
+    pub router_savings_usd: f64,
     /// Request latency (a stream's: to its end).
     pub latency_ms: Latency,
     /// Streams' time to their first chunk (none when no stream ran).
@@ -141,159 +147,26 @@ pub fn rss_mb() -> Option<f64> {
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
-/// Counts a store's failed operations (every one of them bypassed).
-struct CountingStore<S> {
-    store: S,
-    errors: Arc<AtomicU64>,
-}
-
-impl<S: CacheStore> CacheStore for CountingStore<S> {
-    fn kind(&self) -> &'static str {
-        self.store.kind()
-    }
-
-    fn breaker_state(&self) -> Option<BreakerState> {
-        self.store.breaker_state()
-    }
-
-    fn is_timed(&self) -> bool {
-        self.store.is_timed()
-    }
-
-    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
-        let result = self.store.get(key).await;
-        if result.is_err() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        let result = self.store.set(key, value, ttl).await;
-        if result.is_err() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
 /// A duration scaled by the latency scale, never below `floor`.
 fn scaled(base: Duration, scale: f64, floor: Duration) -> Duration {
     base.mul_f64(scale).max(floor)
 }
 
-/// The stack, calling and streaming (one stack: one cache, one router's health).
+/// The stack, calling and streaming (one stack: one cache, one router's health), and
+/// the totals of its router, cache and timeout, which the summary reports.
 #[derive(Clone)]
 struct Stack {
     call: BoxPrimitive<ChatRequest, ChatResponse>,
     stream: BoxStreamPrimitive<ChatRequest, ChatChunk>,
-}
-
-/// Counts a client's calls and streams that were dropped before they ended: an attempt
-/// a timeout cut (a hang, a tail, a stall). Counted where it happens, so the count is
-/// exact when the run ends.
-#[derive(Clone)]
-struct Counted<C> {
-    client: C,
-    cut: Arc<AtomicU64>,
-}
-
-/// Counts one cut unless disarmed first.
-struct CutGuard(Option<Arc<AtomicU64>>);
-
-impl CutGuard {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CutGuard {
-    fn drop(&mut self) {
-        if let Some(cut) = &self.0 {
-            cut.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl<C: WorkflowPrimitive<ChatRequest, Output = ChatResponse>> WorkflowPrimitive<ChatRequest>
-    for Counted<C>
-{
-    type Output = ChatResponse;
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    async fn execute(
-        &self,
-        input: ChatRequest,
-        cx: &WorkflowContext,
-    ) -> Result<ChatResponse, Error> {
-        let mut guard = CutGuard(Some(Arc::clone(&self.cut)));
-        let result = self.client.execute(input, cx).await;
-        guard.disarm();
-        result
-    }
-}
-
-impl<C: StreamPrimitive<ChatRequest, Chunk = ChatChunk>> StreamPrimitive<ChatRequest>
-    for Counted<C>
-{
-    type Chunk = ChatChunk;
-
-    fn name(&self) -> &str {
-        StreamPrimitive::name(&self.client)
-    }
-
-    async fn stream(
-        &self,
-        input: ChatRequest,
-        cx: &WorkflowContext,
-    ) -> Result<Streamed<ChatChunk>, Error> {
-        let mut guard = CutGuard(Some(Arc::clone(&self.cut)));
-        let body = match self.client.stream(input, cx).await {
-            Ok(body) => body,
-            Err(e) => {
-                guard.disarm();
-                return Err(e);
-            }
-        };
-        // Armed until the body ends, cleanly or with its error.
-        let guarded =
-            futures_util::stream::unfold((body, guard), |(mut body, mut guard)| async move {
-                let item = body.next().await;
-                if !matches!(item, Some(Ok(_))) {
-                    guard.disarm();
-                }
-                Some((item?, (body, guard)))
-            });
-        tta_observability_integration::first_chunk(guarded).await
-    }
-}
-
-impl<C: ModelInfo> ModelInfo for Counted<C> {
-    fn provider(&self) -> &str {
-        self.client.provider()
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.client.model()
-    }
-
-    fn price(&self) -> Price {
-        self.client.price()
-    }
-
-    fn context_window(&self) -> Option<u64> {
-        self.client.context_window()
-    }
+    router: RouterPrimitive<ChatRequest, ChatResponse>,
+    cache_stats: Arc<dyn Fn() -> CacheStats + Send + Sync>,
+    timeout_stats: Arc<dyn Fn() -> TimeoutStats + Send + Sync>,
 }
 
 /// The client of the `i`-th simulated provider, priced and sized as its profile says.
 fn client_route(
     providers: &Providers,
     i: usize,
-    cut: &Arc<AtomicU64>,
 ) -> Result<Route<ChatRequest, ChatResponse>, Error> {
     let p = &PROFILES[i];
     let url = providers.base_url(i);
@@ -306,13 +179,7 @@ fn client_route(
                 .price(p.price())
                 .context_window(p.context_window)
                 .build()?;
-            Route::client(
-                p.name,
-                Counted {
-                    client,
-                    cut: Arc::clone(cut),
-                },
-            )
+            Route::client(p.name, client)
         }
         Protocol::Anthropic => {
             let client = Anthropic::builder(url)
@@ -322,13 +189,7 @@ fn client_route(
                 .price(p.price())
                 .context_window(p.context_window)
                 .build()?;
-            Route::client(
-                p.name,
-                Counted {
-                    client,
-                    cut: Arc::clone(cut),
-                },
-            )
+            Route::client(p.name, client)
         }
     })
 }
@@ -338,7 +199,6 @@ fn build_stack<S: CacheStore>(
     config: &DemoConfig,
     store: S,
     providers: &Providers,
-    cut: &Arc<AtomicU64>,
 ) -> Result<Stack, Error> {
     let scale = config.latency_scale;
     let mut router = RouterPrimitive::builder()
@@ -365,16 +225,18 @@ fn build_stack<S: CacheStore>(
         .usage_reported()
         .seed(config.seed);
     for i in 0..PROFILES.len() {
-        router = router.route(client_route(providers, i, cut)?);
+        router = router.route(client_route(providers, i)?);
     }
-    let cache = CachePrimitive::builder(router.build()?)
+    let router = router.build()?;
+    let cache = CachePrimitive::builder(router.clone())
         .name("answers")
         .namespace("demo")
         .ttl(Duration::from_secs(600))
         .max_value_bytes(4_096)
         .store(store)
         .build()?;
-    let stack = TimeoutPrimitive::builder(cache)
+    let cache = Arc::new(cache);
+    let stack = TimeoutPrimitive::builder(Arc::clone(&cache))
         .name("request_timeout")
         .timeout(scaled(
             Duration::from_secs(3),
@@ -396,7 +258,10 @@ fn build_stack<S: CacheStore>(
     let stack = Arc::new(stack);
     Ok(Stack {
         call: BoxPrimitive::new(Arc::clone(&stack)),
-        stream: BoxStreamPrimitive::new(stack),
+        stream: BoxStreamPrimitive::new(Arc::clone(&stack)),
+        router,
+        cache_stats: Arc::new(move || cache.stats()),
+        timeout_stats: Arc::new(move || stack.stats()),
     })
 }
 
@@ -406,14 +271,8 @@ struct Tally {
     ttft_us: Histogram<u64>,
     succeeded: u64,
     failed: u64,
-    hard_timeouts: u64,
-    cache_hits: u64,
-    fallbacks: u64,
     streams: u64,
     streams_interrupted: u64,
-    spent: Usd,
-    saved: Usd,
-    baseline: Usd,
     routes: [u64; PROFILES.len()],
     errors: std::collections::BTreeMap<String, u64>,
 }
@@ -430,14 +289,8 @@ impl Tally {
             ttft_us: histogram(),
             succeeded: 0,
             failed: 0,
-            hard_timeouts: 0,
-            cache_hits: 0,
-            fallbacks: 0,
             streams: 0,
             streams_interrupted: 0,
-            spent: Usd::ZERO,
-            saved: Usd::ZERO,
-            baseline: Usd::ZERO,
             routes: [0; PROFILES.len()],
             errors: std::collections::BTreeMap::new(),
         }
@@ -449,14 +302,8 @@ impl Tally {
         let _ = self.ttft_us.add(&other.ttft_us);
         self.succeeded += other.succeeded;
         self.failed += other.failed;
-        self.hard_timeouts += other.hard_timeouts;
-        self.cache_hits += other.cache_hits;
-        self.fallbacks += other.fallbacks;
         self.streams += other.streams;
         self.streams_interrupted += other.streams_interrupted;
-        self.spent += other.spent;
-        self.saved += other.saved;
-        self.baseline += other.baseline;
         for (a, b) in self.routes.iter_mut().zip(other.routes) {
             *a += b;
         }
@@ -516,20 +363,18 @@ impl Tally {
 
     /// Reads one finished request's ledger and result (the model that answered).
     fn account(&mut self, cx: &WorkflowContext, result: Result<String, Error>) {
-        let totals = cx.ledger().totals();
-        self.spent += totals.spent;
-        self.saved += totals.saved;
         match result {
             Ok(model) => {
                 self.succeeded += 1;
-                let entries = cx.ledger().entries();
-                if entries.iter().any(|e| e.kind == AttemptKind::CacheHit) {
-                    self.cache_hits += 1;
-                } else if let Some(i) = PROFILES.iter().position(|p| p.model == model) {
+                let from_cache = cx
+                    .ledger()
+                    .entries()
+                    .iter()
+                    .any(|e| e.kind == AttemptKind::CacheHit);
+                if let Some(i) = PROFILES.iter().position(|p| p.model == model)
+                    && !from_cache
+                {
                     self.routes[i] += 1;
-                    if entries.iter().any(|e| e.kind == AttemptKind::Fallback) {
-                        self.fallbacks += 1;
-                    }
                 }
             }
             Err(e) => {
@@ -541,9 +386,6 @@ impl Tally {
                     kind => kind.as_str(),
                 };
                 *self.errors.entry(kind.to_owned()).or_default() += 1;
-                if e.is_timeout() {
-                    self.hard_timeouts += 1;
-                }
             }
         }
     }
@@ -569,19 +411,11 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
     let providers = Providers::start_anywhere(config.seed, config.latency_scale)
         .await
         .map_err(|e| Error::msg(format!("the simulated providers cannot start: {e}")))?;
-    let store_errors = Arc::new(AtomicU64::new(0));
-    let cut = Arc::new(AtomicU64::new(0));
     let (stack, cache_store) = match &config.redis {
-        None => {
-            let store = CountingStore {
-                store: MemoryStore::new(),
-                errors: Arc::clone(&store_errors),
-            };
-            (
-                build_stack(config, store, &providers, &cut)?,
-                "memory".to_owned(),
-            )
-        }
+        None => (
+            build_stack(config, MemoryStore::new(), &providers)?,
+            "memory".to_owned(),
+        ),
         Some(url) => {
             let store = RedisStore::builder(url)
                 .connect()
@@ -593,11 +427,7 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
                 "redis (unreachable at start: requests bypass the cache until it connects)"
                     .to_owned()
             };
-            let store = CountingStore {
-                store,
-                errors: Arc::clone(&store_errors),
-            };
-            (build_stack(config, store, &providers, &cut)?, state)
+            (build_stack(config, store, &providers)?, state)
         }
     };
     let catalogue = Arc::new(Catalogue::new(
@@ -605,10 +435,6 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
         config.distinct_prompts,
         config.stream_share,
     ));
-    let frontier = PROFILES[0]
-        .price()
-        .validate()
-        .map_err(|_| Error::msg("invalid frontier price"))?;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -623,7 +449,6 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
                     break;
                 }
                 let request = catalogue.request(id);
-                tally.baseline += frontier.cost(Some(request.usage()));
                 tally.run(&stack, &request).await;
             }
             tally
@@ -658,20 +483,28 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
             max: h.max() as f64 / 1_000.0,
         }
     };
-    let savings = total.baseline.dollars() - total.spent.dollars();
+    // The counters the metrics are recorded with (docs/metrics.md defines each key by
+    // its PromQL expression).
+    let (router, cache, timeout) = (
+        stack.router.totals(),
+        (stack.cache_stats)(),
+        (stack.timeout_stats)(),
+    );
+    let savings = router.savings + cache.saved;
     Ok(Summary {
         requests: config.requests,
         succeeded: total.succeeded,
         failed: total.failed,
-        cache_hits: total.cache_hits,
-        cache_misses: config.requests - total.cache_hits,
-        cache_errors: store_errors.load(Ordering::Relaxed),
-        timeouts: cut.load(Ordering::Relaxed) + total.hard_timeouts,
-        fallbacks: total.fallbacks,
-        cost_usd: total.spent.dollars(),
-        baseline_cost_usd: total.baseline.dollars(),
-        savings_usd: savings,
-        cache_savings_usd: total.saved.dollars(),
+        cache_hits: cache.hits,
+        cache_misses: cache.misses,
+        cache_errors: cache.errors,
+        timeouts: router.timeouts + timeout.timeouts,
+        fallbacks: router.fallbacks,
+        cost_usd: router.cost.dollars(),
+        baseline_cost_usd: (router.cost + savings).dollars(),
+        savings_usd: savings.dollars(),
+        cache_savings_usd: cache.saved.dollars(),
+        router_savings_usd: router.savings.dollars(),
         latency_ms: percentiles(&total.latency_us),
         ttft_ms: (total.streams > 0).then(|| percentiles(&total.ttft_us)),
         streams: total.streams,

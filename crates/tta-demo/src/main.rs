@@ -160,10 +160,11 @@ fn print_summary(s: &Summary) {
         "baseline cost USD", s.baseline_cost_usd
     );
     println!(
-        "  {:<22} {:>14.4} ({:.1}%; cache {:.4})",
+        "  {:<22} {:>14.4} ({:.1}%; routing {:.4}, cache {:.4})",
         "savings USD",
         s.savings_usd,
         pct(s.savings_usd, s.baseline_cost_usd),
+        s.router_savings_usd,
         s.cache_savings_usd
     );
     println!("  {:<22} {:>14}", "timeouts", s.timeouts);

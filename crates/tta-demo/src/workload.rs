@@ -6,10 +6,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use tta_observability_integration::TokenUsage;
 use tta_observability_integration::llm::{ChatRequest, Message};
-
-use crate::providers::tokens;
 
 /// The system prompt every request carries (about 180 tokens).
 pub const SYSTEM_PROMPT: &str = "You are the support assistant of an online service. Answer \
@@ -77,14 +74,6 @@ impl Request {
             Message::user(&*self.prompt),
         ])
         .max_tokens(u32::try_from(self.output_tokens).unwrap_or(u32::MAX))
-    }
-
-    /// The tokens it uses, as the simulated providers count them.
-    pub fn usage(&self) -> TokenUsage {
-        TokenUsage::new(
-            tokens(SYSTEM_PROMPT) + tokens(&self.prompt),
-            self.output_tokens,
-        )
     }
 }
 

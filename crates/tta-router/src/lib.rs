@@ -99,6 +99,7 @@ pub use tta_core::{Price, ValidPrice};
 
 use attempt::{Attempt, Calls, Mode, RouteStream, Streams};
 use health::RouteHealth;
+pub use metrics::RouterTotals;
 use metrics::{Reason, RouterMetrics};
 
 pub(crate) type UsageFn<O> = Arc<dyn Fn(&O) -> Option<TokenUsage> + Send + Sync>;
@@ -225,6 +226,32 @@ impl<I, O> RouterPrimitive<I, O> {
     /// ```
     pub fn stats(&self) -> Vec<RouteStats> {
         self.core.snapshot().0
+    }
+
+    /// What the router has done since it was built: attempts, fallbacks, outcomes, cost
+    /// and savings, each equal to its metric's total (see [`RouterTotals`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{from_sync_fn, Error, ErrorClass, WorkflowContext};
+    /// use tta_router::{Price, Route, RouterPrimitive};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let down = from_sync_fn(|_: u8, _| Err::<u8, _>(Error::msg("503").with_class(ErrorClass::Unavailable)));
+    /// let r = RouterPrimitive::builder()
+    ///     .route(Route::new("down", down).price(Price::per_call(0.02)))
+    ///     .route(Route::new("up", from_sync_fn(|x: u8, _| Ok(x))).price(Price::per_call(0.01)))
+    ///     .build()?;
+    /// r.execute(1, &WorkflowContext::new()).await?;
+    /// let totals = r.totals();
+    /// assert_eq!((totals.attempts, totals.fallbacks, totals.ok, totals.errors), (2, 1, 1, 1));
+    /// assert_eq!(totals.cost.dollars(), 0.01);
+    /// assert_eq!(totals.savings.dollars(), 0.01, "the dearest route would have cost 0.02");
+    /// # Ok(()) }
+    /// ```
+    pub fn totals(&self) -> RouterTotals {
+        self.core.metrics.totals()
     }
 
     /// Routes one request: [`WorkflowPrimitive::execute`], as an inherent method so that a

@@ -1,5 +1,6 @@
 //! The router's instruments and per-route label sets, created once at build time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -55,6 +56,44 @@ struct RouteRecorders {
 pub(crate) struct RouterMetrics {
     savings: BoundCounter<f64>,
     routes: Vec<RouteRecorders>,
+    /// What [`RouterTotals`] reads, counted with the metrics.
+    totals: Totals,
+}
+
+/// The router's totals since it was built, in the units of its metrics.
+#[derive(Default)]
+struct Totals {
+    attempts: AtomicU64,
+    /// Per [`Reason`].
+    decisions: [AtomicU64; Reason::COUNT],
+    /// Per [`AttemptOutcome`].
+    outcomes: [AtomicU64; AttemptOutcome::COUNT],
+    cost_picos: AtomicU64,
+    savings_picos: AtomicU64,
+}
+
+/// What a router has done since it was built: [`RouterPrimitive::totals`](crate::RouterPrimitive::totals).
+/// Each figure is counted where its metric is recorded, so it equals the metric's
+/// total (in exact pico-dollars for the USD ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterTotals {
+    /// Attempts started (`sum(tta_router_decisions_total)`).
+    pub attempts: u64,
+    /// Attempts started after an earlier attempt of the same request failed
+    /// (`tta_router_decisions_total{reason="fallback"}`).
+    pub fallbacks: u64,
+    /// Attempts that ended with a value (`tta_router_route_duration_seconds_count{outcome="ok"}`).
+    pub ok: u64,
+    /// Attempts that failed, timeouts aside (`{outcome="error"}`).
+    pub errors: u64,
+    /// Attempts that reached their deadline (`{outcome="timeout"}`).
+    pub timeouts: u64,
+    /// Spent on attempts, billed failures included (`tta_router_cost_usd_total`).
+    pub cost: Usd,
+    /// The most expensive route's price for each answered attempt's usage, minus what it
+    /// cost (`tta_router_cost_savings_usd_total`).
+    pub savings: Usd,
 }
 
 /// A route's identity for telemetry.
@@ -203,6 +242,21 @@ impl RouterMetrics {
         Self {
             savings: BoundCounter::new(&savings, &[router_kv()]),
             routes,
+            totals: Totals::default(),
+        }
+    }
+
+    pub(crate) fn totals(&self) -> RouterTotals {
+        let t = &self.totals;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RouterTotals {
+            attempts: load(&t.attempts),
+            fallbacks: load(&t.decisions[Reason::Fallback.index()]),
+            ok: load(&t.outcomes[AttemptOutcome::Ok.index()]),
+            errors: load(&t.outcomes[AttemptOutcome::Error.index()]),
+            timeouts: load(&t.outcomes[AttemptOutcome::Timeout.index()]),
+            cost: Usd::from_picos(load(&t.cost_picos)),
+            savings: Usd::from_picos(load(&t.savings_picos)),
         }
     }
 
@@ -222,6 +276,8 @@ impl RouterMetrics {
 
     pub(crate) fn decision(&self, route: usize, reason: Reason) {
         self.routes[route].decisions[reason.index()].add(1);
+        self.totals.attempts.fetch_add(1, Ordering::Relaxed);
+        self.totals.decisions[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn state(&self, route: usize, state: BreakerState) {
@@ -237,6 +293,7 @@ impl RouterMetrics {
     ) {
         let recorders = &self.routes[route];
         recorders.duration[outcome.index()].record(took.as_secs_f64());
+        self.totals.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         match error {
             None => recorders.gen_ai_ok.record(took.as_secs_f64()),
             Some(class) => {
@@ -262,9 +319,15 @@ impl RouterMetrics {
 
     pub(crate) fn cost(&self, route: usize, cost: Usd) {
         self.routes[route].cost.add(cost.dollars());
+        self.totals
+            .cost_picos
+            .fetch_add(cost.picos(), Ordering::Relaxed);
     }
 
     pub(crate) fn savings(&self, saved: Usd) {
         self.savings.add(saved.dollars());
+        self.totals
+            .savings_picos
+            .fetch_add(saved.picos(), Ordering::Relaxed);
     }
 }
