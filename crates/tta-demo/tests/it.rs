@@ -71,8 +71,11 @@ fn names_in(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// One scraped series: its metric name, its labels and its value.
+type Series<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
 /// The labels of a scraped series line, and its value.
-fn parse_series(line: &str) -> Option<(&str, Vec<(&str, &str)>, f64)> {
+fn parse_series(line: &str) -> Option<Series<'_>> {
     let (series, value) = line.rsplit_once(' ')?;
     let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
     let mut labels = Vec::new();
