@@ -32,7 +32,7 @@
 //! # Histograms
 //!
 //! Views give every `tta.*` histogram second-scale buckets
-//! ([`semconv::DURATION_BUCKETS_SECONDS`], 100 µs to 60 s) and the `gen_ai.*`
+//! ([`semconv::DURATION_BUCKETS_SECONDS`], ten per decade from 10 µs to 8 s, then to 60 s) and the `gen_ai.*`
 //! histograms the GenAI conventions' buckets, never the SDK's millisecond defaults.
 #![doc(test(attr(deny(warnings))))]
 

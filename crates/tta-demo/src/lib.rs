@@ -319,32 +319,36 @@ impl Tally {
             .ledger_capacity(8)
             .build()
             .unwrap_or_default();
+        // Timed as the request timeout times itself (the request built before, the
+        // answer read after), so its histogram and these percentiles measure one thing.
+        let chat = request.chat();
         let t0 = Instant::now();
-        let result = if request.stream {
+        let (result, took) = if request.stream {
             self.streams += 1;
-            self.stream(stack, request, &cx, t0).await
+            self.stream(stack, chat, &cx, t0).await
         } else {
-            stack
-                .call
-                .execute(request.chat(), &cx)
-                .await
-                .map(|answer| answer.model)
+            let answer = stack.call.execute(chat, &cx).await;
+            (answer.map(|answer| answer.model), t0.elapsed())
         };
         // A request longer than the histogram's 60 s is counted at 60 s, not lost.
         self.latency_us
-            .saturating_record(t0.elapsed().as_micros().max(1) as u64);
+            .saturating_record(took.as_micros().max(1) as u64);
         self.account(&cx, result);
     }
 
-    /// Streams one request to its end; the model that answered, or the stream's error.
+    /// Streams one request to its end: the model that answered, or the stream's error,
+    /// and the time to the end.
     async fn stream(
         &mut self,
         stack: &Stack,
-        request: &Request,
+        chat: ChatRequest,
         cx: &WorkflowContext,
         t0: Instant,
-    ) -> Result<String, Error> {
-        let mut body = stack.stream.stream(request.chat(), cx).await?;
+    ) -> (Result<String, Error>, Duration) {
+        let mut body = match stack.stream.stream(chat, cx).await {
+            Ok(body) => body,
+            Err(e) => return (Err(e), t0.elapsed()),
+        };
         self.ttft_us
             .saturating_record(t0.elapsed().as_micros().max(1) as u64);
         let mut model = String::new();
@@ -354,11 +358,11 @@ impl Tally {
                 Ok(_) => {}
                 Err(e) => {
                     self.streams_interrupted += 1;
-                    return Err(e);
+                    return (Err(e), t0.elapsed());
                 }
             }
         }
-        Ok(model)
+        (Ok(model), t0.elapsed())
     }
 
     /// Reads one finished request's ledger and result (the model that answered).

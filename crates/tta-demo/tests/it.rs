@@ -636,3 +636,103 @@ async fn providers_only_serves_the_simulated_providers_until_stopped() {
         "{stderr}"
     );
 }
+
+/// `histogram_quantile(q, sum by (le) (rate(family_bucket{matchers}[..])))` over a scrape
+/// of counters from zero: Prometheus' linear interpolation within the bucket the rank
+/// falls in (the first bucket starts at 0; the `+Inf` bucket answers its lower bound).
+fn histogram_quantile(scrape: &str, family: &str, matcher: (&str, &str), q: f64) -> f64 {
+    let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    let bucket = format!("{family}_bucket");
+    for (name, labels, value) in scrape.lines().filter_map(parse_series) {
+        if name != bucket || !labels.contains(&matcher) {
+            continue;
+        }
+        let le = labels.iter().find(|(k, _)| *k == "le").unwrap().1;
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        buckets.entry(bound.to_bits()).or_insert((bound, 0.0)).1 += value;
+    }
+    let mut sorted: Vec<(f64, f64)> = buckets.into_values().collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = sorted.last().unwrap().1;
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (bound, count) in sorted {
+        if count >= rank {
+            if bound.is_infinite() {
+                return lower.0;
+            }
+            return lower.0 + (bound - lower.0) * (rank - lower.1) / (count - lower.1);
+        }
+        lower = (bound, count);
+    }
+    lower.0
+}
+
+#[test]
+fn the_scraped_latency_quantiles_match_the_demos_own_within_ten_percent() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let json = std::env::temp_dir().join(format!("tta-demo-quantiles-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    // The default run, held open for the scrape.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--hold",
+            "60",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let summary: tta_demo::Summary = loop {
+        if let Ok(text) = std::fs::read_to_string(&json)
+            && let Ok(summary) = serde_json::from_str(&text)
+        {
+            break summary;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the demo did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let scrape = tta_tests::http::get(addr, "/metrics").unwrap().body;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&json);
+    for (q, own) in [
+        (0.50, summary.latency_ms.p50),
+        (0.95, summary.latency_ms.p95),
+        (0.99, summary.latency_ms.p99),
+    ] {
+        let scraped = 1_000.0
+            * histogram_quantile(
+                &scrape,
+                "tta_primitive_duration_seconds",
+                ("primitive", "request_timeout"),
+                q,
+            );
+        eprintln!(
+            "p{}: the demo {own:.4} ms, histogram_quantile {scraped:.4} ms",
+            q * 100.0
+        );
+        assert!(
+            (scraped - own).abs() <= 0.10 * own,
+            "p{}: the demo measured {own} ms, histogram_quantile gives {scraped} ms",
+            q * 100.0
+        );
+    }
+}
