@@ -15,6 +15,7 @@ const CATALOGUE: &[&str] = &[
     "tta_router_route_duration_seconds",
     "tta_router_errors_total",
     "tta_router_route_state",
+    "tta_router_stream_interruptions_total",
     "tta_router_cost_usd_total",
     "tta_router_cost_savings_usd_total",
     "tta_cache_hits_total",
@@ -287,6 +288,7 @@ async fn the_demo_exports_every_catalogue_family_and_every_metric_the_docs_use()
         ("tta_timeout_outcomes_total", 4),
         ("tta_timeout_fallbacks_total", 2),
         ("tta_router_cost_usd_total", 4),
+        ("tta_router_stream_interruptions_total", 4),
     ] {
         let found = series(family);
         assert_eq!(found.len(), expected, "{family}: {found:?}");

@@ -410,7 +410,10 @@ impl<I, O> Settlement<I, O> {
                 route.health.observe(took);
                 Verdict::Success
             }
-            Some(Err(e)) => core.judge_failure(i, e, took, None, &self.ledger_cx, &span),
+            Some(Err(e)) => {
+                core.metrics.interrupted(i);
+                core.judge_failure(i, e, took, None, &self.ledger_cx, &span)
+            }
             None => Verdict::Released,
         };
         route.health.settle(permit, verdict);

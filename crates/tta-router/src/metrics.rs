@@ -51,6 +51,7 @@ struct RouteRecorders {
     state: BoundGauge<u64>,
     ttft: BoundHistogram<f64>,
     per_chunk: BoundHistogram<f64>,
+    interruptions: BoundCounter<u64>,
 }
 
 pub(crate) struct RouterMetrics {
@@ -70,6 +71,7 @@ struct Totals {
     outcomes: [AtomicU64; AttemptOutcome::COUNT],
     cost_picos: AtomicU64,
     savings_picos: AtomicU64,
+    interrupted: AtomicU64,
 }
 
 /// What a router has done since it was built: [`RouterPrimitive::totals`](crate::RouterPrimitive::totals).
@@ -89,6 +91,9 @@ pub struct RouterTotals {
     pub errors: u64,
     /// Attempts that reached their deadline (`{outcome="timeout"}`).
     pub timeouts: u64,
+    /// Streamed attempts that failed after their first chunk
+    /// (`tta_router_stream_interruptions_total`).
+    pub interrupted: u64,
     /// Spent on attempts, billed failures included (`tta_router_cost_usd_total`).
     pub cost: Usd,
     /// The most expensive route's price for each answered attempt's usage, minus what it
@@ -169,6 +174,12 @@ impl RouterMetrics {
             .with_unit("s")
             .with_boundaries(gen_ai::CHUNK_BUCKETS.to_vec())
             .build();
+        let interruptions = meter
+            .u64_counter(semconv::STREAM_INTERRUPTIONS)
+            .with_description(
+                "Streamed attempts that failed after their first chunk (no fallback after it).",
+            )
+            .build();
         let routes = routes
             .iter()
             .map(|r| {
@@ -228,6 +239,7 @@ impl RouterMetrics {
                     ttft: BoundHistogram::new(&ttft, &gen_ai),
                     per_chunk: BoundHistogram::new(&per_chunk, &gen_ai),
                     cost: BoundCounter::new(&cost, &router_route),
+                    interruptions: BoundCounter::new(&interruptions, &router_route),
                     gen_ai_ok: BoundHistogram::new(&gen_ai_duration, &gen_ai),
                     tokens: ["input", "output"].map(|t| {
                         let [a, b, c] = gen_ai.clone();
@@ -255,6 +267,7 @@ impl RouterMetrics {
             ok: load(&t.outcomes[AttemptOutcome::Ok.index()]),
             errors: load(&t.outcomes[AttemptOutcome::Error.index()]),
             timeouts: load(&t.outcomes[AttemptOutcome::Timeout.index()]),
+            interrupted: load(&t.interrupted),
             cost: Usd::from_picos(load(&t.cost_picos)),
             savings: Usd::from_picos(load(&t.savings_picos)),
         }
@@ -268,6 +281,7 @@ impl RouterMetrics {
             route.decisions.iter().for_each(|c| c.add(0));
             route.errors.iter().for_each(|c| c.add(0));
             route.cost.add(0.0);
+            route.interruptions.add(0);
             route.state.record(BreakerState::Closed.index() as u64);
         }
         self.savings.add(0.0);
@@ -305,6 +319,11 @@ impl RouterMetrics {
 
     pub(crate) fn first_chunk(&self, route: usize, ttft: Duration) {
         self.routes[route].ttft.record(ttft.as_secs_f64());
+    }
+
+    pub(crate) fn interrupted(&self, route: usize) {
+        self.routes[route].interruptions.add(1);
+        self.totals.interrupted.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn per_chunk(&self, route: usize, took: Duration) {

@@ -7,6 +7,9 @@ pub const DECISIONS: &str = "tta.router.decisions";
 pub const ROUTE_DURATION: &str = "tta.router.route.duration";
 /// Counter: failed attempts by `route` and `error_class`.
 pub const ERRORS: &str = "tta.router.errors";
+/// Counter: streamed attempts that failed after their first chunk (cut, stalled, an error
+/// event), by `route`: the request got part of an answer and no fallback.
+pub const STREAM_INTERRUPTIONS: &str = "tta.router.stream.interruptions";
 /// Gauge: a route's breaker state by `route` (0 closed, 1 open, 2 half-open).
 pub const ROUTE_STATE: &str = "tta.router.route.state";
 /// Counter, USD: what attempts cost, by `route`. The name carries the unit so that the

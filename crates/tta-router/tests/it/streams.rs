@@ -233,6 +233,14 @@ async fn a_cut_after_the_first_chunk_is_final_billed_as_interrupted_and_counted_
         cx.ledger().totals().spent.dollars(),
         "the counters equal the ledger"
     );
+    let interruptions = |route| {
+        tt.counter(
+            "tta.router.stream.interruptions",
+            &[("router", "llm"), ("route", route)],
+        )
+    };
+    assert_eq!((interruptions("cut"), interruptions("backup")), (1.0, 0.0));
+    assert_eq!(router.totals().interrupted, 1);
     // The next request falls back at once: the cut route is cooling.
     let next = collect(&router, &WorkflowContext::new()).await.unwrap();
     assert!(next.iter().all(|p| p.as_ref().unwrap().route == "backup"));
