@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod llm_server;
+pub mod otlp;
 pub mod redis;
 pub mod telemetry;
 pub mod tools;

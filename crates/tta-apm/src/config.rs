@@ -43,6 +43,50 @@ impl std::str::FromStr for OtlpProtocol {
     }
 }
 
+/// OTLP payload compression. `zstd`, which the OpenTelemetry variables also name, is not
+/// built in: asking for it is a configuration error, not a silent fallback to none.
+///
+/// # Examples
+///
+/// ```
+/// use tta_apm::OtlpCompression;
+/// assert_eq!("gzip".parse::<OtlpCompression>().unwrap(), OtlpCompression::Gzip);
+/// assert_eq!("none".parse::<OtlpCompression>().unwrap(), OtlpCompression::None);
+/// assert!("zstd".parse::<OtlpCompression>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpCompression {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip (for http/protobuf and gRPC alike).
+    Gzip,
+}
+
+impl std::str::FromStr for OtlpCompression {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            _ => Err(ConfigError::invalid(
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                s,
+                "expected `gzip` or `none` (zstd is not built in)",
+            )),
+        }
+    }
+}
+
+/// The variables that set OTLP compression: for both signals, then per signal.
+const COMPRESSION_VARS: [&str; 3] = [
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+];
+
 /// A rejected configuration value, naming the variable (or setting) and the value.
 ///
 /// # Examples
@@ -131,6 +175,7 @@ enum Setting<T> {
 /// | `console_spans` | | off, unless the environment is **set** to `development` (in code or `TTA_ENVIRONMENT`) |
 /// | `otlp_endpoint` (feature `otlp`) | `OTEL_EXPORTER_OTLP_ENDPOINT` | none (no OTLP export) |
 /// | `otlp_protocol` | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` |
+/// | `otlp_compression` | `OTEL_EXPORTER_OTLP_COMPRESSION` (`gzip`, `none`; `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_COMPRESSION` must agree with it) | `none` |
 /// | `sampling_ratio` | `OTEL_TRACES_SAMPLER_ARG` | 1.0 (parent-based) |
 /// | `sdk_disabled` | `OTEL_SDK_DISABLED` (`true`/`false`) | false |
 /// | `tracing_bridge` (feature `tracing`) | | off |
@@ -164,6 +209,9 @@ pub struct ApmConfigBuilder {
     console_spans: Option<bool>,
     otlp_endpoint: Option<Setting<String>>,
     otlp_protocol: Option<Setting<OtlpProtocol>>,
+    otlp_compression: Option<Setting<OtlpCompression>>,
+    /// The per-signal compression variables as set, checked against the general one.
+    signal_compression: Vec<(&'static str, String)>,
     sampling_ratio: Option<Setting<f64>>,
     sdk_disabled: Option<Setting<bool>>,
     tracing_bridge: bool,
@@ -183,6 +231,7 @@ pub struct ApmConfig {
     pub(crate) console_spans: bool,
     pub(crate) otlp_endpoint: Option<String>,
     pub(crate) otlp_protocol: OtlpProtocol,
+    pub(crate) otlp_compression: OtlpCompression,
     pub(crate) sampling_ratio: f64,
     pub(crate) sdk_disabled: bool,
     pub(crate) tracing_bridge: bool,
@@ -318,6 +367,12 @@ impl ApmConfig {
             .filter(|e| !matches!(e, Setting::Env(_, v) if v.trim().is_empty()));
         builder.otlp_protocol = lookup("OTEL_EXPORTER_OTLP_PROTOCOL")
             .map(|v| Setting::Env("OTEL_EXPORTER_OTLP_PROTOCOL", v));
+        builder.otlp_compression =
+            lookup(COMPRESSION_VARS[0]).map(|v| Setting::Env(COMPRESSION_VARS[0], v));
+        builder.signal_compression = COMPRESSION_VARS[1..]
+            .iter()
+            .filter_map(|var| Some((*var, lookup(var)?)))
+            .collect();
         builder.sampling_ratio =
             lookup("OTEL_TRACES_SAMPLER_ARG").map(|v| Setting::Env("OTEL_TRACES_SAMPLER_ARG", v));
         builder.sdk_disabled =
@@ -355,6 +410,11 @@ impl ApmConfig {
         self.otlp_protocol
     }
 
+    /// The OTLP payload compression.
+    pub fn otlp_compression(&self) -> OtlpCompression {
+        self.otlp_compression
+    }
+
     /// Whether spans are exported to the console.
     pub fn console_spans(&self) -> bool {
         self.console_spans
@@ -379,6 +439,8 @@ impl ApmConfigBuilder {
             console_spans: None,
             otlp_endpoint: None,
             otlp_protocol: None,
+            otlp_compression: None,
+            signal_compression: Vec::new(),
             sampling_ratio: None,
             sdk_disabled: None,
             tracing_bridge: false,
@@ -438,6 +500,12 @@ impl ApmConfigBuilder {
     /// The OTLP transport.
     pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
         self.otlp_protocol = Some(Setting::Code(protocol));
+        self
+    }
+
+    /// The OTLP payload compression (for both signals).
+    pub fn otlp_compression(mut self, compression: OtlpCompression) -> Self {
+        self.otlp_compression = Some(Setting::Code(compression));
         self
     }
 
@@ -536,6 +604,29 @@ impl ApmConfigBuilder {
             Some(Setting::Code(p)) => p,
             Some(Setting::Env(_, raw)) => raw.parse()?,
         };
+        let otlp_compression = match self.otlp_compression {
+            None => None,
+            Some(Setting::Code(c)) => Some(c),
+            Some(Setting::Env(_, raw)) => Some(raw.parse()?),
+        };
+        // One compression for both signals: a per-signal variable must name a supported
+        // one and agree with the general setting (or stand alone, the same for both).
+        let mut signal: Option<OtlpCompression> = None;
+        for (var, raw) in &self.signal_compression {
+            let parsed: OtlpCompression = raw.parse().map_err(|_: ConfigError| {
+                ConfigError::invalid(var, raw, "expected `gzip` or `none` (zstd is not built in)")
+            })?;
+            let agreed = otlp_compression.or(signal).unwrap_or(parsed);
+            if parsed != agreed {
+                return Err(ConfigError::invalid(
+                    var,
+                    raw,
+                    "tta exports both signals with one compression: it must agree with the other compression settings",
+                ));
+            }
+            signal = Some(parsed);
+        }
+        let otlp_compression = otlp_compression.or(signal).unwrap_or_default();
         let sampling_ratio = match self.sampling_ratio {
             None => 1.0,
             Some(setting) => {
@@ -567,6 +658,7 @@ impl ApmConfigBuilder {
             prometheus: self.prometheus,
             otlp_endpoint,
             otlp_protocol,
+            otlp_compression,
             sampling_ratio,
             sdk_disabled,
             tracing_bridge: self.tracing_bridge,

@@ -48,7 +48,9 @@ mod views;
 
 use std::time::Duration;
 
-pub use config::{ApmConfig, ApmConfigBuilder, ConfigError, DEFAULT_METRICS_ADDR, OtlpProtocol};
+pub use config::{
+    ApmConfig, ApmConfigBuilder, ConfigError, DEFAULT_METRICS_ADDR, OtlpCompression, OtlpProtocol,
+};
 pub use guard::{ApmGuard, ShutdownError};
 pub use pipeline::init;
 pub use status::{ApmStatus, Component, ComponentState};

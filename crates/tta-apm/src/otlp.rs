@@ -44,7 +44,10 @@ fn exporters(
     mut tracers: TracerProviderBuilder,
     status: &mut ApmStatus,
 ) -> (MeterProviderBuilder, TracerProviderBuilder) {
-    use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
+    use opentelemetry_otlp::{
+        Compression, MetricExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig,
+        WithTonicConfig,
+    };
     use opentelemetry_sdk::metrics::PeriodicReader;
 
     use crate::{EXPORT_TIMEOUT, OtlpProtocol};
@@ -55,18 +58,31 @@ fn exporters(
     // application installed its own first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let base = endpoint.trim_end_matches('/');
+    // gzip when asked (the config checked every compression variable, and rejects the
+    // ones this build cannot honour rather than letting the exporter ignore them).
+    let gzip = config.otlp_compression == crate::OtlpCompression::Gzip;
     let spans = match config.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{base}/v1/traces"))
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(base)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("{base}/v1/traces"))
+                .with_timeout(EXPORT_TIMEOUT);
+            if gzip {
+                b = b.with_compression(Compression::Gzip);
+            }
+            b.build()
+        }
+        OtlpProtocol::Grpc => {
+            let mut b = SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(base)
+                .with_timeout(EXPORT_TIMEOUT);
+            if gzip {
+                b = b.with_compression(Compression::Gzip);
+            }
+            b.build()
+        }
     };
     match spans {
         Ok(exporter) => {
@@ -79,17 +95,27 @@ fn exporters(
         ),
     }
     let metrics = match config.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{base}/v1/metrics"))
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-        OtlpProtocol::Grpc => MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(base)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = MetricExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("{base}/v1/metrics"))
+                .with_timeout(EXPORT_TIMEOUT);
+            if gzip {
+                b = b.with_compression(Compression::Gzip);
+            }
+            b.build()
+        }
+        OtlpProtocol::Grpc => {
+            let mut b = MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(base)
+                .with_timeout(EXPORT_TIMEOUT);
+            if gzip {
+                b = b.with_compression(Compression::Gzip);
+            }
+            b.build()
+        }
     };
     match metrics {
         Ok(exporter) => {

@@ -34,7 +34,8 @@ struct Args {
     /// Where /metrics listens.
     #[arg(long, default_value_t = apm::DEFAULT_METRICS_ADDR)]
     metrics_addr: std::net::SocketAddr,
-    /// Also export traces and metrics by OTLP (http/protobuf) to this URL.
+    /// Also export traces and metrics by OTLP to this URL: http/protobuf (port 4318) by
+    /// default, gRPC (port 4317) with OTEL_EXPORTER_OTLP_PROTOCOL=grpc.
     #[arg(long)]
     otlp: Option<String>,
     /// Keep serving /metrics this many seconds after the run.

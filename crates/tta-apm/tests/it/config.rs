@@ -193,3 +193,47 @@ fn bad_code_values_name_the_setting_at_build() {
         "nope"
     );
 }
+
+#[test]
+fn otlp_compression_is_gzip_or_none_and_the_rest_is_a_loud_error() {
+    let from = |pairs: &'static [(&'static str, &'static str)]| {
+        ApmConfig::from_lookup(move |k| {
+            pairs
+                .iter()
+                .find(|(var, _)| *var == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .build()
+    };
+    assert_eq!(
+        from(&[]).unwrap().otlp_compression(),
+        tta_apm::OtlpCompression::None
+    );
+    assert_eq!(
+        from(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")])
+            .unwrap()
+            .otlp_compression(),
+        tta_apm::OtlpCompression::Gzip
+    );
+    assert_eq!(
+        from(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip")
+        ])
+        .unwrap()
+        .otlp_compression(),
+        tta_apm::OtlpCompression::Gzip,
+        "per-signal variables that agree"
+    );
+    let zstd = from(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).unwrap_err();
+    assert_eq!(zstd.variable(), "OTEL_EXPORTER_OTLP_COMPRESSION");
+    assert!(zstd.to_string().contains("zstd is not built in"), "{zstd}");
+    let signal = from(&[("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zstd")]).unwrap_err();
+    assert_eq!(signal.variable(), "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION");
+    let disagree = from(&[
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+    ])
+    .unwrap_err();
+    assert_eq!(disagree.variable(), "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
+}

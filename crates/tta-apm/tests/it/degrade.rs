@@ -176,3 +176,41 @@ async fn the_tracing_bridge_goes_live_once_and_degrades_when_a_subscriber_exists
     );
     guard.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_compression_from_the_environment_is_honoured_on_the_wire() {
+    let _serial = serial();
+    let receiver = tta_tests::otlp::OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let config = tta_apm::ApmConfig::from_lookup(move |var| match var {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("gzip".to_owned()),
+        "TTA_METRICS_ADDR" => Some("127.0.0.1:0".to_owned()),
+        _ => None,
+    })
+    .service_name("gzip")
+    .console_spans(false)
+    .build()
+    .unwrap();
+    assert_eq!(config.otlp_compression(), tta_apm::OtlpCompression::Gzip);
+    let guard = tta_apm::init(config).unwrap();
+    let step = FnPrimitive::builder(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .name("work")
+        .build()
+        .unwrap();
+    step.execute(1, &WorkflowContext::new()).await.unwrap();
+    guard.shutdown().await.unwrap();
+    let exports = receiver.exports();
+    for path in ["/v1/traces", "/v1/metrics"] {
+        let export = exports
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no export to {path}: {exports:?}"));
+        assert_eq!(export.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(
+            export.body.get(..2),
+            Some(&[0x1f, 0x8b][..]),
+            "{path}: a gzip stream"
+        );
+    }
+}

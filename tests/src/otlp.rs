@@ -1,0 +1,113 @@
+//! A loopback OTLP/HTTP receiver: it answers every `POST /v1/traces` and
+//! `POST /v1/metrics` with an empty success and records each request's path, headers and
+//! body (as sent: compressed bodies are kept compressed). It stops when dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use tokio::sync::oneshot;
+
+/// One export the receiver got.
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// `/v1/traces` or `/v1/metrics`.
+    pub path: String,
+    /// Its headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Its body, as sent.
+    pub body: Vec<u8>,
+}
+
+impl Export {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The receiver; dropping it stops it.
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    exports: Arc<Mutex<Vec<Export>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl OtlpReceiver {
+    /// Starts the receiver on a free loopback port, on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or when no loopback port can be bound (test support).
+    pub async fn start() -> Self {
+        let exports = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route("/v1/traces", post(receive))
+            .route("/v1/metrics", post(receive))
+            .with_state(Arc::clone(&exports));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            exports,
+            stop: Some(stop),
+        }
+    }
+
+    /// The endpoint to configure: `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every export received so far.
+    pub fn exports(&self) -> Vec<Export> {
+        self.exports.lock().expect("exports").clone()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn receive(
+    State(exports): State<Arc<Mutex<Vec<Export>>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], Vec<u8>) {
+    exports.lock().expect("exports").push(Export {
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    });
+    // An empty Export*ServiceResponse: zero bytes of protobuf.
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-protobuf")],
+        Vec::new(),
+    )
+}
