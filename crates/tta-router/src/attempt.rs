@@ -281,14 +281,22 @@ impl<I, O> Core<I, O> {
                 .savings(self.baseline(usage).saturating_sub(cost));
         }
         if let Some(usage) = usage {
-            self.metrics.usage(i, usage);
-            if !estimated {
+            // A failed call billed for its prompt reports no output: none was produced,
+            // and a count of 0 would pull the output histogram down. The span and the
+            // histograms record the same figures.
+            let output =
+                (kind != AttemptKind::FailedBilled || usage.output > 0).then_some(usage.output);
+            self.metrics.usage(i, usage.input, output);
+            if !estimated && kind != AttemptKind::FailedBilled {
                 self.observe_usage(usage);
             }
-            span.set_attributes([
-                KeyValue::new(gen_ai::USAGE_INPUT_TOKENS, usage.input as i64),
-                KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, usage.output as i64),
-            ]);
+            span.set_attribute(KeyValue::new(
+                gen_ai::USAGE_INPUT_TOKENS,
+                usage.input as i64,
+            ));
+            if let Some(output) = output {
+                span.set_attribute(KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, output as i64));
+            }
         }
         span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
         cost

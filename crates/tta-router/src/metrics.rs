@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use tta_core::bound::{BoundCounter, BoundGauge, BoundHistogram};
-use tta_core::{BreakerState, ErrorClass, Label, PrimitiveName, Telemetry, TokenUsage, Usd};
+use tta_core::{BreakerState, ErrorClass, Label, PrimitiveName, Telemetry, Usd};
 
 use crate::semconv::{self, gen_ai};
 
@@ -330,10 +330,14 @@ impl RouterMetrics {
         self.routes[route].per_chunk.record(took.as_secs_f64());
     }
 
-    pub(crate) fn usage(&self, route: usize, usage: TokenUsage) {
-        let [input, output] = &self.routes[route].tokens;
-        input.record(usage.input);
-        output.record(usage.output);
+    /// Token counts of one attempt; `output: None` when the attempt produced none (a
+    /// failure billed for its prompt).
+    pub(crate) fn usage(&self, route: usize, input: u64, output: Option<u64>) {
+        let [input_tokens, output_tokens] = &self.routes[route].tokens;
+        input_tokens.record(input);
+        if let Some(output) = output {
+            output_tokens.record(output);
+        }
     }
 
     pub(crate) fn cost(&self, route: usize, cost: Usd) {

@@ -73,6 +73,39 @@ async fn a_failed_call_that_was_billed_is_recorded_and_calls_without_usage_use_t
         Usd::from_dollars(0.253).unwrap()
     );
     assert!((tt.counter(semconv::COST, &[("route", "billed")]) - 0.003).abs() < 1e-15);
+
+    // The span and the token histograms agree: 3,000 input tokens billed; the output is
+    // unknown (none was produced), so neither records an output count.
+    let spans = tt.spans();
+    let attempt = spans
+        .iter()
+        .find(|s| span_attr(s, semconv::ATTR_ROUTE).as_deref() == Some("billed"))
+        .expect("the billed attempt's span");
+    assert_eq!(
+        span_attr(attempt, "gen_ai.usage.input_tokens").as_deref(),
+        Some("3000")
+    );
+    assert_eq!(span_attr(attempt, "gen_ai.usage.output_tokens"), None);
+    assert_eq!(
+        span_attr(attempt, semconv::ATTR_COST).as_deref(),
+        Some("0.003")
+    );
+    let tokens = |kind| match tt.histogram(
+        "gen_ai.client.token.usage",
+        &[
+            ("gen_ai.request.model", "billed"),
+            ("gen_ai.token.type", kind),
+        ],
+    ) {
+        Some(PointValue::Histogram { count, sum, .. }) => (count, sum),
+        _ => (0, 0.0),
+    };
+    assert_eq!(tokens("input"), (1, 3_000.0));
+    assert_eq!(
+        tokens("output"),
+        (0, 0.0),
+        "no output count for an unknown output"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
