@@ -80,6 +80,10 @@ impl std::str::FromStr for OtlpCompression {
     }
 }
 
+/// Spans that may wait for OTLP export by default: a burst of 20,000 requests of about
+/// two spans each fits, where the SDK's default of 2,048 dropped most of them.
+const DEFAULT_SPAN_QUEUE: usize = 65_536;
+
 /// The variables that set OTLP compression: for both signals, then per signal.
 const COMPRESSION_VARS: [&str; 3] = [
     "OTEL_EXPORTER_OTLP_COMPRESSION",
@@ -175,6 +179,7 @@ enum Setting<T> {
 /// | `console_spans` | | off, unless the environment is **set** to `development` (in code or `TTA_ENVIRONMENT`) |
 /// | `otlp_endpoint` (feature `otlp`) | `OTEL_EXPORTER_OTLP_ENDPOINT` | none (no OTLP export) |
 /// | `otlp_protocol` | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` |
+/// | `span_queue` | `OTEL_BSP_MAX_QUEUE_SIZE` (the other `OTEL_BSP_*` variables reach the SDK's batch processor as they are) | 65,536 spans waiting for export; more are dropped and counted (`tta.apm.spans.dropped`, [`ApmStatus::spans`](crate::ApmStatus::spans)) |
 /// | `otlp_compression` | `OTEL_EXPORTER_OTLP_COMPRESSION` (`gzip`, `none`; `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_COMPRESSION` must agree with it) | `none` |
 /// | `sampling_ratio` | `OTEL_TRACES_SAMPLER_ARG` | 1.0 (parent-based) |
 /// | `sdk_disabled` | `OTEL_SDK_DISABLED` (`true`/`false`) | false |
@@ -210,6 +215,7 @@ pub struct ApmConfigBuilder {
     otlp_endpoint: Option<Setting<String>>,
     otlp_protocol: Option<Setting<OtlpProtocol>>,
     otlp_compression: Option<Setting<OtlpCompression>>,
+    span_queue: Option<Setting<usize>>,
     /// The per-signal compression variables as set, checked against the general one.
     signal_compression: Vec<(&'static str, String)>,
     sampling_ratio: Option<Setting<f64>>,
@@ -232,6 +238,7 @@ pub struct ApmConfig {
     pub(crate) otlp_endpoint: Option<String>,
     pub(crate) otlp_protocol: OtlpProtocol,
     pub(crate) otlp_compression: OtlpCompression,
+    pub(crate) span_queue: usize,
     pub(crate) sampling_ratio: f64,
     pub(crate) sdk_disabled: bool,
     pub(crate) tracing_bridge: bool,
@@ -369,6 +376,8 @@ impl ApmConfig {
             .map(|v| Setting::Env("OTEL_EXPORTER_OTLP_PROTOCOL", v));
         builder.otlp_compression =
             lookup(COMPRESSION_VARS[0]).map(|v| Setting::Env(COMPRESSION_VARS[0], v));
+        builder.span_queue =
+            lookup("OTEL_BSP_MAX_QUEUE_SIZE").map(|v| Setting::Env("OTEL_BSP_MAX_QUEUE_SIZE", v));
         builder.signal_compression = COMPRESSION_VARS[1..]
             .iter()
             .filter_map(|var| Some((*var, lookup(var)?)))
@@ -415,6 +424,11 @@ impl ApmConfig {
         self.otlp_compression
     }
 
+    /// How many ended spans may wait for OTLP export before more are dropped (counted).
+    pub fn span_queue(&self) -> usize {
+        self.span_queue
+    }
+
     /// Whether spans are exported to the console.
     pub fn console_spans(&self) -> bool {
         self.console_spans
@@ -440,6 +454,7 @@ impl ApmConfigBuilder {
             otlp_endpoint: None,
             otlp_protocol: None,
             otlp_compression: None,
+            span_queue: None,
             signal_compression: Vec::new(),
             sampling_ratio: None,
             sdk_disabled: None,
@@ -506,6 +521,13 @@ impl ApmConfigBuilder {
     /// The OTLP payload compression (for both signals).
     pub fn otlp_compression(mut self, compression: OtlpCompression) -> Self {
         self.otlp_compression = Some(Setting::Code(compression));
+        self
+    }
+
+    /// How many ended spans may wait for OTLP export (at least 1; default 65,536); a span
+    /// over the bound is dropped and counted.
+    pub fn span_queue(mut self, spans: usize) -> Self {
+        self.span_queue = Some(Setting::Code(spans));
         self
     }
 
@@ -627,6 +649,25 @@ impl ApmConfigBuilder {
             signal = Some(parsed);
         }
         let otlp_compression = otlp_compression.or(signal).unwrap_or_default();
+        let span_queue = match self.span_queue {
+            None => DEFAULT_SPAN_QUEUE,
+            Some(Setting::Code(n)) if n > 0 => n,
+            Some(Setting::Code(n)) => {
+                return Err(ConfigError::invalid(
+                    "ApmConfig::span_queue",
+                    &n.to_string(),
+                    "expected at least 1 span",
+                ));
+            }
+            Some(Setting::Env(var, raw)) => raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::invalid(var, &raw, "expected a positive number of spans")
+                })?,
+        };
         let sampling_ratio = match self.sampling_ratio {
             None => 1.0,
             Some(setting) => {
@@ -659,6 +700,7 @@ impl ApmConfigBuilder {
             otlp_endpoint,
             otlp_protocol,
             otlp_compression,
+            span_queue,
             sampling_ratio,
             sdk_disabled,
             tracing_bridge: self.tracing_bridge,

@@ -43,6 +43,7 @@ mod otlp;
 mod pipeline;
 pub mod semconv;
 mod server;
+mod spans;
 mod status;
 mod views;
 
@@ -53,6 +54,7 @@ pub use config::{
 };
 pub use guard::{ApmGuard, ShutdownError};
 pub use pipeline::init;
+pub use spans::SpanExportStats;
 pub use status::{ApmStatus, Component, ComponentState};
 
 /// How long [`ApmGuard::shutdown`] may take, in all.

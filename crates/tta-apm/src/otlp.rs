@@ -86,7 +86,26 @@ fn exporters(
     };
     match spans {
         Ok(exporter) => {
-            tracers = tracers.with_batch_exporter(exporter);
+            // The SDK's batch processor (its `OTEL_BSP_*` variables honoured) behind a
+            // bound of our own, so each span it cannot take is counted, not lost.
+            use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+            let ledger = std::sync::Arc::new(crate::spans::SpanLedger::default());
+            let batch = BatchSpanProcessor::builder(crate::spans::Counted {
+                inner: exporter,
+                ledger: std::sync::Arc::clone(&ledger),
+            })
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(config.span_queue)
+                    .build(),
+            )
+            .build();
+            tracers = tracers.with_span_processor(crate::spans::Bounded {
+                inner: batch,
+                ledger: std::sync::Arc::clone(&ledger),
+                max_queue: config.span_queue as u64,
+            });
+            status.spans = Some(crate::status::Ledger(ledger));
             status.set(Component::OtlpTraces, ComponentState::Live);
         }
         Err(e) => status.set(

@@ -64,6 +64,7 @@ pub(crate) fn init_with_env(
         disabled: false,
         components: Vec::new(),
         metrics_addr: None,
+        spans: None,
     };
     let resource = resource(&config);
     // This SDK is built with `experimental_metrics_bound_instruments`: instruments made
@@ -98,6 +99,9 @@ pub(crate) fn init_with_env(
     (meters, tracers) = otlp::install(&config, meters, tracers, &mut status);
 
     let meter_provider = meters.build();
+    if let Some(ledger) = &status.spans {
+        crate::spans::register_metric(&meter_provider, &ledger.0);
+    }
     let tracer_provider = tracers.build();
     global::set_meter_provider(meter_provider.clone());
     // Spans that no exporter will ever see are pure cost: with no span exporter (and no

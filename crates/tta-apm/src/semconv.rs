@@ -14,3 +14,8 @@ pub use tta_core::semconv::gen_ai::TOKEN_BUCKETS as GEN_AI_TOKEN_BUCKETS;
 
 /// Resource attribute: the deployment environment.
 pub const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment.name";
+
+/// Counter: spans dropped before OTLP export, by `reason` (`queue_full`: more than
+/// `OTEL_BSP_MAX_QUEUE_SIZE` spans were waiting; `export_failed`: their batch's export
+/// failed). Prometheus: `tta_apm_spans_dropped_total`.
+pub const SPANS_DROPPED: &str = "tta.apm.spans.dropped";

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::spans::{SpanExportStats, SpanLedger};
 
 /// One part of the telemetry pipeline.
 ///
@@ -86,7 +89,21 @@ pub struct ApmStatus {
     pub(crate) disabled: bool,
     pub(crate) components: Vec<(Component, ComponentState)>,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// The OTLP span export's ledger, read live.
+    pub(crate) spans: Option<Ledger>,
 }
+
+/// A shared span ledger; statuses are equal when they read the same one.
+#[derive(Clone, Debug)]
+pub(crate) struct Ledger(pub(crate) Arc<SpanLedger>);
+
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Ledger {}
 
 impl ApmStatus {
     pub(crate) fn disabled() -> Self {
@@ -94,6 +111,7 @@ impl ApmStatus {
             disabled: true,
             components: Vec::new(),
             metrics_addr: None,
+            spans: None,
         }
     }
 
@@ -114,13 +132,21 @@ impl ApmStatus {
         self.disabled
     }
 
-    /// `true` when any component that was asked for could not start.
+    /// `true` when any component that was asked for could not start, or OTLP export
+    /// has dropped spans (read live).
     ///
     /// # Examples
     ///
     /// See [`ApmStatus`].
     pub fn is_degraded(&self) -> bool {
         self.components.iter().any(|(_, s)| s.is_degraded())
+            || self.spans().is_some_and(|s| s.dropped() > 0)
+    }
+
+    /// What OTLP span export has done so far (read live; `None` without OTLP traces):
+    /// every span that ended is exported, waiting, or counted as dropped.
+    pub fn spans(&self) -> Option<SpanExportStats> {
+        self.spans.as_ref().map(|l| l.0.stats())
     }
 
     /// The state of one component ([`ComponentState::Off`] when not asked for).
@@ -166,6 +192,19 @@ impl fmt::Display for ApmStatus {
                     match self.metrics_addr {
                         Some(addr) => write!(f, "{component}: live on http://{addr}/metrics")?,
                         None => write!(f, "{component}: live")?,
+                    }
+                }
+                ComponentState::Live if *component == Component::OtlpTraces => {
+                    write!(f, "{component}: live")?;
+                    if let Some(spans) = self.spans().filter(|s| s.dropped() > 0) {
+                        write!(
+                            f,
+                            " but dropping spans ({} dropped: {} with the queue full, raise OTEL_BSP_MAX_QUEUE_SIZE; {} in failed exports; {} exported)",
+                            spans.dropped(),
+                            spans.dropped_queue_full,
+                            spans.dropped_export_failed,
+                            spans.exported
+                        )?;
                     }
                 }
                 ComponentState::Live => write!(f, "{component}: live")?,

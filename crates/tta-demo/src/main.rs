@@ -289,8 +289,19 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
     }
+    let status = guard.status().clone();
     if let Err(e) = guard.shutdown().await {
         eprintln!("warning: {e}");
+    }
+    if let Some(spans) = status.spans().filter(|s| s.dropped() > 0 || s.waiting > 0) {
+        eprintln!(
+            "warning: OTLP span export lost {} spans ({} with the queue full, {} in failed exports, {} unsent at shutdown); {} exported",
+            spans.dropped() + spans.waiting,
+            spans.dropped_queue_full,
+            spans.dropped_export_failed,
+            spans.waiting,
+            spans.exported
+        );
     }
     if summary.succeeded + summary.failed == summary.requests {
         ExitCode::SUCCESS

@@ -214,3 +214,87 @@ async fn gzip_compression_from_the_environment_is_honoured_on_the_wire() {
         );
     }
 }
+
+/// Runs `n` executions of a primitive (one span each).
+async fn spans(n: u64) {
+    let step = FnPrimitive::builder(|x: u64, _| async move { Ok::<_, Error>(x) })
+        .name("work")
+        .build()
+        .unwrap();
+    let cx = WorkflowContext::new();
+    for i in 0..n {
+        step.execute(i, &cx).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_the_queue_cannot_hold_are_counted_as_dropped_in_the_status_and_a_metric() {
+    let _serial = serial();
+    let (_collector, url) = silent_collector();
+    let config = tta_apm::ApmConfig::from_lookup(|var| {
+        (var == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| "8".to_owned())
+    })
+    .service_name("drops")
+    .metrics_addr("127.0.0.1:0")
+    .console_spans(false)
+    .otlp_endpoint(url)
+    .build()
+    .unwrap();
+    assert_eq!(config.span_queue(), 8);
+    let guard = tta_apm::init(config).unwrap();
+    spans(200).await;
+    let stats = guard.status().spans().expect("OTLP traces are on");
+    assert!(stats.dropped_queue_full >= 200 - 8, "{stats:?}");
+    assert!(guard.status().is_degraded());
+    let shown = guard.status().to_string();
+    assert!(
+        shown.contains("dropping spans") && shown.contains("OTEL_BSP_MAX_QUEUE_SIZE"),
+        "{shown}"
+    );
+    let addr = guard.status().metrics_addr().unwrap();
+    let scrape = crate::scrape(addr, "/metrics").await.body;
+    let dropped = tta_tests::telemetry::sample_sum(
+        &scrape,
+        "tta_apm_spans_dropped_total",
+        &[("reason", "queue_full")],
+    );
+    assert!(dropped >= 192.0, "{dropped}\n{scrape}");
+    let status = guard.status().clone();
+    let _ = guard.shutdown().await;
+    // Every span is accounted for: exported, dropped (the queue, or a failed export to
+    // the silent collector), or still waiting when shutdown gave up.
+    let stats = status.spans().unwrap();
+    assert_eq!(
+        stats.exported + stats.dropped() + stats.waiting,
+        200,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_live_collector_every_span_is_exported_and_none_dropped() {
+    let _serial = serial();
+    let receiver = tta_tests::otlp::OtlpReceiver::start().await;
+    let guard = tta_apm::init(
+        test_config("all-spans")
+            .console_spans(false)
+            .otlp_endpoint(receiver.endpoint())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    spans(5_000).await;
+    let status = guard.status().clone();
+    guard.shutdown().await.unwrap();
+    let stats = status.spans().unwrap();
+    assert_eq!(
+        (stats.exported, stats.dropped(), stats.waiting),
+        (5_000, 0, 0),
+        "{stats:?}"
+    );
+    assert!(!status.is_degraded(), "{status}");
+    assert!(
+        receiver.exports().iter().any(|e| e.path == "/v1/traces"),
+        "the spans reached the collector"
+    );
+}
