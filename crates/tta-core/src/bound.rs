@@ -92,17 +92,54 @@ bound!(
     /// ```
     BoundCounter, Counter, add
 );
-bound!(
-    /// A histogram bound to one label set.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = opentelemetry::global::meter("m").f64_histogram("h").build();
-    /// tta_core::bound::BoundHistogram::new(&h, &[]).record(0.5);
-    /// ```
-    BoundHistogram, Histogram, record
-);
+/// A histogram bound to one label set, at its first record: a histogram series bound
+/// before anything is recorded is exported empty, and OTLP then carries its `min` and
+/// `max` as the SDK's sentinels (`f64::MAX` and `f64::MIN`, min above max). Counters and
+/// gauges bind at once, so their series start at zero.
+///
+/// # Examples
+///
+/// ```
+/// let h = opentelemetry::global::meter("m").f64_histogram("h").build();
+/// tta_core::bound::BoundHistogram::new(&h, &[]).record(0.5);
+/// ```
+#[derive(Clone)]
+pub struct BoundHistogram<T> {
+    /// Bound at the first record, when binding is used (see the module docs).
+    #[cfg(feature = "bound-instruments")]
+    bound: Option<std::sync::Arc<std::sync::OnceLock<opentelemetry::metrics::BoundHistogram<T>>>>,
+    unbound: (Histogram<T>, Box<[KeyValue]>),
+}
+
+impl<T: Copy> BoundHistogram<T> {
+    /// Prepares `instrument` with `attributes`, bound at the first record (see the
+    /// [module docs](self) for when binding is used).
+    pub fn new(instrument: &Histogram<T>, attributes: &[KeyValue]) -> Self {
+        Self {
+            #[cfg(feature = "bound-instruments")]
+            bound: binds().then(Default::default),
+            unbound: (instrument.clone(), attributes.into()),
+        }
+    }
+
+    /// Records `value` with the bound labels.
+    #[inline]
+    pub fn record(&self, value: T) {
+        #[cfg(feature = "bound-instruments")]
+        if let Some(bound) = &self.bound {
+            return bound
+                .get_or_init(|| self.unbound.0.bind(&self.unbound.1))
+                .record(value);
+        }
+        self.unbound.0.record(value, &self.unbound.1);
+    }
+}
+
+impl<T> std::fmt::Debug for BoundHistogram<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoundHistogram")
+    }
+}
 bound!(
     /// A gauge bound to one label set.
     ///
