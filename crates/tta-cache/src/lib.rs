@@ -83,7 +83,7 @@ pub use store::{RedisStore, RedisStoreBuilder};
 
 use codec::FillCost;
 use flight::{Flights, Leader, Role};
-use metrics::{CacheMetrics, Op};
+use metrics::{CacheMetrics, Op, PendingLookup};
 
 /// How a cache derives key bytes from an input. Implemented by [`SerializedInput`] (the
 /// default) and by [`KeyWith`] (a closure given to [`CacheBuilder::key_fn`]).
@@ -434,15 +434,19 @@ where
                     Lookup::Failed => false,
                 };
                 let mut takeovers = 0;
+                let mut pending = PendingLookup::new(&self.metrics);
                 loop {
                     let mut rx = match self.flights.join::<P::Output>(key.hash()) {
                         Role::Leader(leader) => {
+                            // The leader counts its miss.
+                            pending.counted();
                             return self.lead(leader, &key, input, &child, write).await;
                         }
                         Role::Follower(rx) => rx,
                     };
                     match flight::follow(&mut rx).await {
                         Some(Ok((value, cost))) => {
+                            pending.counted();
                             self.metrics.coalesced();
                             self.record_hit(&child, cost, "coalesced");
                             return Ok(value);
@@ -452,6 +456,7 @@ where
                             takeovers += 1;
                         }
                         Some(Err(e)) => {
+                            pending.counted();
                             self.metrics.coalesced();
                             self.metrics.lookup(false);
                             if let Some(span) = &span {

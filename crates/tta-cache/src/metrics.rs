@@ -260,3 +260,33 @@ impl CacheMetrics {
         );
     }
 }
+
+/// A lookup that missed the store and joined (or may join) another caller's fill, not
+/// yet counted: dropped uncounted (its request was cut while it waited), it counts as a
+/// miss, so hits plus misses is every lookup.
+pub(crate) struct PendingLookup<'a> {
+    metrics: &'a CacheMetrics,
+    counted: bool,
+}
+
+impl<'a> PendingLookup<'a> {
+    pub(crate) fn new(metrics: &'a CacheMetrics) -> Self {
+        Self {
+            metrics,
+            counted: false,
+        }
+    }
+
+    /// The lookup was counted (or handed to what will count it).
+    pub(crate) fn counted(&mut self) {
+        self.counted = true;
+    }
+}
+
+impl Drop for PendingLookup<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.metrics.lookup(false);
+        }
+    }
+}

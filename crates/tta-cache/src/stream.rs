@@ -19,7 +19,7 @@ use tta_core::{Body, CostEntry, CostLedger, Error, StreamPrimitive, Streamed, Wo
 
 use crate::codec::{self, FillCost};
 use crate::flight::{self, Leader, Role};
-use crate::metrics::CacheMetrics;
+use crate::metrics::{CacheMetrics, PendingLookup};
 use crate::{
     CacheConfig, CacheKey, CachePrimitive, CacheStore, Cacheable, KeyFn, Lookup, MAX_TAKEOVERS,
     semconv,
@@ -81,9 +81,12 @@ where
                 Lookup::Failed => false,
             };
             let mut takeovers = 0;
+            let mut pending = PendingLookup::new(&self.metrics);
             loop {
                 let mut rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
                     Role::Leader(leader) => {
+                        // The leader counts its miss.
+                        pending.counted();
                         return self.lead_stream(leader, key, input, &child, write).await;
                     }
                     Role::Follower(rx) => rx,
@@ -101,6 +104,8 @@ where
                                     "coalesced",
                                 ));
                             }
+                            // Its consumer counts it when its stream ends.
+                            pending.counted();
                             let saver = Saver {
                                 cx: child.clone(),
                                 cache: self.inst.name().to_arc(),
@@ -115,6 +120,7 @@ where
                         if let Lookup::Hit(chunks, cost) = self.lookup::<Vec<P::Chunk>>(&key).await
                             && let Some(streamed) = replay(chunks)
                         {
+                            pending.counted();
                             self.record_hit(&child, cost, "hit");
                             return Ok(streamed);
                         }
@@ -123,6 +129,7 @@ where
                         takeovers += 1;
                     }
                     Some(Err(e)) => {
+                        pending.counted();
                         self.metrics.coalesced();
                         self.metrics.lookup(false);
                         return Err(e);

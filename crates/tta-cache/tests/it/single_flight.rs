@@ -231,3 +231,42 @@ async fn when_the_filling_caller_is_cancelled_a_waiter_takes_over() {
     );
     assert_eq!(cache.fills_in_flight(), 0, "no flight left behind");
 }
+
+#[tokio::test(start_paused = true)]
+async fn callers_cut_while_they_wait_for_a_fill_are_counted_as_misses() {
+    let (tt, t) = pipeline();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cache = Arc::new(
+        CachePrimitive::builder(llm(&calls, Duration::from_millis(100)))
+            .name("cut")
+            .telemetry(&t)
+            .build()
+            .unwrap(),
+    );
+    let ask = |cx: WorkflowContext| {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.execute("same".into(), &cx).await })
+    };
+    let leader = ask(WorkflowContext::new());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Three followers: one cancelled, one whose task is aborted, one served.
+    let cancelled_cx = WorkflowContext::new();
+    let cancelled = ask(cancelled_cx.clone());
+    let aborted = ask(WorkflowContext::new());
+    let served = ask(WorkflowContext::new());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    cancelled_cx.cancel();
+    aborted.abort();
+    assert!(cancelled.await.unwrap().unwrap_err().is_cancelled());
+    assert!(leader.await.unwrap().is_ok() && served.await.unwrap().is_ok());
+    assert_eq!(count(&calls), 1);
+    let (hits, misses) = (
+        tt.counter(semconv::HITS, &[("cache", "cut")]),
+        tt.counter(semconv::MISSES, &[("cache", "cut")]),
+    );
+    assert_eq!(
+        (hits, misses),
+        (1.0, 3.0),
+        "every lookup counted once: the served follower hit; the leader and the two that left missed"
+    );
+}
