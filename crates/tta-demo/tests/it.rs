@@ -738,3 +738,141 @@ fn the_scraped_latency_quantiles_match_the_demos_own_within_ten_percent() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_otlp_the_collector_gets_the_span_trees_the_resource_and_the_counters() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    use prost::Message;
+
+    let receiver = tta_tests::otlp::OtlpReceiver::start().await;
+    let json = std::env::temp_dir().join(format!("tta-demo-otlp-{}.json", std::process::id()));
+    let endpoint = receiver.endpoint();
+    let json_arg = json.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tta-demo"))
+            .args([
+                "--requests",
+                "300",
+                "--concurrency",
+                "8",
+                "--latency-scale",
+                "0",
+            ])
+            .args(["--metrics-addr", "127.0.0.1:0", "--otlp", &endpoint])
+            .arg("--json")
+            .arg(&json_arg)
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("otlp traces: live"), "{stderr}");
+    assert!(!stderr.contains("lost"), "no span was dropped: {stderr}");
+    let summary: tta_demo::Summary =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+
+    let text = |v: &Option<AnyValue>| match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let attr = |attrs: &[KeyValue], key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| text(&kv.value))
+    };
+    let exports = receiver.exports();
+    let mut spans = Vec::new();
+    for export in exports.iter().filter(|e| e.path == "/v1/traces") {
+        let request = ExportTraceServiceRequest::decode(export.body.as_slice()).unwrap();
+        for resource in &request.resource_spans {
+            let attrs = &resource.resource.as_ref().unwrap().attributes;
+            assert_eq!(attr(attrs, "service.name").as_deref(), Some("tta-demo"));
+            assert_eq!(
+                attr(attrs, "service.version").as_deref(),
+                Some(env!("CARGO_PKG_VERSION"))
+            );
+            assert!(attr(attrs, "deployment.environment.name").is_some());
+            spans.extend(resource.scope_spans.iter().flat_map(|s| s.spans.clone()));
+        }
+    }
+    assert!(!spans.is_empty(), "spans arrived");
+    // No prompt text anywhere: the prompts say "case #".
+    for span in &spans {
+        for kv in &span.attributes {
+            let value = text(&kv.value);
+            assert!(
+                !value.contains("case #"),
+                "{}: {} = {value}",
+                span.name,
+                kv.key
+            );
+        }
+    }
+    // One request's tree: timeout > cache > router > attempt > client.
+    let by_id = |id: &[u8]| spans.iter().find(|s| s.span_id == id);
+    let attempt = spans
+        .iter()
+        .find(|s| {
+            s.name.starts_with("chat ")
+                && attr(&s.attributes, "tta.router.reason").as_deref() == Some("strategy")
+        })
+        .expect("an attempt span");
+    assert_eq!(
+        attr(&attempt.attributes, "gen_ai.operation.name").as_deref(),
+        Some("chat")
+    );
+    assert!(attr(&attempt.attributes, "gen_ai.provider.name").is_some());
+    assert!(attr(&attempt.attributes, "gen_ai.request.model").is_some());
+    let mut chain = vec![attempt.name.clone()];
+    let mut at = attempt;
+    while !at.parent_span_id.is_empty() {
+        at = by_id(&at.parent_span_id).expect("every parent arrived");
+        chain.push(at.name.clone());
+    }
+    assert_eq!(chain[1..], ["router", "cache", "timeout"], "{chain:?}");
+    let client = spans
+        .iter()
+        .find(|s| s.parent_span_id == attempt.span_id)
+        .expect("the client's span under its attempt");
+    assert_eq!(client.name, "llm");
+    assert!(attr(&client.attributes, "gen_ai.response.id").is_some());
+
+    // A counter's exported value equals the JSON's.
+    let mut hits = None;
+    for export in exports.iter().filter(|e| e.path == "/v1/metrics") {
+        let request = ExportMetricsServiceRequest::decode(export.body.as_slice()).unwrap();
+        for metric in request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "tta.cache.hits")
+        {
+            if let Some(Data::Sum(sum)) = &metric.data {
+                let total: i64 = sum
+                    .data_points
+                    .iter()
+                    .map(|p| match p.value {
+                        Some(number_data_point::Value::AsInt(v)) => v,
+                        _ => 0,
+                    })
+                    .sum();
+                // Cumulative: the last export holds the run's total.
+                hits = Some(total);
+            }
+        }
+    }
+    assert_eq!(hits, Some(summary.cache_hits as i64));
+}
