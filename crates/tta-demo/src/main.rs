@@ -293,15 +293,17 @@ async fn main() -> ExitCode {
     if let Err(e) = guard.shutdown().await {
         eprintln!("warning: {e}");
     }
-    if let Some(spans) = status.spans().filter(|s| s.dropped() > 0 || s.waiting > 0) {
-        eprintln!(
-            "warning: OTLP span export lost {} spans ({} with the queue full, {} in failed exports, {} unsent at shutdown); {} exported",
-            spans.dropped() + spans.waiting,
-            spans.dropped_queue_full,
-            spans.dropped_export_failed,
-            spans.waiting,
-            spans.exported
-        );
+    if let Some(spans) = status.spans() {
+        eprintln!("otlp: {} spans exported", spans.exported);
+        if spans.dropped() > 0 || spans.waiting > 0 {
+            eprintln!(
+                "warning: OTLP span export lost {} spans ({} with the queue full, {} in failed exports, {} unsent at shutdown)",
+                spans.dropped() + spans.waiting,
+                spans.dropped_queue_full,
+                spans.dropped_export_failed,
+                spans.waiting
+            );
+        }
     }
     if summary.succeeded + summary.failed == summary.requests {
         ExitCode::SUCCESS
