@@ -1,6 +1,8 @@
-//! A loopback OTLP/HTTP receiver: it answers every `POST /v1/traces` and
-//! `POST /v1/metrics` with an empty success and records each request's path, headers and
-//! body (as sent: compressed bodies are kept compressed). It stops when dropped.
+//! A loopback OTLP receiver, over http/protobuf ([`OtlpReceiver::start`]) or gRPC
+//! ([`OtlpReceiver::start_grpc`]): it answers every trace and metric export with an empty
+//! success and records each request's path, headers and body (over HTTP as sent:
+//! compressed bodies are kept compressed; over gRPC the decoded message, encoded again).
+//! It stops when dropped.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -71,6 +73,40 @@ impl OtlpReceiver {
         }
     }
 
+    /// Starts an OTLP/gRPC receiver on a free loopback port, on the current tokio runtime.
+    /// Its exports have the HTTP paths (`/v1/traces`, `/v1/metrics`) and the request's
+    /// gRPC metadata as headers.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or when no loopback port can be bound (test support).
+    pub async fn start_grpc() -> Self {
+        use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+
+        let exports = Arc::new(Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let grpc = Grpc(Arc::clone(&exports));
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(grpc.clone()))
+                .add_service(MetricsServiceServer::new(grpc))
+                .serve_with_incoming_shutdown(tokio_stream_of(listener), async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            exports,
+            stop: Some(stop),
+        }
+    }
+
     /// The endpoint to configure: `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -110,4 +146,76 @@ async fn receive(
         [("content-type", "application/x-protobuf")],
         Vec::new(),
     )
+}
+
+/// The accepted connections of `listener`, as tonic's server takes them.
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    })
+}
+
+/// The gRPC services, recording into the receiver's list.
+#[derive(Clone)]
+struct Grpc(Arc<Mutex<Vec<Export>>>);
+
+impl Grpc {
+    fn record<M: prost::Message>(&self, path: &str, request: tonic::Request<M>) {
+        let headers = request
+            .metadata()
+            .iter()
+            .filter_map(|kv| match kv {
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                    Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        self.0.lock().expect("exports").push(Export {
+            path: path.to_owned(),
+            headers,
+            body: request.into_inner().encode_to_vec(),
+        });
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.record("/v1/traces", request);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService
+    for Grpc
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.record("/v1/metrics", request);
+        Ok(tonic::Response::new(Default::default()))
+    }
 }
