@@ -11,3 +11,24 @@ pub mod otlp;
 pub mod redis;
 pub mod telemetry;
 pub mod tools;
+
+/// Serves `app` on `listener` in a task until the returned sender is dropped or sent to
+/// (the loopback servers of this crate stop when they are dropped).
+pub(crate) fn serve_until_stopped<L>(
+    listener: L,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}

@@ -58,14 +58,7 @@ impl OtlpReceiver {
             .await
             .expect("a loopback port");
         let addr = listener.local_addr().expect("its address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve_until_stopped(listener, app);
         Self {
             addr,
             exports,
@@ -115,6 +108,41 @@ impl OtlpReceiver {
     /// Every export received so far.
     pub fn exports(&self) -> Vec<Export> {
         self.exports.lock().expect("exports").clone()
+    }
+
+    /// Every trace export, decoded (uncompressed bodies only).
+    ///
+    /// # Panics
+    ///
+    /// On a body that is not an `ExportTraceServiceRequest` (test support).
+    pub fn trace_requests(
+        &self,
+    ) -> Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+        self.decoded("/v1/traces")
+    }
+
+    /// Every metric of every metric export, decoded, in the order they arrived.
+    ///
+    /// # Panics
+    ///
+    /// On a body that is not an `ExportMetricsServiceRequest` (test support).
+    pub fn metrics(&self) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+        self.decoded::<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>(
+            "/v1/metrics",
+        )
+        .into_iter()
+        .flat_map(|r| r.resource_metrics)
+        .flat_map(|r| r.scope_metrics)
+        .flat_map(|s| s.metrics)
+        .collect()
+    }
+
+    fn decoded<M: prost::Message + Default>(&self, path: &str) -> Vec<M> {
+        self.exports()
+            .iter()
+            .filter(|e| e.path == path)
+            .map(|e| M::decode(e.body.as_slice()).expect("an OTLP message"))
+            .collect()
     }
 }
 

@@ -61,29 +61,36 @@ fn exporters(
     // gzip when asked (the config checked every compression variable, and rejects the
     // ones this build cannot honour rather than letting the exporter ignore them).
     let gzip = config.otlp_compression == crate::OtlpCompression::Gzip;
-    let spans = match config.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{base}/v1/traces"))
-                .with_timeout(EXPORT_TIMEOUT);
-            if gzip {
-                b = b.with_compression(Compression::Gzip);
+    // One exporter of either signal, over the configured protocol (the two signals'
+    // builders are distinct types with the same methods).
+    macro_rules! exporter {
+        ($exporter:ident, $path:literal) => {
+            match config.otlp_protocol {
+                OtlpProtocol::HttpProtobuf => {
+                    let mut b = $exporter::builder()
+                        .with_http()
+                        .with_protocol(Protocol::HttpBinary)
+                        .with_endpoint(format!("{base}{}", $path))
+                        .with_timeout(EXPORT_TIMEOUT);
+                    if gzip {
+                        b = b.with_compression(Compression::Gzip);
+                    }
+                    b.build()
+                }
+                OtlpProtocol::Grpc => {
+                    let mut b = $exporter::builder()
+                        .with_tonic()
+                        .with_endpoint(base)
+                        .with_timeout(EXPORT_TIMEOUT);
+                    if gzip {
+                        b = b.with_compression(Compression::Gzip);
+                    }
+                    b.build()
+                }
             }
-            b.build()
-        }
-        OtlpProtocol::Grpc => {
-            let mut b = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(base)
-                .with_timeout(EXPORT_TIMEOUT);
-            if gzip {
-                b = b.with_compression(Compression::Gzip);
-            }
-            b.build()
-        }
-    };
+        };
+    }
+    let spans = exporter!(SpanExporter, "/v1/traces");
     match spans {
         Ok(exporter) => {
             // The SDK's batch processor (its `OTEL_BSP_*` variables honoured) behind a
@@ -113,29 +120,7 @@ fn exporters(
             ComponentState::Degraded(e.to_string()),
         ),
     }
-    let metrics = match config.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{base}/v1/metrics"))
-                .with_timeout(EXPORT_TIMEOUT);
-            if gzip {
-                b = b.with_compression(Compression::Gzip);
-            }
-            b.build()
-        }
-        OtlpProtocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(base)
-                .with_timeout(EXPORT_TIMEOUT);
-            if gzip {
-                b = b.with_compression(Compression::Gzip);
-            }
-            b.build()
-        }
-    };
+    let metrics = exporter!(MetricExporter, "/v1/metrics");
     match metrics {
         Ok(exporter) => {
             meters = meters.with_reader(PeriodicReader::builder(exporter).build());

@@ -170,27 +170,24 @@ fn client_route(
 ) -> Result<Route<ChatRequest, ChatResponse>, Error> {
     let p = &PROFILES[i];
     let url = providers.base_url(i);
+    // The two clients' builders have the same settings, on different types.
+    macro_rules! route {
+        ($client:ident) => {
+            Route::client(
+                p.name,
+                $client::builder(url)
+                    .name(p.name)
+                    .provider(p.provider)
+                    .model(p.model)
+                    .price(p.price())
+                    .context_window(p.context_window)
+                    .build()?,
+            )
+        };
+    }
     Ok(match p.protocol {
-        Protocol::OpenAi => {
-            let client = OpenAiCompatible::builder(url)
-                .name(p.name)
-                .provider(p.provider)
-                .model(p.model)
-                .price(p.price())
-                .context_window(p.context_window)
-                .build()?;
-            Route::client(p.name, client)
-        }
-        Protocol::Anthropic => {
-            let client = Anthropic::builder(url)
-                .name(p.name)
-                .provider(p.provider)
-                .model(p.model)
-                .price(p.price())
-                .context_window(p.context_window)
-                .build()?;
-            Route::client(p.name, client)
-        }
+        Protocol::OpenAi => route!(OpenAiCompatible),
+        Protocol::Anthropic => route!(Anthropic),
     })
 }
 

@@ -753,11 +753,8 @@ async fn with_otlp_grpc_every_span_arrives_with_its_tree_the_resource_and_the_co
 /// checks what arrived.
 async fn otlp_run(grpc: bool, requests: u64) {
     let service = if grpc { "support-bot" } else { "tta-demo" };
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
-    use prost::Message;
 
     let receiver = if grpc {
         tta_tests::otlp::OtlpReceiver::start_grpc().await
@@ -819,10 +816,8 @@ async fn otlp_run(grpc: bool, requests: u64) {
             .find(|kv| kv.key == key)
             .map(|kv| text(&kv.value))
     };
-    let exports = receiver.exports();
     let mut spans = Vec::new();
-    for export in exports.iter().filter(|e| e.path == "/v1/traces") {
-        let request = ExportTraceServiceRequest::decode(export.body.as_slice()).unwrap();
+    for request in receiver.trace_requests() {
         for resource in &request.resource_spans {
             let attrs = &resource.resource.as_ref().unwrap().attributes;
             assert_eq!(attr(attrs, "service.name").as_deref(), Some(service));
@@ -896,27 +891,18 @@ async fn otlp_run(grpc: bool, requests: u64) {
 
     // A counter's exported value equals the JSON's.
     let mut hits = None;
-    for export in exports.iter().filter(|e| e.path == "/v1/metrics") {
-        let request = ExportMetricsServiceRequest::decode(export.body.as_slice()).unwrap();
-        for metric in request
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .filter(|m| m.name == "tta.cache.hits")
-        {
-            if let Some(Data::Sum(sum)) = &metric.data {
-                let total: i64 = sum
-                    .data_points
-                    .iter()
-                    .map(|p| match p.value {
-                        Some(number_data_point::Value::AsInt(v)) => v,
-                        _ => 0,
-                    })
-                    .sum();
-                // Cumulative: the last export holds the run's total.
-                hits = Some(total);
-            }
+    for metric in receiver.metrics() {
+        if let (true, Some(Data::Sum(sum))) = (metric.name == "tta.cache.hits", &metric.data) {
+            let total: i64 = sum
+                .data_points
+                .iter()
+                .map(|p| match p.value {
+                    Some(number_data_point::Value::AsInt(v)) => v,
+                    _ => 0,
+                })
+                .sum();
+            // Cumulative: the last export holds the run's total.
+            hits = Some(total);
         }
     }
     assert_eq!(hits, Some(summary.cache_hits as i64));
