@@ -147,7 +147,7 @@ fn print_summary(s: &Summary) {
         println!("  {:<22} {:>14.3}", "first chunk p99 ms", ttft.p99);
     }
     println!(
-        "  {:<22} {:>13.1}% ({} hits, {} misses, {} store errors)",
+        "  {:<22} {:>13.1}% ({} hits, {} misses, {} cache errors)",
         "cache hit ratio",
         pct(s.cache_hits as f64, s.requests as f64),
         s.cache_hits,
