@@ -206,13 +206,6 @@ impl Providers {
     pub fn base_url(&self, i: usize) -> String {
         self.servers[i].base_url()
     }
-
-    /// Requests the providers dropped unanswered because their client went away (a
-    /// timeout cut them): hangs, answers still in their latency, streams before their
-    /// end.
-    pub fn abandoned(&self) -> u64 {
-        self.servers.iter().map(|s| s.abandoned() as u64).sum()
-    }
 }
 
 /// One provider's behaviour, as a responder.
