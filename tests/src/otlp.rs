@@ -86,8 +86,14 @@ impl OtlpReceiver {
         let grpc = Grpc(Arc::clone(&exports));
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(grpc.clone()))
-                .add_service(MetricsServiceServer::new(grpc))
+                .add_service(
+                    TraceServiceServer::new(grpc.clone())
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                )
+                .add_service(
+                    MetricsServiceServer::new(grpc)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                )
                 .serve_with_incoming_shutdown(tokio_stream_of(listener), async {
                     let _ = stopped.await;
                 })
