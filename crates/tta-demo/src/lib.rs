@@ -105,11 +105,12 @@ pub struct Summary {
     /// Dollars spent: every billed router attempt, failures included (the router's cost
     /// counter; equal to the sum of the requests' ledgers).
     pub cost_usd: f64,
-    /// `cost_usd + savings_usd`: what the same attempts would have cost on the most
-    /// expensive route, and the cache hits at the cost of the fills they reused.
+    /// `cost_usd + savings_usd`: what the same attempts would have cost on the frontier
+    /// route (the router's savings baseline), and the cache hits at the cost of the fills
+    /// they reused.
     pub baseline_cost_usd: f64,
-    /// The router's savings (the most expensive route's price for each answered
-    /// attempt's usage, minus what it cost) plus the cache's (each hit: its fill's cost).
+    /// The router's savings (the frontier route's price for each answered attempt's
+    /// usage, minus what it cost) plus the cache's (each hit: its fill's cost).
     pub savings_usd: f64,
     /// Dollars the cache hits saved (part of `savings_usd`).
     pub cache_savings_usd: f64,
@@ -220,6 +221,9 @@ fn build_stack<S: CacheStore>(
             Duration::from_millis(100),
         ))
         .usage_reported()
+        // Savings against the route the service would call without a router (the
+        // self-hosted one's flat price would otherwise be the baseline of short answers).
+        .savings_baseline(PROFILES[0].name)
         .seed(config.seed);
     for i in 0..PROFILES.len() {
         router = router.route(client_route(providers, i)?);

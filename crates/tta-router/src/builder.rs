@@ -51,6 +51,9 @@ pub enum BuildError {
         /// The name it falls back to, which no route has.
         unknown: String,
     },
+    /// The savings baseline names a route the router does not have.
+    #[error("savings_baseline names unknown route {0:?}")]
+    UnknownBaseline(String),
     /// Declared fallbacks form a cycle.
     #[error("fallback cycle: {}", cycle.join(" -> "))]
     FallbackCycle {
@@ -118,6 +121,7 @@ pub struct RouterBuilder<I, O> {
     attempt_timeout: Option<Duration>,
     usage: Option<UsageFn<O>>,
     seed: Option<u64>,
+    baseline: Option<String>,
     telemetry: Option<Telemetry>,
 }
 
@@ -148,6 +152,7 @@ impl<I, O> Default for RouterBuilder<I, O> {
             attempt_timeout: None,
             usage: None,
             seed: None,
+            baseline: None,
             telemetry: None,
         }
     }
@@ -288,6 +293,37 @@ impl<I, O> RouterBuilder<I, O> {
         self.usage(|o: &O| o.token_usage())
     }
 
+    /// The route whose price the savings are counted against (`tta.router.cost.savings.usd`,
+    /// [`RouterTotals::savings`](crate::RouterTotals)): what the call would have cost on it,
+    /// minus what it cost. By default the most expensive route for each call's usage; name
+    /// the route you would use without the router (a flat-priced route that is dear for
+    /// short answers would otherwise set the baseline for them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{from_sync_fn, WorkflowContext};
+    /// use tta_router::{BuildError, Price, Route, RouterPrimitive};
+    /// let echo = || from_sync_fn(|x: u8, _| Ok(x));
+    /// let r = RouterPrimitive::builder()
+    ///     .route(Route::new("cheap", echo()).price(Price::per_call(0.001)))
+    ///     .route(Route::new("usual", echo()).price(Price::per_call(0.005)))
+    ///     .route(Route::new("dear", echo()).price(Price::per_call(0.02)))
+    ///     .savings_baseline("usual")
+    ///     .build()?;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// r.execute(1, &WorkflowContext::new()).await.unwrap();
+    /// # });
+    /// assert_eq!(r.totals().savings.dollars(), 0.004, "against the usual route, not the dearest");
+    /// let unknown = RouterPrimitive::builder().route(Route::new("a", echo())).savings_baseline("b").build();
+    /// assert!(matches!(unknown, Err(BuildError::UnknownBaseline(_))));
+    /// # Ok::<(), BuildError>(())
+    /// ```
+    pub fn savings_baseline(mut self, route: &str) -> Self {
+        self.baseline = Some(route.to_owned());
+        self
+    }
+
     /// Seeds the generator of [`Strategy::Weighted`], for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -413,6 +449,14 @@ impl<I, O> RouterBuilder<I, O> {
                 model: &r.model,
             })
             .collect();
+        let baseline = match &self.baseline {
+            None => None,
+            Some(route) => Some(
+                *index
+                    .get(route)
+                    .ok_or_else(|| BuildError::UnknownBaseline(route.clone()))?,
+            ),
+        };
         let metrics = Arc::new(RouterMetrics::new(&name, &identities, &telemetry).initialize());
         let seed = self.seed.unwrap_or_else(tta_core::random_seed);
         Ok(RouterPrimitive::from_core(Core {
@@ -432,6 +476,7 @@ impl<I, O> RouterBuilder<I, O> {
             usage: self.usage,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             usage_average: Mutex::new(None),
+            baseline,
         }))
     }
 }

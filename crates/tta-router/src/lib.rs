@@ -31,8 +31,10 @@
 //!   (see [`tta_core::deadline`]).
 //! - **Cost**: each attempt's token usage times its route's price is recorded in the
 //!   workflow's ledger (a route call, a fallback, or a failed call that was still
-//!   billed), in `tta.router.cost.usd`, and, against the most expensive route's price for the
-//!   same usage, in `tta.router.cost.savings.usd`.
+//!   billed), in `tta.router.cost.usd`, and, against the price of the savings baseline
+//!   for the same usage (the most expensive route, or the one named by
+//!   [`RouterBuilder::savings_baseline`]), in `tta.router.cost.savings.usd` (an attempt
+//!   dearer than the baseline saves nothing: the counter never goes down).
 //!
 //! # Examples
 //!
@@ -181,6 +183,8 @@ pub(crate) struct Core<I, O> {
     usage: Option<UsageFn<O>>,
     rng: Mutex<StdRng>,
     usage_average: Mutex<Option<(f64, f64)>>,
+    /// The route savings are counted against; `None`: the dearest for each call.
+    baseline: Option<usize>,
 }
 
 impl<I, O> RouterPrimitive<I, O> {

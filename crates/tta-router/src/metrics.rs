@@ -96,7 +96,8 @@ pub struct RouterTotals {
     pub interrupted: u64,
     /// Spent on attempts, billed failures included (`tta_router_cost_usd_total`).
     pub cost: Usd,
-    /// The most expensive route's price for each answered attempt's usage, minus what it
+    /// The savings baseline's price (the dearest route, or the one configured) for each
+    /// answered attempt's usage, minus what it
     /// cost (`tta_router_cost_savings_usd_total`).
     pub savings: Usd,
 }
@@ -144,7 +145,7 @@ impl RouterMetrics {
         let savings = meter
             .f64_counter(semconv::COST_SAVINGS)
             .with_description(
-                "The most expensive route's price for the same token usage, minus what was paid.",
+                "The savings baseline route's price for the same token usage, minus what was paid.",
             )
             .with_unit("USD")
             .build();

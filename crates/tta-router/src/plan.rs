@@ -162,12 +162,17 @@ impl<I, O> Core<I, O> {
         });
     }
 
-    /// What the most expensive route would charge for `usage`.
+    /// What the savings baseline would charge for `usage`: the configured route, else
+    /// the most expensive route for it.
     pub(crate) fn baseline(&self, usage: Option<TokenUsage>) -> Usd {
-        self.routes
-            .iter()
-            .map(|r| r.price.cost(usage))
-            .max()
-            .unwrap_or(Usd::ZERO)
+        match self.baseline {
+            Some(i) => self.routes[i].price.cost(usage),
+            None => self
+                .routes
+                .iter()
+                .map(|r| r.price.cost(usage))
+                .max()
+                .unwrap_or(Usd::ZERO),
+        }
     }
 }

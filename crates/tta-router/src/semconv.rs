@@ -15,7 +15,8 @@ pub const ROUTE_STATE: &str = "tta.router.route.state";
 /// Counter, USD: what attempts cost, by `route`. The name carries the unit so that the
 /// Prometheus name is `tta_router_cost_usd_total` (the exporter drops unknown units).
 pub const COST: &str = "tta.router.cost.usd";
-/// Counter, USD: the most expensive route's price for the same usage, minus what was paid.
+/// Counter, USD: the savings baseline's price for the same usage (the most expensive route,
+/// or `RouterBuilder::savings_baseline`), minus what was paid.
 pub const COST_SAVINGS: &str = "tta.router.cost.savings.usd";
 
 pub use tta_core::semconv::gen_ai;
