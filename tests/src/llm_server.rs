@@ -117,6 +117,16 @@ pub struct Recorded {
     pub body: serde_json::Value,
 }
 
+impl Recorded {
+    /// A header's value (`name` lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Makes the reply of a request from its headers and body.
 type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Builder, Config};
-use tta_observability_integration::apm::{self, ApmConfig};
 use tta_observability_integration::cache::{CachePrimitive, RedisStore};
 use tta_observability_integration::{Error, WorkflowContext, from_fn};
 
@@ -40,15 +39,7 @@ fn redis(c: &mut Criterion) {
         .build()
         .expect("a runtime");
     // Telemetry on, as in `overhead`: the cache hit records its metrics into the SDK.
-    let _telemetry = rt.block_on(async {
-        apm::init(
-            ApmConfig::builder("bench")
-                .metrics_addr("127.0.0.1:0")
-                .build()
-                .expect("a valid config"),
-        )
-        .expect("telemetry installs")
-    });
+    let _telemetry = rt.block_on(async { tta_benches::install_telemetry() });
     let url = server.url();
     let client = rt.block_on(async {
         let client = Builder::from_config(Config::from_url(&url).expect("a URL"))

@@ -36,16 +36,24 @@ pub fn runtime_with_telemetry() -> (tokio::runtime::Runtime, ApmGuard) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let guard = rt.block_on(async {
-        apm::init(
-            ApmConfig::builder("bench")
-                .metrics_addr("127.0.0.1:0")
-                .build()
-                .expect("a valid config"),
-        )
-        .expect("telemetry installs")
-    });
+    let guard = rt.block_on(async { install_telemetry() });
     (rt, guard)
+}
+
+/// Installs telemetry as an application would (`tta_apm::init`, `/metrics` on a free
+/// port), inside a tokio runtime.
+///
+/// # Panics
+///
+/// Outside a runtime, or when telemetry cannot install (bench setup).
+pub fn install_telemetry() -> ApmGuard {
+    apm::init(
+        ApmConfig::builder("bench")
+            .metrics_addr("127.0.0.1:0")
+            .build()
+            .expect("a valid config"),
+    )
+    .expect("telemetry installs")
 }
 
 /// The peer baseline's cache: a tower layer answering from a moka cache, filling it on a

@@ -595,27 +595,41 @@ async fn providers_only_serves_the_simulated_providers_until_stopped() {
         expected,
         "{lines:?}"
     );
-    // Each answers its protocol (the last, `local`, never fails).
+    // Each answers in its protocol, as its model: a fault is retried (each try of the
+    // same text draws again), a hang is cut at 2 s.
     let request =
         ChatRequest::new(vec![Message::user("Where can I find my invoice?")]).max_tokens(20);
-    for (protocol, url) in &urls {
-        let answer = if protocol == "anthropic" {
-            Anthropic::builder(url)
-                .build()
-                .unwrap()
-                .execute(request.clone(), &WorkflowContext::new())
-                .await
-        } else {
-            OpenAiCompatible::builder(url)
-                .build()
-                .unwrap()
-                .execute(request.clone(), &WorkflowContext::new())
-                .await
-        };
-        if url == &expected[3] {
-            let answer = answer.unwrap();
-            assert_eq!(answer.usage.map(|u| u.output_tokens), Some(20));
+    for (line, (protocol, url)) in lines.iter().zip(&urls) {
+        let model = line.split_whitespace().nth(2).unwrap();
+        let mut answered = None;
+        for _ in 0..10 {
+            let cx = WorkflowContext::new();
+            let call = async {
+                if protocol == "anthropic" {
+                    Anthropic::builder(url)
+                        .build()
+                        .unwrap()
+                        .execute(request.clone(), &cx)
+                        .await
+                } else {
+                    OpenAiCompatible::builder(url)
+                        .build()
+                        .unwrap()
+                        .execute(request.clone(), &cx)
+                        .await
+                }
+            };
+            if let Ok(Ok(answer)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), call).await
+            {
+                answered = Some(answer);
+                break;
+            }
         }
+        let answer = answered.unwrap_or_else(|| panic!("{line}: no answer in 10 tries"));
+        assert_eq!(answer.model, model, "{line}");
+        assert_eq!(answer.usage.map(|u| u.output_tokens), Some(20), "{line}");
+        assert!(answer.content.starts_with(&format!("[{model}]")), "{line}");
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -1,7 +1,7 @@
 //! What both clients share: the settings every builder has, the pooled HTTP client, the
 //! POST with its deadline and error mapping, and the GenAI span attributes.
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use eventsource_stream::Eventsource;
 use opentelemetry::KeyValue;
@@ -169,8 +169,8 @@ impl Settings {
         Ok(Conn {
             http: http_client(headers)?,
             url: format!("{base}{path}"),
-            default_model: self.model,
-            provider: self.provider,
+            default_model: self.model.map(Arc::from),
+            provider: Arc::from(self.provider),
             price: self.price,
             context_window: self.context_window,
             capture: self.capture_content,
@@ -183,8 +183,9 @@ impl Settings {
 pub(crate) struct Conn {
     http: reqwest::Client,
     pub(crate) url: String,
-    pub(crate) default_model: Option<String>,
-    pub(crate) provider: String,
+    /// Shared, so a span's attributes clone no string per request.
+    pub(crate) default_model: Option<Arc<str>>,
+    pub(crate) provider: Arc<str>,
     pub(crate) price: Price,
     pub(crate) context_window: Option<u64>,
     /// Whether messages are recorded on the span ([`Settings::capture_content`]).
@@ -208,6 +209,15 @@ fn http_client(headers: HeaderMap) -> Result<reqwest::Client, BuildError> {
 }
 
 impl Conn {
+    /// The request's model as an attribute value: the client's default is shared.
+    fn model_value(&self, request: &ChatRequest) -> opentelemetry::Value {
+        match (&request.model, &self.default_model) {
+            (Some(model), _) => model.clone().into(),
+            (None, Some(default)) => Arc::clone(default).into(),
+            (None, None) => "".into(),
+        }
+    }
+
     pub(crate) fn model<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
         request
             .model
@@ -288,8 +298,8 @@ impl Conn {
         if let Some(span) = cx.primitive_span() {
             span.set_attributes([
                 KeyValue::new(gen_ai::OPERATION_NAME, gen_ai::OPERATION_CHAT),
-                KeyValue::new(gen_ai::PROVIDER_NAME, self.provider.clone()),
-                KeyValue::new(gen_ai::REQUEST_MODEL, self.model(request).to_owned()),
+                KeyValue::new(gen_ai::PROVIDER_NAME, Arc::clone(&self.provider)),
+                KeyValue::new(gen_ai::REQUEST_MODEL, self.model_value(request)),
             ]);
             if self.capture {
                 let messages: Vec<Value> = request

@@ -75,7 +75,7 @@ where
         parse,
         cx,
         ended: false,
-        seen: ChatResponse::from_chunks([]),
+        seen: ChatResponse::default(),
         capture,
     };
     futures_util::stream::unfold(state, |mut state| async move {

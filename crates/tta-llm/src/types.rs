@@ -230,7 +230,7 @@ impl Usage {
 }
 
 /// A whole answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The provider's id of the response.
     pub id: String,
@@ -264,14 +264,7 @@ impl ChatResponse {
     /// assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
     /// ```
     pub fn from_chunks<'a>(chunks: impl IntoIterator<Item = &'a ChatChunk>) -> Self {
-        let mut answer = Self {
-            id: String::new(),
-            model: String::new(),
-            content: String::new(),
-            tool_calls: Vec::new(),
-            finish_reason: None,
-            usage: None,
-        };
+        let mut answer = Self::default();
         for chunk in chunks {
             answer.append(chunk);
         }

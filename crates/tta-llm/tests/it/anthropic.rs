@@ -91,15 +91,9 @@ async fn a_call_maps_system_tools_and_tool_results_and_reads_the_blocks_and_usag
     assert_eq!(messages[2]["role"], "user");
     assert_eq!(messages[2]["content"][0]["type"], "tool_result");
     assert_eq!(messages[2]["content"][0]["tool_use_id"], "toolu_0");
-    let header = |name: &str| {
-        sent.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    assert_eq!(header("x-api-key").as_deref(), Some("sk-ant-secret"));
-    assert_eq!(header("anthropic-version").as_deref(), Some("2023-06-01"));
-    assert_eq!(header("authorization"), None);
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-secret"));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
     let spans = tt.spans_named("llm");
     let attr = |k| tta_tests::telemetry::span_attr(&spans[0], k);
     assert_eq!(attr("gen_ai.provider.name").as_deref(), Some("anthropic"));

@@ -61,10 +61,9 @@ async fn a_call_sends_the_request_and_reads_the_answer_with_its_usage() {
     );
     assert_eq!(sent.body["messages"][0]["role"], "system");
     assert!(sent.body.get("stream").is_none());
-    assert!(
-        sent.headers
-            .iter()
-            .any(|(k, v)| k == "authorization" && v == "Bearer sk-secret-test-key")
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer sk-secret-test-key")
     );
     // GenAI attributes on the client's span; no message text anywhere in telemetry.
     let spans = tt.spans_named("llm");
