@@ -6,6 +6,7 @@ use xshell::Shell;
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     let started = Instant::now();
+    report_disk(sh);
     let mut timings = Vec::new();
     for task in crate::TASKS.iter().filter(|t| t.in_ci) {
         let name = task.name;
@@ -24,4 +25,34 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         println!("    {name:<10} {:>6.0}s", t.as_secs_f64());
     }
     Ok(())
+}
+
+/// A cold run writes about this much under `target/`; below it the linker dies of
+/// SIGBUS, which reads like a toolchain crash rather than a full disk.
+const COLD_RUN_GIB: u64 = 6;
+
+/// Prints the free space where `target/` lives, and warns when a cold run may not fit.
+fn report_disk(sh: &Shell) {
+    let out = xshell::cmd!(sh, "df -Pk .").quiet().ignore_status().read();
+    let free_kib = out.ok().and_then(|o| {
+        o.lines()
+            .nth(1)?
+            .split_whitespace()
+            .nth(3)?
+            .parse::<u64>()
+            .ok()
+    });
+    match free_kib {
+        Some(kib) => {
+            let gib = kib as f64 / (1024.0 * 1024.0);
+            println!("xtask ci: {gib:.1} GiB free for target/");
+            if kib < COLD_RUN_GIB * 1024 * 1024 {
+                println!(
+                    "xtask ci: warning: a cold run needs about {COLD_RUN_GIB} GiB; \
+                     a full disk shows up as `ld terminated with signal 7 [Bus error]`"
+                );
+            }
+        }
+        None => println!("xtask ci: free disk unknown (`df -Pk .` gave nothing to read)"),
+    }
 }
