@@ -80,6 +80,9 @@ pub enum ErrorKind {
     InvalidConfig,
     /// The user's own primitive failed; its error is the source.
     Inner,
+    /// A limit refused the call before it ran (a budget, a rate or a concurrency limit);
+    /// its class is rate limited, with the retry-after when the limit says when it frees.
+    Limited,
 }
 
 impl ErrorKind {
@@ -99,6 +102,7 @@ impl ErrorKind {
             ErrorKind::Backend => "backend",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::Inner => "inner",
+            ErrorKind::Limited => "limited",
         }
     }
 }
@@ -253,6 +257,7 @@ impl ErrorClass {
         match kind {
             ErrorKind::Timeout | ErrorKind::NoRoute | ErrorKind::Backend => ErrorClass::Unavailable,
             ErrorKind::InvalidConfig => ErrorClass::InvalidRequest,
+            ErrorKind::Limited => ErrorClass::RateLimited { retry_after: None },
             _ => ErrorClass::Other,
         }
     }
@@ -463,6 +468,25 @@ impl Error {
     /// ```
     pub fn no_route(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::NoRoute, message)
+    }
+
+    /// A limit named `primitive` refused the call before it ran. Its class is
+    /// [`ErrorClass::RateLimited`] (add the hint with [`Error::with_retry_after`]); a
+    /// router that gets it from a route falls back without holding the route against
+    /// other callers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = tta_core::Error::limited("tenant_budget", "no USD left in this window")
+    ///     .with_retry_after(Duration::from_secs(30));
+    /// assert!(err.is_limited());
+    /// assert!(err.class().is_rate_limited());
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn limited(primitive: impl Into<Arc<str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Limited, message).with_primitive(primitive)
     }
 
     /// Every route that was tried failed; each attempt is kept.
@@ -788,6 +812,17 @@ impl Error {
     /// ```
     pub fn is_timeout(&self) -> bool {
         self.kind() == ErrorKind::Timeout
+    }
+
+    /// `true` for [`ErrorKind::Limited`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!tta_core::Error::cancelled().is_limited());
+    /// ```
+    pub fn is_limited(&self) -> bool {
+        self.kind() == ErrorKind::Limited
     }
 
     /// `true` for [`ErrorKind::Cancelled`].

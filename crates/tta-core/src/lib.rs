@@ -61,7 +61,7 @@ pub use label::{Label, random_seed};
 pub use layer::{Around, Identity, Layer, Layered, Stack, Standalone};
 pub use ledger::{AttemptKind, CostEntry, CostLedger, CostTotals, ReportsUsage, TokenUsage, Usd};
 pub use name::{InvalidName, PrimitiveName};
-pub use price::{ModelInfo, Price, ValidPrice};
+pub use price::{CostBound, MaxUsage, ModelInfo, Price, ValidPrice};
 pub use primitive::{
     BoxPrimitive, Flow, FnPrimitive, StepFn, SyncFn, WorkflowPrimitive, from_fn, from_sync_fn,
 };

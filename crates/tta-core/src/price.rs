@@ -114,8 +114,159 @@ impl ValidPrice {
         }
     }
 
+    /// The most a call of at most `usage` tokens can cost at this price: its tokens at
+    /// the token prices or the flat per-call price (charged when a call reports no
+    /// usage), whichever is dearer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Price, TokenUsage, Usd};
+    /// let p = Price::per_1k_tokens(1.0, 2.0).or_per_call(0.5).validate().unwrap();
+    /// assert_eq!(p.max_cost(TokenUsage::new(1_000, 1_000)), Usd::from_dollars(3.0).unwrap());
+    /// assert_eq!(p.max_cost(TokenUsage::new(10, 10)), Usd::from_dollars(0.5).unwrap());
+    /// ```
+    pub fn max_cost(&self, usage: TokenUsage) -> Usd {
+        let tokens = self.input_per_1k.per_units(usage.input, 1_000)
+            + self.output_per_1k.per_units(usage.output, 1_000);
+        tokens.max(self.per_call)
+    }
+
+    /// The dearer of two prices, amount by amount: the price a call reaching either
+    /// model cannot cost more than.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{Price, TokenUsage};
+    /// let a = Price::per_1k_tokens(1.0, 0.1).validate().unwrap();
+    /// let b = Price::per_1k_tokens(0.1, 1.0).validate().unwrap();
+    /// let both = a.dearest(b);
+    /// assert_eq!(both.max_cost(TokenUsage::new(1_000, 1_000)).dollars(), 2.0);
+    /// ```
+    #[must_use]
+    pub fn dearest(self, other: ValidPrice) -> ValidPrice {
+        ValidPrice {
+            input_per_1k: self.input_per_1k.max(other.input_per_1k),
+            output_per_1k: self.output_per_1k.max(other.output_per_1k),
+            per_call: self.per_call.max(other.per_call),
+        }
+    }
+
+    /// No charge at all.
+    pub const FREE: ValidPrice = ValidPrice {
+        input_per_1k: Usd::ZERO,
+        output_per_1k: Usd::ZERO,
+        per_call: Usd::ZERO,
+    };
+
     fn has_token_prices(&self) -> bool {
         self.input_per_1k > Usd::ZERO || self.output_per_1k > Usd::ZERO
+    }
+}
+
+/// The most one call through a primitive can be billed: the dearest price it may pay,
+/// times the most billed attempts it may make (a router's failed-but-billed attempt and
+/// its fallback are both billed). What a budget reserves before the call.
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{CostBound, Price, TokenUsage, Usd};
+///
+/// let price = Price::per_1k_tokens(0.01, 0.03).validate().unwrap();
+/// let bound = CostBound::new(price, 2);
+/// // 1,000 tokens in, at most 500 out, up to two billed attempts.
+/// assert_eq!(bound.max_cost(TokenUsage::new(1_000, 500)), Usd::from_dollars(2.0 * 0.025).unwrap());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostBound {
+    price: ValidPrice,
+    attempts: u32,
+}
+
+impl CostBound {
+    /// At most `attempts` billed attempts (at least 1), each at most `price`.
+    ///
+    /// # Examples
+    ///
+    /// See [`CostBound`].
+    pub fn new(price: ValidPrice, attempts: u32) -> Self {
+        Self {
+            price,
+            attempts: attempts.max(1),
+        }
+    }
+
+    /// The dearest price.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = tta_core::Price::per_call(0.1).validate().unwrap();
+    /// assert_eq!(tta_core::CostBound::new(p, 1).price(), p);
+    /// ```
+    pub fn price(&self) -> ValidPrice {
+        self.price
+    }
+
+    /// The most billed attempts per call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = tta_core::Price::per_call(0.1).validate().unwrap();
+    /// assert_eq!(tta_core::CostBound::new(p, 0).attempts(), 1);
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The most a call of at most `usage` tokens per attempt can be billed.
+    ///
+    /// # Examples
+    ///
+    /// See [`CostBound`].
+    pub fn max_cost(&self, usage: TokenUsage) -> Usd {
+        let one = self.price.max_cost(usage);
+        Usd::from_picos(one.picos().saturating_mul(u64::from(self.attempts)))
+    }
+}
+
+/// What an input says about the most it can use, so that a budget can reserve for it
+/// before the call: the input tokens it will send (an upper bound, not a guess) and the
+/// most output tokens it allows. `None` when it sets no maximum on its output; a budget
+/// then lets it run alone (see tta-limit).
+///
+/// # Examples
+///
+/// ```
+/// use tta_core::{MaxUsage, TokenUsage};
+///
+/// struct Prompt { text: String, max_tokens: Option<u64> }
+/// impl MaxUsage for Prompt {
+///     fn max_usage(&self) -> Option<TokenUsage> {
+///         // A byte-level tokenizer never makes more tokens than bytes.
+///         Some(TokenUsage::new(self.text.len() as u64, self.max_tokens?))
+///     }
+/// }
+/// let p = Prompt { text: "hello".into(), max_tokens: Some(16) };
+/// assert_eq!(p.max_usage(), Some(TokenUsage::new(5, 16)));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say the most a call with it can use",
+    label = "needs `MaxUsage` to be reserved for by a limit",
+    note = "implement `tta_core::MaxUsage` (`fn max_usage(&self) -> Option<TokenUsage>`); return `None` when the input sets no maximum"
+)]
+pub trait MaxUsage {
+    /// The most tokens a call with this input can use, if it sets a maximum.
+    fn max_usage(&self) -> Option<TokenUsage>;
+}
+
+/// Text sets no maximum on its answer.
+impl MaxUsage for String {
+    fn max_usage(&self) -> Option<TokenUsage> {
+        None
     }
 }
 

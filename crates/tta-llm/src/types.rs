@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tta_core::{ReportsUsage, Streamable, TokenUsage};
+use tta_core::{MaxUsage, ReportsUsage, Streamable, TokenUsage};
 
 /// Who said a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,7 +125,50 @@ pub struct ChatRequest {
     pub extra: BTreeMap<String, String>,
 }
 
+/// Tokens a message costs beyond its text (role and separators), above what any
+/// tokenizer we know of charges (OpenAI's chat format charges 3 to 4).
+const MESSAGE_OVERHEAD_TOKENS: u64 = 8;
+
+/// An upper bound, not an estimate: a byte-level BPE tokenizer (OpenAI's, Anthropic's,
+/// Llama's) never makes more tokens than the text has bytes, so the input is bounded by
+/// the bytes of every message, tool definition and tool call plus a per-message
+/// overhead. The output is bounded by `max_tokens`; without it the request sets no
+/// maximum (`None`), and a budget lets it run alone.
+///
+/// ```
+/// use tta_core::{MaxUsage, TokenUsage};
+/// use tta_llm::{ChatRequest, Message};
+/// let req = ChatRequest::new(vec![Message::user("hello")]);
+/// assert_eq!(req.max_usage(), None);
+/// assert_eq!(req.max_tokens(64).max_usage(), Some(TokenUsage::new(5 + 8, 64)));
+/// ```
+impl MaxUsage for ChatRequest {
+    fn max_usage(&self) -> Option<TokenUsage> {
+        let output = u64::from(self.max_tokens?);
+        Some(TokenUsage::new(self.max_input_tokens(), output))
+    }
+}
+
 impl ChatRequest {
+    /// The most input tokens this request can be billed for: see its [`MaxUsage`].
+    pub fn max_input_tokens(&self) -> u64 {
+        let text: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_call_id.as_ref().map_or(0, String::len)
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.tools.as_ref().map_or(0, String::len)
+            + self.tool_choice.as_ref().map_or(0, String::len);
+        (text as u64).saturating_add(MESSAGE_OVERHEAD_TOKENS * self.messages.len() as u64)
+    }
+
     /// A request for `messages`, with the client's default model.
     pub fn new(messages: Vec<Message>) -> Self {
         Self {

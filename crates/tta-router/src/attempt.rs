@@ -328,7 +328,10 @@ impl<I, O> Core<I, O> {
         // a reserve for the fallback) is.
         let own_limit =
             own_deadline.is_some_and(|own| cx.deadline().is_none_or(|caller| own < caller));
+        // A limit inside a route refused this caller (one tenant's budget, say): the
+        // router falls back, but the route is as healthy for everyone else as before.
         let callers_limit = e.is_cancelled()
+            || e.is_limited()
             || (e.is_timeout() && !own_limit && cx.remaining().is_some_and(|r| r.is_zero()));
         if callers_limit {
             return Verdict::Released;

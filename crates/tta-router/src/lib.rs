@@ -214,6 +214,35 @@ impl<I, O> RouterPrimitive<I, O> {
         &self.core.strategy
     }
 
+    /// The most one call through this router can be billed: its dearest route's price
+    /// (amount by amount) for each of the attempts it may make. What a budget in front
+    /// of it reserves (`tta_limit`'s `cost_bound`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_core::{from_sync_fn, TokenUsage};
+    /// use tta_router::{Price, Route, RouterPrimitive};
+    /// let echo = || from_sync_fn(|x: u8, _| Ok(x));
+    /// let r = RouterPrimitive::builder()
+    ///     .route(Route::new("a", echo()).price(Price::per_1k_tokens(1.0, 0.0)))
+    ///     .route(Route::new("b", echo()).price(Price::per_1k_tokens(0.0, 2.0)))
+    ///     .build()
+    ///     .unwrap();
+    /// let bound = r.cost_bound();
+    /// assert_eq!(bound.attempts(), 2);
+    /// assert_eq!(bound.max_cost(TokenUsage::new(1_000, 1_000)).dollars(), 2.0 * 3.0);
+    /// ```
+    pub fn cost_bound(&self) -> tta_core::CostBound {
+        let price = self
+            .core
+            .routes
+            .iter()
+            .fold(ValidPrice::FREE, |dearest, r| dearest.dearest(r.price));
+        let attempts = self.core.max_attempts.min(self.core.routes.len());
+        tta_core::CostBound::new(price, u32::try_from(attempts).unwrap_or(u32::MAX))
+    }
+
     /// Every route's statistics now, in declaration order.
     ///
     /// # Examples
