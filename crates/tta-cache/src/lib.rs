@@ -15,6 +15,19 @@
 //! a request because of its store**: a store that is down, slow or returns junk is
 //! counted as an error and the request bypasses to the inner primitive.
 //!
+//! # Across replicas
+//!
+//! With a store several processes share (Redis), single flight spans them: before a
+//! process fills a missed key it takes the key's lease in the store
+//! ([`CacheStore::lease`]). A process that finds the lease held waits for the value
+//! instead, looking every 20 ms, and takes over when the lease is freed without a value
+//! (the fill failed) or lapses (its process died). The lease lasts the leader's remaining
+//! deadline, at least 100 ms and at most 30 s (30 s without one), so that is the longest
+//! a waiter waits on a vanished leader; a waiter's own deadline cuts its wait like any
+//! other. Streams too: a waiter in another process gets the stored chunks once the
+//! leader's stream has ended cleanly and been stored (callers in the leader's own
+//! process get them live). With Redis down, each process fills alone, as before.
+//!
 //! # Examples
 //!
 //! ```
@@ -75,8 +88,8 @@ use builder::CacheConfig;
 pub use key::{CacheKey, KeyWriter};
 pub use metrics::CacheStats;
 pub use store::{
-    BoxStore, CacheStore, MemoryStore, MemoryStoreBuilder, StoreBuildError, StoreError,
-    StoreErrorKind,
+    BoxStore, CacheStore, Lease, LeaseToken, MemoryStore, MemoryStoreBuilder, StoreBuildError,
+    StoreError, StoreErrorKind,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
@@ -131,6 +144,21 @@ pub(crate) enum Lookup<O> {
     /// one command timeout.
     Failed,
 }
+
+/// What a local leader learned from the processes sharing its store before filling.
+pub(crate) enum Remote<O> {
+    /// Fill: with the store's lease when the store is shared.
+    Lead(Option<LeaseToken>),
+    /// Another process filled the key meanwhile.
+    Hit(O, FillCost),
+}
+
+/// How often a process waiting for another's fill looks for the value.
+pub(crate) const LEASE_POLL: Duration = Duration::from_millis(20);
+/// The longest lease (a filler that died frees the key after at most this long); a
+/// caller's shorter deadline shortens it.
+pub(crate) const MAX_LEASE: Duration = Duration::from_secs(30);
+const MIN_LEASE: Duration = Duration::from_millis(100);
 
 /// What a cached output must be: cloned to every coalesced caller, serialized into the
 /// store, and decoded from it on a hit.
@@ -308,6 +336,42 @@ where
         }
     }
 
+    /// Before a local leader fills a missed key: in a store shared by several processes,
+    /// takes the key's lease, or waits for the process holding it to store the value
+    /// (looking every 20 ms), taking over when the lease is freed or lapses without a
+    /// value. The lease lasts the caller's remaining deadline (100 ms to 30 s; 30 s
+    /// without one), so a waiter never waits on a filler longer than that, and its own
+    /// deadline (a timeout around the cache) cuts its wait like any other.
+    async fn remote<O: DeserializeOwned>(&self, key: &CacheKey, cx: &WorkflowContext) -> Remote<O> {
+        let store = &self.config.store;
+        let ttl = cx
+            .remaining()
+            .unwrap_or(MAX_LEASE)
+            .clamp(MIN_LEASE, MAX_LEASE);
+        loop {
+            match store.lease(key, ttl).await {
+                Ok(Lease::Held) => {}
+                Ok(Lease::Granted(token)) => {
+                    // The value may have landed between the lookup and the lease.
+                    return match self.lookup::<O>(key).await {
+                        Lookup::Hit(value, cost) => {
+                            store.release(key, &token).await;
+                            Remote::Hit(value, cost)
+                        }
+                        _ => Remote::Lead(Some(token)),
+                    };
+                }
+                Ok(Lease::Unshared) | Err(_) => return Remote::Lead(None),
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+            match self.lookup::<O>(key).await {
+                Lookup::Hit(value, cost) => return Remote::Hit(value, cost),
+                Lookup::Failed => return Remote::Lead(None),
+                Lookup::Miss | Lookup::Junk => {}
+            }
+        }
+    }
+
     /// Records a hit: the counters, and the fill's cost as savings in the ledger.
     fn record_hit(&self, cx: &WorkflowContext, cost: FillCost, result: &'static str) {
         self.metrics.lookup(true);
@@ -356,16 +420,33 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         P::Output: Cacheable,
         I: Send,
     {
+        let lease = if write {
+            match self.remote::<P::Output>(key, cx).await {
+                Remote::Hit(value, cost) => {
+                    leader.publish(value.clone(), cost);
+                    self.metrics.coalesced();
+                    self.record_hit(cx, cost, "coalesced");
+                    return Ok(value);
+                }
+                Remote::Lead(lease) => lease,
+            }
+        } else {
+            None
+        };
         self.metrics.lookup(false);
         if let Some(span) = cx.primitive_span() {
             span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
         }
         // A ledger scope learns what the fill cost, for future hits.
         let (fill_cx, scope) = cx.with_ledger_scope();
+        // A fill cancelled here leaves its lease to lapse: other processes then take over.
         let value = match self.run_inner(input, &fill_cx).await {
             Ok(value) => value,
             Err(e) => {
                 leader.fail(e.clone());
+                if let Some(token) = &lease {
+                    self.config.store.release(key, token).await;
+                }
                 return Err(e);
             }
         };
@@ -377,6 +458,9 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         leader.publish(value.clone(), cost);
         if write {
             self.fill(key, &value, cost).await;
+        }
+        if let Some(token) = &lease {
+            self.config.store.release(key, token).await;
         }
         Ok(value)
     }

@@ -21,8 +21,8 @@ use crate::codec::{self, FillCost};
 use crate::flight::{self, Leader, Role};
 use crate::metrics::{CacheMetrics, PendingLookup};
 use crate::{
-    CacheConfig, CacheKey, CachePrimitive, CacheStore, Cacheable, KeyFn, Lookup, MAX_TAKEOVERS,
-    semconv,
+    CacheConfig, CacheKey, CachePrimitive, CacheStore, Cacheable, KeyFn, LeaseToken, Lookup,
+    MAX_TAKEOVERS, Remote, semconv,
 };
 
 /// Written before the input's key bytes: a streamed answer (a list of chunks) and a
@@ -156,6 +156,24 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
         P: StreamPrimitive<I>,
         P::Chunk: Cacheable,
     {
+        // Another process may be filling the key: its stored answer, once stored.
+        let lease = if write {
+            match self.remote::<Vec<P::Chunk>>(&key, cx).await {
+                Remote::Hit(chunks, cost) => {
+                    if let Some(streamed) = replay(chunks) {
+                        // Local followers claim again and find it stored.
+                        drop(leader);
+                        self.metrics.coalesced();
+                        self.record_hit(cx, cost, "coalesced");
+                        return Ok(streamed);
+                    }
+                    None
+                }
+                Remote::Lead(lease) => lease,
+            }
+        } else {
+            None
+        };
         self.metrics.lookup(false);
         if let Some(span) = cx.primitive_span() {
             span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
@@ -165,6 +183,9 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
             Ok(streamed) => streamed,
             Err(e) => {
                 leader.fail(e.clone());
+                if let Some(token) = &lease {
+                    self.config.store.release(&key, token).await;
+                }
                 return Err(e);
             }
         };
@@ -174,6 +195,7 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
                 config: Arc::clone(&self.config),
                 metrics: Arc::clone(&self.metrics),
                 key,
+                lease,
             }) as Box<dyn Write<P::Chunk>>
         });
         let tee = Arc::new(Tee {
@@ -207,10 +229,25 @@ fn replay<C: Send + 'static>(chunks: Vec<C>) -> Option<Streamed<C>> {
 }
 
 /// Where a cleanly ended fill is stored.
-struct Store<S, K> {
+struct Store<S: CacheStore, K: Send + Sync + 'static> {
     config: Arc<CacheConfig<S, K>>,
     metrics: Arc<CacheMetrics>,
     key: CacheKey,
+    /// The lease of a shared store, released once the answer is stored, or when the
+    /// fill ends without one (this is dropped unwritten).
+    lease: Option<LeaseToken>,
+}
+
+impl<S: CacheStore, K: Send + Sync + 'static> Drop for Store<S, K> {
+    fn drop(&mut self) {
+        let Some(token) = self.lease.take() else {
+            return;
+        };
+        let (config, key) = (Arc::clone(&self.config), self.key.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { config.store.release(&key, &token).await });
+        }
+    }
 }
 
 /// A stored value's write, erased over the store's type so the tee is only generic in
@@ -237,13 +274,17 @@ where
         // The write outlives the consumers (the last one may have just finished): it runs
         // on its own, bounded by the store's own command timeout.
         tokio::spawn(async move {
+            let mut this = self;
             let _flight = leader;
-            store(&self, bytes).await;
+            store(&this, bytes).await;
+            if let Some(token) = this.lease.take() {
+                this.config.store.release(&this.key, &token).await;
+            }
         });
     }
 }
 
-async fn store<S: CacheStore, K>(store: &Store<S, K>, bytes: Bytes) {
+async fn store<S: CacheStore, K: Send + Sync + 'static>(store: &Store<S, K>, bytes: Bytes) {
     let config = &store.config;
     let written = config.store.set(&store.key, bytes, config.ttl).await;
     store.metrics.store_state(config.store.breaker_state());

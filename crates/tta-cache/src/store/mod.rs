@@ -141,6 +141,22 @@ impl StoreError {
     }
 }
 
+/// What a store says when a process is about to fill a missed key: whether it leads
+/// the fill for every process sharing the store ([`CacheStore::lease`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// The store is this process's alone (or cannot tell): fill.
+    Unshared,
+    /// This process leads the fill until it releases the lease (or the lease lapses).
+    Granted(LeaseToken),
+    /// Another process is filling the key: wait for its value.
+    Held,
+}
+
+/// Proof of a granted [`Lease`], to release it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseToken(pub(crate) String);
+
 /// A key-value store for cached entries: opaque bytes under a [`CacheKey`], each with its
 /// own time to live.
 ///
@@ -174,6 +190,25 @@ pub trait CacheStore: Send + Sync + 'static {
     fn is_timed(&self) -> bool {
         true
     }
+
+    /// Claims the fill of `key` across every process sharing the store, for at most
+    /// `ttl` (a filler that dies frees it then). The default, for a store of one process:
+    /// [`Lease::Unshared`]. A store that cannot answer returns its error, and the cache
+    /// fills without a lease.
+    fn lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send {
+        let _ = (key, ttl);
+        std::future::ready(Ok(Lease::Unshared))
+    }
+
+    /// Gives a granted lease back (after the value is stored, or when the fill failed).
+    fn release(&self, key: &CacheKey, token: &LeaseToken) -> impl Future<Output = ()> + Send {
+        let _ = (key, token);
+        std::future::ready(())
+    }
 }
 
 impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
@@ -204,6 +239,18 @@ impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
     fn is_timed(&self) -> bool {
         (**self).is_timed()
     }
+
+    fn lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send {
+        (**self).lease(key, ttl)
+    }
+
+    fn release(&self, key: &CacheKey, token: &LeaseToken) -> impl Future<Output = ()> + Send {
+        (**self).release(key, token)
+    }
 }
 
 /// The object-safe form of [`CacheStore`], behind [`BoxStore`].
@@ -219,6 +266,12 @@ trait DynCacheStore: Send + Sync + 'static {
         value: Bytes,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn dyn_lease<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, StoreError>>;
+    fn dyn_release<'a>(&'a self, key: &'a CacheKey, token: &'a LeaseToken) -> BoxFuture<'a, ()>;
 }
 
 impl<S: CacheStore> DynCacheStore for S {
@@ -248,6 +301,18 @@ impl<S: CacheStore> DynCacheStore for S {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.set(key, value, ttl))
+    }
+
+    fn dyn_lease<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease, StoreError>> {
+        Box::pin(self.lease(key, ttl))
+    }
+
+    fn dyn_release<'a>(&'a self, key: &'a CacheKey, token: &'a LeaseToken) -> BoxFuture<'a, ()> {
+        Box::pin(self.release(key, token))
     }
 }
 
@@ -308,5 +373,13 @@ impl CacheStore for BoxStore {
 
     fn is_timed(&self) -> bool {
         self.0.dyn_is_timed()
+    }
+
+    async fn lease(&self, key: &CacheKey, ttl: Duration) -> Result<Lease, StoreError> {
+        self.0.dyn_lease(key, ttl).await
+    }
+
+    async fn release(&self, key: &CacheKey, token: &LeaseToken) {
+        self.0.dyn_release(key, token).await;
     }
 }

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, KeysInterface};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::prelude::{Builder, Config, Expiration, ReconnectPolicy};
+use fred::types::SetOptions;
 use fred::types::config::Options;
 use tta_core::{Breaker, BreakerState};
 
-use crate::store::{CacheStore, StoreError, StoreErrorKind};
+use crate::store::{CacheStore, Lease, LeaseToken, StoreError, StoreErrorKind};
 use crate::{CacheKey, StoreBuildError};
 
 /// The longest the breaker stays open while its probes keep failing (the cooldown
@@ -263,6 +264,10 @@ impl RedisStore {
     }
 }
 
+/// Deletes a lease only if it is still the caller's (a lapsed lease may be another's).
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
 fn classify(e: &fred::error::Error) -> StoreError {
     use fred::error::ErrorKind as K;
     let kind = match e.kind() {
@@ -288,6 +293,35 @@ impl CacheStore for RedisStore {
 
     fn breaker_state(&self) -> Option<BreakerState> {
         Some(self.breaker.state())
+    }
+
+    /// `SET key:lease token NX PX ttl`: granted to one process at a time, freed by
+    /// [`release`](CacheStore::release) or when it lapses.
+    async fn lease(&self, key: &CacheKey, ttl: Duration) -> Result<Lease, StoreError> {
+        let client = self.pool.next().with_options(&self.options);
+        let lease_key = format!("{}:lease", self.redis_key(key));
+        let token = format!("{:016x}", tta_core::random_seed());
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let set = client.set::<Option<String>, _, _>(
+            lease_key,
+            token.as_str(),
+            Some(Expiration::PX(ms)),
+            Some(SetOptions::NX),
+            false,
+        );
+        Ok(match self.guarded(set).await? {
+            Some(_) => Lease::Granted(LeaseToken(token)),
+            None => Lease::Held,
+        })
+    }
+
+    async fn release(&self, key: &CacheKey, token: &LeaseToken) {
+        let client = self.pool.next().with_options(&self.options);
+        let lease_key = format!("{}:lease", self.redis_key(key));
+        // A lease that cannot be released lapses at its TTL.
+        let _ = self
+            .guarded(client.eval::<i64, _, _, _>(RELEASE, lease_key, token.0.as_str()))
+            .await;
     }
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 
 mod memory;
 mod redis;
+mod replicas;
 mod single_flight;
 mod stream;
 

@@ -16,7 +16,7 @@ use crate::{CALL_USAGE, call_cost, count, pipeline};
 
 /// Counts the provider streams that were dropped.
 #[derive(Clone, Default)]
-struct Drops(Arc<AtomicUsize>);
+pub(crate) struct Drops(Arc<AtomicUsize>);
 
 struct DropGuard(Arc<AtomicUsize>);
 
@@ -28,7 +28,7 @@ impl Drop for DropGuard {
 
 /// A provider streaming `n` words 10 ms apart; cut (an error after `cut` words) when set.
 /// It bills its usage when its stream ends cleanly, as a router's body does.
-fn words(
+pub(crate) fn words(
     t: &Telemetry,
     calls: &Arc<AtomicUsize>,
     drops: &Drops,
@@ -72,7 +72,7 @@ fn words(
     .unwrap()
 }
 
-fn expected(n: usize) -> Vec<String> {
+pub(crate) fn expected(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("q-{i}")).collect()
 }
 
