@@ -65,6 +65,7 @@ fn every_crate_of_the_crate_map_exists() {
         "tta-cache",
         "tta-router",
         "tta-llm",
+        "tta-limit",
         "tta-observability-integration",
         "tta-demo",
         "tta-benches",

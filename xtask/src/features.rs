@@ -12,6 +12,8 @@ const FEATURES: &[&str] = &[
     "cache-redis",
     "router",
     "llm",
+    "limit",
+    "limit-redis",
     "tower",
     "full",
 ];

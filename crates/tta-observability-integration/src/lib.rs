@@ -13,6 +13,7 @@
 //! | `cache` (`cache-redis` adds Redis) | [`cache`] | `tta-cache`: `CachePrimitive`, stores |
 //! | `router` | [`router`] | `tta-router`: `RouterPrimitive` |
 //! | `llm` | [`llm`] | `tta-llm`: chat types, `OpenAiCompatible`, `Anthropic` |
+//! | `limit` (`limit-redis` adds Redis) | [`limit`] | `tta-limit`: `LimitLayer`, budgets and rates |
 //! | `tower` | | tower interop in every included crate |
 //! | `full` | | all of the above |
 //!
@@ -125,6 +126,14 @@ pub mod llm {
     pub use tta_llm::*;
 }
 
+/// Budgets and rate limits: the `tta-limit` crate.
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub mod limit {
+    #[doc(inline)]
+    pub use tta_limit::*;
+}
+
 /// What a typical program imports: `use tta_observability_integration::prelude::*;`.
 pub mod prelude {
     pub use tta_core::{
@@ -135,6 +144,8 @@ pub mod prelude {
 
     #[cfg(feature = "cache")]
     pub use tta_cache::{CacheLayer, CachePrimitive, MemoryStore};
+    #[cfg(feature = "limit")]
+    pub use tta_limit::LimitLayer;
     #[cfg(feature = "router")]
     pub use tta_router::{Price, Route, RouterPrimitive, Strategy};
     #[cfg(feature = "timeout")]
