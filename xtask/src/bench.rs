@@ -22,6 +22,7 @@ pub(crate) fn run(sh: &Shell, flags: &[String]) -> anyhow::Result<()> {
     // The Redis group may not run (no redis-server): its table row must then say so, not
     // show an earlier run's estimates.
     sh.remove_path("target/criterion/redis")?;
+    sh.remove_path("target/criterion/limit/allow_redis")?;
     cmd!(
         sh,
         "cargo bench --locked -p tta-benches --benches -- --warm-up-time 2 --measurement-time 5"
@@ -141,6 +142,21 @@ pub(crate) fn table(sh: &Shell) {
                 raw / 1e3
             );
         }
+    }
+    if let Some((limit, bare)) = ratio("limit/allow_memory", "limit/bare_call") {
+        println!(
+            "| limit/allow_memory - limit/bare_call (reserve + settle) | {:.0} ns | report | |",
+            limit - bare
+        );
+    }
+    match ratio("limit/allow_redis", "limit/raw_fred_get") {
+        Some((limit, get)) => println!(
+            "| limit/allow_redis / limit/raw_fred_get (two script runs vs one GET) | {:.2}x ({:.1} us / {:.1} us) | report | |",
+            limit / get,
+            limit / 1e3,
+            get / 1e3
+        ),
+        None => println!("| limit/allow_redis | did not run | | |"),
     }
     for strategy in [
         "ordered",

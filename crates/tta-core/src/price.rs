@@ -153,36 +153,39 @@ impl ValidPrice {
         }
     }
 
-    /// No charge at all.
-    pub const FREE: ValidPrice = ValidPrice {
-        input_per_1k: Usd::ZERO,
-        output_per_1k: Usd::ZERO,
-        per_call: Usd::ZERO,
-    };
-
     fn has_token_prices(&self) -> bool {
         self.input_per_1k > Usd::ZERO || self.output_per_1k > Usd::ZERO
     }
 }
 
-/// The most one call through a primitive can be billed: the dearest price it may pay,
-/// times the most billed attempts it may make (a router's failed-but-billed attempt and
-/// its fallback are both billed). What a budget reserves before the call.
+/// The most one call through a primitive can be billed: what a budget reserves before
+/// the call. Either every attempt at one price ([`CostBound::new`]: a client, or any
+/// primitive that may retry), or each of several routes at most once, up to a number of
+/// attempts ([`CostBound::routes`]: a router, which tries a route at most once per call;
+/// a billed failure and its fallback are both counted).
 ///
 /// # Examples
 ///
 /// ```
 /// use tta_core::{CostBound, Price, TokenUsage, Usd};
 ///
-/// let price = Price::per_1k_tokens(0.01, 0.03).validate().unwrap();
-/// let bound = CostBound::new(price, 2);
-/// // 1,000 tokens in, at most 500 out, up to two billed attempts.
-/// assert_eq!(bound.max_cost(TokenUsage::new(1_000, 500)), Usd::from_dollars(2.0 * 0.025).unwrap());
+/// let dear = Price::per_1k_tokens(0.01, 0.03).validate().unwrap();
+/// let cheap = Price::per_1k_tokens(0.001, 0.003).validate().unwrap();
+/// let usage = TokenUsage::new(1_000, 500); // 1,000 tokens in, at most 500 out
+/// // Two attempts, each possibly at the dear price.
+/// assert_eq!(CostBound::new(dear, 2).max_cost(usage), Usd::from_dollars(2.0 * 0.025).unwrap());
+/// // A router over both: each at most once.
+/// let router = CostBound::routes([dear, cheap], 2);
+/// assert_eq!(router.max_cost(usage), Usd::from_dollars(0.025 + 0.0025).unwrap());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CostBound {
-    price: ValidPrice,
+    /// One price per route (or one price for every attempt).
+    prices: Vec<ValidPrice>,
+    /// Attempts per call.
     attempts: u32,
+    /// Each price is tried at most once.
+    once_each: bool,
 }
 
 impl CostBound {
@@ -193,21 +196,24 @@ impl CostBound {
     /// See [`CostBound`].
     pub fn new(price: ValidPrice, attempts: u32) -> Self {
         Self {
-            price,
+            prices: vec![price],
             attempts: attempts.max(1),
+            once_each: false,
         }
     }
 
-    /// The dearest price.
+    /// At most `attempts` billed attempts (at least 1), each on a different one of these
+    /// prices: the dearest `attempts` of them bound a call.
     ///
     /// # Examples
     ///
-    /// ```
-    /// let p = tta_core::Price::per_call(0.1).validate().unwrap();
-    /// assert_eq!(tta_core::CostBound::new(p, 1).price(), p);
-    /// ```
-    pub fn price(&self) -> ValidPrice {
-        self.price
+    /// See [`CostBound`].
+    pub fn routes(prices: impl IntoIterator<Item = ValidPrice>, attempts: u32) -> Self {
+        Self {
+            prices: prices.into_iter().collect(),
+            attempts: attempts.max(1),
+            once_each: true,
+        }
     }
 
     /// The most billed attempts per call.
@@ -228,8 +234,15 @@ impl CostBound {
     ///
     /// See [`CostBound`].
     pub fn max_cost(&self, usage: TokenUsage) -> Usd {
-        let one = self.price.max_cost(usage);
-        Usd::from_picos(one.picos().saturating_mul(u64::from(self.attempts)))
+        if !self.once_each {
+            let one = self.prices.first().map_or(Usd::ZERO, |p| p.max_cost(usage));
+            return Usd::from_picos(one.picos().saturating_mul(u64::from(self.attempts)));
+        }
+        let mut each: Vec<Usd> = self.prices.iter().map(|p| p.max_cost(usage)).collect();
+        each.sort_unstable_by(|a, b| b.cmp(a));
+        each.into_iter()
+            .take(self.attempts as usize)
+            .fold(Usd::ZERO, |sum, c| sum + c)
     }
 }
 

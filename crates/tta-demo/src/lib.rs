@@ -19,13 +19,14 @@ use tokio::time::Instant;
 use tta_observability_integration::cache::{
     CachePrimitive, CacheStats, CacheStore, MemoryStore, RedisStore,
 };
+use tta_observability_integration::limit::{LimitExceeded, LimitLayer, Refusal};
 use tta_observability_integration::llm::{
     Anthropic, ChatChunk, ChatRequest, ChatResponse, OpenAiCompatible,
 };
 use tta_observability_integration::router::{Route, RouterPrimitive, Strategy};
 use tta_observability_integration::timeout::{TimeoutPrimitive, TimeoutStats};
 use tta_observability_integration::{
-    AttemptKind, BoxPrimitive, BoxStreamPrimitive, Error, ErrorKind, StreamPrimitive,
+    AttemptKind, BoxPrimitive, BoxStreamPrimitive, Error, ErrorKind, Layer, StreamPrimitive,
     WorkflowContext, WorkflowPrimitive,
 };
 
@@ -50,6 +51,8 @@ pub struct DemoConfig {
     pub distinct_prompts: usize,
     /// The share of requests streamed (0 to 1).
     pub stream_share: f64,
+    /// Cap the run's spend at this many dollars (a `tta-limit` budget around the cache).
+    pub budget_usd: Option<f64>,
 }
 
 impl Default for DemoConfig {
@@ -62,6 +65,7 @@ impl Default for DemoConfig {
             redis: None,
             distinct_prompts: 3_000,
             stream_share: 0.5,
+            budget_usd: None,
         }
     }
 }
@@ -124,6 +128,12 @@ pub struct Summary {
     pub streams: u64,
     /// Streams that failed after their first chunk (cut, stalled past the idle limit).
     pub streams_interrupted: u64,
+    /// The budget of the run, when one was set.
+    pub budget_usd: Option<f64>,
+    /// Requests the budget refused: the window was spent, or a call could cost more than
+    /// the whole budget. (A refusal because calls in flight held the rest is retried after
+    /// its retry-after, as a client honouring `Retry-After` would.)
+    pub limited: u64,
     /// Wall-clock seconds.
     pub wall_s: f64,
     /// Requests per second.
@@ -163,6 +173,13 @@ struct Stack {
     cache_stats: Arc<dyn Fn() -> CacheStats + Send + Sync>,
     timeout_stats: Arc<dyn Fn() -> TimeoutStats + Send + Sync>,
 }
+
+/// The budget's window: longer than any run, so the cap is the run's.
+const BUDGET_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest wait before trying a request again that the budget refused because
+/// calls in flight held the rest (the limit's hint is at most 250 ms).
+const HELD_RETRY_MAX: Duration = Duration::from_millis(250);
 
 /// The client of the `i`-th simulated provider, priced and sized as its profile says.
 fn client_route(
@@ -229,7 +246,42 @@ fn build_stack<S: CacheStore>(
         router = router.route(client_route(providers, i)?);
     }
     let router = router.build()?;
-    let cache = CachePrimitive::builder(router.clone())
+    // The budget sits between the cache and the router: a hit costs nothing, so it
+    // needs no reservation.
+    let (entry, cache_stats) = match config.budget_usd {
+        None => cached(config, store, router.clone())?,
+        Some(usd) => {
+            let budget = LimitLayer::builder()
+                .name("budget")
+                .usd_per(usd, BUDGET_WINDOW)
+                .cost_bound(router.cost_bound())
+                .build()
+                .map_err(Error::invalid_config)?;
+            cached(config, store, budget.layer(router.clone()))?
+        }
+    };
+    Ok(Stack {
+        call: entry.0,
+        stream: entry.1,
+        router,
+        cache_stats,
+        timeout_stats: entry.2,
+    })
+}
+
+/// The cache's counters.
+type CacheStatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
+
+/// The request timeout around the cache around `inner` (the router, or the budget
+/// around it).
+fn cached<S, P>(config: &DemoConfig, store: S, inner: P) -> Result<(Entry, CacheStatsFn), Error>
+where
+    S: CacheStore,
+    P: WorkflowPrimitive<ChatRequest, Output = ChatResponse>
+        + StreamPrimitive<ChatRequest, Chunk = ChatChunk>
+        + 'static,
+{
+    let cache = CachePrimitive::builder(inner)
         .name("answers")
         .namespace("demo")
         .ttl(Duration::from_secs(600))
@@ -237,7 +289,29 @@ fn build_stack<S: CacheStore>(
         .store(store)
         .build()?;
     let cache = Arc::new(cache);
-    let stack = TimeoutPrimitive::builder(Arc::clone(&cache))
+    let stats: CacheStatsFn = {
+        let cache = Arc::clone(&cache);
+        Arc::new(move || cache.stats())
+    };
+    Ok((with_timeout(config, cache)?, stats))
+}
+
+/// The stack's entry points (calling and streaming) and the timeout's counters.
+type Entry = (
+    BoxPrimitive<ChatRequest, ChatResponse>,
+    BoxStreamPrimitive<ChatRequest, ChatChunk>,
+    Arc<dyn Fn() -> TimeoutStats + Send + Sync>,
+);
+
+/// The request timeout around `inner`.
+fn with_timeout<P>(config: &DemoConfig, inner: P) -> Result<Entry, Error>
+where
+    P: WorkflowPrimitive<ChatRequest, Output = ChatResponse>
+        + StreamPrimitive<ChatRequest, Chunk = ChatChunk>
+        + 'static,
+{
+    let scale = config.latency_scale;
+    let stack = TimeoutPrimitive::builder(inner)
         .name("request_timeout")
         .timeout(scaled(
             Duration::from_secs(3),
@@ -257,13 +331,11 @@ fn build_stack<S: CacheStore>(
         ))
         .build()?;
     let stack = Arc::new(stack);
-    Ok(Stack {
-        call: BoxPrimitive::new(Arc::clone(&stack)),
-        stream: BoxStreamPrimitive::new(Arc::clone(&stack)),
-        router,
-        cache_stats: Arc::new(move || cache.stats()),
-        timeout_stats: Arc::new(move || stack.stats()),
-    })
+    Ok((
+        BoxPrimitive::new(Arc::clone(&stack)),
+        BoxStreamPrimitive::new(Arc::clone(&stack)),
+        Arc::new(move || stack.stats()),
+    ))
 }
 
 /// What one worker saw.
@@ -322,15 +394,29 @@ impl Tally {
             .unwrap_or_default();
         // Timed as the request timeout times itself (the request built before, the
         // answer read after), so its histogram and these percentiles measure one thing.
-        let chat = request.chat();
-        let t0 = Instant::now();
-        let (result, took) = if request.stream {
-            self.streams += 1;
-            self.stream(stack, chat, &cx, t0).await
-        } else {
-            let answer = stack.call.execute(chat, &cx).await;
-            (answer.map(|answer| answer.model), t0.elapsed())
+        let (result, took) = loop {
+            let chat = request.chat();
+            let t0 = Instant::now();
+            let (result, took) = if request.stream {
+                self.stream(stack, chat, &cx, t0).await
+            } else {
+                let answer = stack.call.execute(chat, &cx).await;
+                (answer.map(|answer| answer.model), t0.elapsed())
+            };
+            // The budget's rest is held by calls in flight: try again when one settles.
+            if let Err(e) = &result
+                && let Some(refused) = e.downcast_ref::<LimitExceeded>()
+                && matches!(refused.refusal(), Some(Refusal::Held { .. }))
+            {
+                let after = e.retry_after().unwrap_or(HELD_RETRY_MAX);
+                tokio::time::sleep(after.min(HELD_RETRY_MAX)).await;
+                continue;
+            }
+            break (result, took);
         };
+        if request.stream {
+            self.streams += 1;
+        }
         // A request longer than the histogram's 60 s is counted at 60 s, not lost.
         self.latency_us
             .saturating_record(took.as_micros().max(1) as u64);
@@ -514,6 +600,12 @@ pub async fn run(config: &DemoConfig, progress: &Progress) -> Result<Summary, Er
         ttft_ms: (total.streams > 0).then(|| percentiles(&total.ttft_us)),
         streams: total.streams,
         streams_interrupted: total.streams_interrupted,
+        budget_usd: config.budget_usd,
+        limited: total
+            .errors
+            .get(ErrorKind::Limited.as_str())
+            .copied()
+            .unwrap_or(0),
         wall_s: wall,
         requests_per_s: config.requests as f64 / wall.max(1e-9),
         route_share: PROFILES

@@ -53,6 +53,10 @@ struct Args {
     /// The share of requests streamed, from 0 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
     stream_share: f64,
+    /// Cap the run's spend at this many dollars: a tta-limit budget reserves before each
+    /// request and refuses (kind `limited`) what could pass the cap.
+    #[arg(long, value_parser = parse_budget)]
+    budget_usd: Option<f64>,
     /// Serve the simulated providers on fixed loopback ports (`--providers-port` and the
     /// three after it), print their base URLs and wait for Ctrl-C: for tta-gateway and
     /// your own tests.
@@ -69,6 +73,15 @@ fn parse_share(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("must be a number from 0 to 1, got {s}"))
+    }
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a positive number of dollars, got {s}"))
     }
 }
 
@@ -119,7 +132,12 @@ fn print_summary(s: &Summary) {
         }
     };
     println!(
-        "tta-demo: timeout around cache around router over {} simulated providers (loopback HTTP)",
+        "tta-demo: timeout around cache around {}router over {} simulated providers (loopback HTTP)",
+        if s.budget_usd.is_some() {
+            "budget around "
+        } else {
+            ""
+        },
         s.route_share.len()
     );
     println!("  {:<22} {:>14}", "requests", s.requests);
@@ -156,6 +174,12 @@ fn print_summary(s: &Summary) {
     );
     println!("  {:<22} {:>14}", "cache store", s.cache_store);
     println!("  {:<22} {:>14.4}", "cost USD", s.cost_usd);
+    if let Some(budget) = s.budget_usd {
+        println!(
+            "  {:<22} {:>14.4} ({} requests limited)",
+            "budget USD", budget, s.limited
+        );
+    }
     println!(
         "  {:<22} {:>14.4}",
         "baseline cost USD", s.baseline_cost_usd
@@ -233,6 +257,7 @@ async fn main() -> ExitCode {
         redis: args.redis.clone(),
         distinct_prompts: args.distinct_prompts as usize,
         stream_share: args.stream_share,
+        budget_usd: args.budget_usd,
     };
     let progress = Arc::new(Progress::default());
     let bar = std::io::stderr().is_terminal().then(|| {

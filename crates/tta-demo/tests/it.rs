@@ -198,6 +198,37 @@ fn counts(summary: &tta_demo::Summary) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_caps_the_runs_spend_and_counts_what_it_refused() {
+    let config = DemoConfig {
+        requests: 600,
+        concurrency: 32,
+        latency_scale: 0.0,
+        budget_usd: Some(0.06),
+        ..DemoConfig::default()
+    };
+    let s = tta_demo::run(&config, &Progress::default()).await.unwrap();
+    assert!(s.cost_usd <= 0.06, "spent {} of a $0.06 budget", s.cost_usd);
+    assert!(s.limited > 0, "{s:?}");
+    assert_eq!(s.errors.get("limited").copied(), Some(s.limited));
+    assert_eq!(s.succeeded + s.failed, 600);
+    assert_eq!(s.budget_usd, Some(0.06));
+    // Hits need no budget: they go on being answered once the budget is spent.
+    assert!(s.cache_hits > 0);
+    // Without a budget the same run spends more than the cap.
+    let free = tta_demo::run(
+        &DemoConfig {
+            budget_usd: None,
+            ..config.clone()
+        },
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    assert!(free.cost_usd > 0.06, "the cap binds: {}", free.cost_usd);
+    assert_eq!(free.limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_concurrency_one_the_same_seed_gives_the_same_counts() {
     let config = DemoConfig {
         requests: 400,
@@ -441,6 +472,8 @@ fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
         "ttft_ms",
         "streams",
         "streams_interrupted",
+        "limited",
+        "budget_usd",
         "wall_s",
     ] {
         assert!(summary.get(key).is_some(), "JSON summary lacks {key}");
@@ -462,6 +495,9 @@ fn the_binary_writes_every_summary_key_and_accounts_for_every_request() {
         ("--latency-scale=-1", "latency-scale"),
         ("--stream-share=1.5", "stream-share"),
         ("--stream-share=NaN", "stream-share"),
+        ("--budget-usd=0", "budget-usd"),
+        ("--budget-usd=-2", "budget-usd"),
+        ("--budget-usd=inf", "budget-usd"),
     ] {
         let bad = Command::new(env!("CARGO_BIN_EXE_tta-demo"))
             .arg(flag)

@@ -109,7 +109,7 @@ pub enum BuildError {
 /// | `tokens_per(n, window)` | none | as above |
 /// | `usd_per(usd, window)` | none | finite, > 0; needs `cost_bound` |
 /// | `concurrency(n)` | none | `n` > 0; per process |
-/// | `cost_bound` | none | the dearest price and most billed attempts per call |
+/// | `cost_bound` | none | the most a call can be billed (a router's `cost_bound()`) |
 /// | `tenant_from(key)` | one global key | a context metadata key, not empty |
 /// | `tenant_labels([..])` | none: no tenant label | up to 64 names, each 1 to 64 bytes |
 /// | `store` | a new [`MemoryStore`] | |

@@ -8,9 +8,9 @@
 //! # Budgets by reservation
 //!
 //! Before a call runs, the limit **reserves** the most it can use: one request; its
-//! input's [`MaxUsage`] in tokens; and in dollars, that usage at the
-//! [`CostBound`]'s dearest price for each attempt the wrapped primitive may make (a
-//! router's `cost_bound()`: a billed failure and its fallback are both covered). After
+//! input's [`MaxUsage`] in tokens; and in dollars, the most that usage can be billed
+//! per the [`CostBound`] (a router's `cost_bound()`: each route at most once, the
+//! dearest first, so a billed failure and its fallback are both covered). After
 //! the call, or when a stream's body ends or is dropped, it **settles**: the reservation
 //! is given back and what the call really used (the cost ledger's exact dollars and
 //! tokens for the call) is added. So a window's spend can never pass its cap while
@@ -23,7 +23,7 @@
 //!
 //! A call that cannot be reserved fails at once with an error of kind
 //! [`limited`](tta_core::ErrorKind::Limited), class rate limited, with a retry-after: the
-//! window's end when the window is spent, at most one second when calls in flight hold
+//! window's end when the window is spent, at most 250 ms when calls in flight hold
 //! the rest. Its source is a [`LimitExceeded`].
 //!
 //! # Stores
@@ -117,8 +117,9 @@ use store::{Amount, Ask, Decision, Line, Settlement};
 const NO_TENANT: &str = "-";
 /// The key of a limit without a tenant key.
 const GLOBAL: &str = "*";
-/// The longest retry-after for a refusal caused by calls in flight.
-const HELD_RETRY: Duration = Duration::from_secs(1);
+/// The longest retry-after for a refusal caused by calls in flight: one of them may
+/// settle at any moment.
+const HELD_RETRY: Duration = Duration::from_millis(250);
 /// Per-tenant semaphores kept above this many are swept of idle ones.
 const SWEEP_SEMAPHORES_AT: usize = 4_096;
 
@@ -280,7 +281,7 @@ impl Shared {
         let amount = match rule.resource {
             Resource::Requests | Resource::Concurrency => Amount::Exact(1),
             Resource::Tokens => max.map_or(Amount::Rest, |u| Amount::Exact(u.total())),
-            Resource::Usd => match (max, self.cost_bound) {
+            Resource::Usd => match (max, &self.cost_bound) {
                 (Some(u), Some(bound)) => Amount::Exact(bound.max_cost(u).picos()),
                 _ => Amount::Rest,
             },

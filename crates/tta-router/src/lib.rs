@@ -214,9 +214,10 @@ impl<I, O> RouterPrimitive<I, O> {
         &self.core.strategy
     }
 
-    /// The most one call through this router can be billed: its dearest route's price
-    /// (amount by amount) for each of the attempts it may make. What a budget in front
-    /// of it reserves (`tta_limit`'s `cost_bound`).
+    /// The most one call through this router can be billed: each route at most once (a
+    /// router never tries a route twice for one call), the dearest routes first, up to
+    /// its most attempts. What a budget in front of it reserves (`tta_limit`'s
+    /// `cost_bound`).
     ///
     /// # Examples
     ///
@@ -231,16 +232,14 @@ impl<I, O> RouterPrimitive<I, O> {
     ///     .unwrap();
     /// let bound = r.cost_bound();
     /// assert_eq!(bound.attempts(), 2);
-    /// assert_eq!(bound.max_cost(TokenUsage::new(1_000, 1_000)).dollars(), 2.0 * 3.0);
+    /// assert_eq!(bound.max_cost(TokenUsage::new(1_000, 1_000)).dollars(), 1.0 + 2.0);
     /// ```
     pub fn cost_bound(&self) -> tta_core::CostBound {
-        let price = self
-            .core
-            .routes
-            .iter()
-            .fold(ValidPrice::FREE, |dearest, r| dearest.dearest(r.price));
         let attempts = self.core.max_attempts.min(self.core.routes.len());
-        tta_core::CostBound::new(price, u32::try_from(attempts).unwrap_or(u32::MAX))
+        tta_core::CostBound::routes(
+            self.core.routes.iter().map(|r| r.price),
+            u32::try_from(attempts).unwrap_or(u32::MAX),
+        )
     }
 
     /// Every route's statistics now, in declaration order.
