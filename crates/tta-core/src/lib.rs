@@ -44,6 +44,8 @@ mod ledger;
 mod name;
 mod price;
 mod primitive;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod semconv;
 mod stream;
 mod telemetry;

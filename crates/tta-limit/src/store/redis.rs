@@ -4,21 +4,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fred::clients::Pool;
-use fred::interfaces::{ClientLike, LuaInterface};
-use fred::prelude::{Builder, Config, ReconnectPolicy};
-use fred::types::config::Options;
+use fred::interfaces::LuaInterface;
 use futures_util::future::{BoxFuture, FutureExt};
-use tta_core::{Breaker, BreakerState};
+use tta_core::BreakerState;
+use tta_core::redis::{RedisPool, RedisSettings, redact};
 
 use super::{Amount, Ask, Decision, LimitStore, Line, Refusal, Settlement, StoreError};
 use crate::Resource;
 
 /// The script, run with EVALSHA (loaded once, and again after a server restart).
 const SCRIPT: &str = include_str!("limit.lua");
-
-/// The longest the breaker stays open while its probes keep failing.
-const BREAKER_MAX_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// Pico-dollars per unit the script counts dollars in (nano-dollars): Lua's numbers are
 /// doubles, exact to 2^53, so counting nano-dollars keeps budgets up to $9 million exact.
@@ -33,10 +28,10 @@ const PICOS_PER_UNIT: u64 = 1_000;
 /// - Keys expire: a counter when its window has ended and nothing is held; a
 ///   reservation whose call never settled (its process died) lapses after the limit's
 ///   `hold` and gives back what it held.
-/// - Every command has a timeout (default 250 ms) and is sent fail-fast; the pool
-///   reconnects in the background; a breaker (tta-core's) stops calling Redis after 5
-///   failures in a row, then probes. While Redis cannot answer, each limit applies its
-///   [`OnStoreDown`](crate::OnStoreDown) policy.
+/// - The connection is [`tta_core::redis`]'s: every command has a timeout (default
+///   250 ms) and is sent fail-fast; the pool reconnects in the background; a breaker
+///   stops calling Redis after 5 failures in a row, then probes. While Redis cannot
+///   answer, each limit applies its [`OnStoreDown`](crate::OnStoreDown) policy.
 ///
 /// Keys are `prefix:{limit:key}:resource:window_ms` (a hash) and the same with `:r` (a
 /// sorted set), the braces keeping one call's keys in one Redis Cluster slot.
@@ -51,11 +46,8 @@ const PICOS_PER_UNIT: u64 = 1_000;
 /// ```
 #[derive(Debug)]
 pub struct RedisStore {
-    pool: Pool,
-    options: Options,
+    pool: RedisPool,
     prefix: String,
-    command_timeout: Duration,
-    breaker: Breaker,
     /// The script's SHA-1 once loaded.
     sha: Mutex<Option<String>>,
 }
@@ -65,52 +57,38 @@ pub struct RedisStore {
 #[must_use]
 pub struct RedisStoreBuilder {
     url: String,
-    pool_size: usize,
-    command_timeout: Duration,
-    connect_timeout: Duration,
-    breaker_threshold: u32,
-    breaker_cooldown: Duration,
+    settings: RedisSettings,
     prefix: String,
-}
-
-/// `url` with any password replaced, for errors.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 impl RedisStoreBuilder {
     /// Pool connections (default 4).
     pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size;
+        self.settings.pool_size = size;
         self
     }
 
     /// The most one command may take (default 250 ms).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.settings.command_timeout = timeout;
         self
     }
 
     /// The most [`connect`](Self::connect) waits for the first connection (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
     /// Consecutive failures that open the breaker (default 5).
     pub fn breaker_threshold(mut self, failures: u32) -> Self {
-        self.breaker_threshold = failures;
+        self.settings.breaker_threshold = failures;
         self
     }
 
     /// How long an open breaker keeps Redis uncalled (default 5 s).
     pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
-        self.breaker_cooldown = cooldown;
+        self.settings.breaker_cooldown = cooldown;
         self
     }
 
@@ -128,57 +106,14 @@ impl RedisStoreBuilder {
     /// A [`StoreError`] for a URL that cannot be parsed, or a zero pool size, timeout,
     /// threshold or cooldown.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        if self.pool_size == 0 {
-            return Err(StoreError::new("pool_size must be at least 1"));
-        }
-        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(StoreError::new("timeouts must be greater than zero"));
-        }
-        if self.breaker_threshold == 0 || self.breaker_cooldown.is_zero() {
-            return Err(StoreError::new(
-                "breaker threshold and cooldown must be greater than zero",
-            ));
-        }
-        let bad_url = |e: fred::error::Error| {
-            StoreError::new(format!(
-                "bad Redis URL {}: {}",
-                redact(&self.url),
-                e.details()
-            ))
-        };
-        let mut config = Config::from_url(&self.url).map_err(bad_url)?;
-        config.fail_fast = false;
-        let command_timeout = self.command_timeout;
-        let connect_timeout = self.connect_timeout;
-        let pool = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = connect_timeout;
-                c.internal_command_timeout = command_timeout;
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = command_timeout;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build_pool(self.pool_size)
-            .map_err(bad_url)?;
-        pool.connect();
-        let _ = tokio::time::timeout(self.connect_timeout, pool.wait_for_connect()).await;
+        let pool = RedisPool::connect(&self.url, &self.settings)
+            .await
+            .map_err(|reason| {
+                StoreError::new(format!("Redis at {}: {reason}", redact(&self.url)))
+            })?;
         Ok(RedisStore {
             pool,
-            options: Options {
-                fail_fast: true,
-                timeout: Some(command_timeout),
-                max_attempts: Some(1),
-                ..Options::default()
-            },
             prefix: self.prefix,
-            command_timeout,
-            breaker: Breaker::new(
-                self.breaker_threshold,
-                self.breaker_cooldown,
-                self.breaker_cooldown.max(BREAKER_MAX_COOLDOWN),
-            ),
             sha: Mutex::new(None),
         })
     }
@@ -193,11 +128,7 @@ impl RedisStore {
     pub fn builder(url: &str) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.to_owned(),
-            pool_size: 4,
-            command_timeout: Duration::from_millis(250),
-            connect_timeout: Duration::from_secs(1),
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(5),
+            settings: RedisSettings::default(),
             prefix: "tta:limit".to_owned(),
         }
     }
@@ -209,7 +140,7 @@ impl RedisStore {
 
     /// Closes the pool.
     pub async fn quit(&self) {
-        let _ = self.pool.quit().await;
+        self.pool.quit().await;
     }
 
     /// The Redis keys of one line: its hash and its reservations' sorted set.
@@ -233,20 +164,10 @@ impl RedisStore {
 
     /// Runs the script once, through the breaker and under the command timeout.
     async fn run(&self, keys: Vec<String>, args: Vec<String>) -> Result<Vec<i64>, StoreError> {
-        let Some(permit) = self.breaker.admit() else {
-            return Err(StoreError::new("breaker open: Redis not called"));
-        };
-        let result = tokio::time::timeout(self.command_timeout, self.eval(keys, args)).await;
-        let result = match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::new(e.details().to_owned())),
-            Err(_) => Err(StoreError::new("command timed out")),
-        };
-        match &result {
-            Ok(_) => permit.success(),
-            Err(_) => permit.failure(None),
-        }
-        result
+        self.pool
+            .guarded(self.eval(keys, args))
+            .await
+            .map_err(|failure| StoreError::new(failure.to_string()))
     }
 
     /// EVALSHA, loading the script first when this store has not (or Redis forgot it).
@@ -255,7 +176,7 @@ impl RedisStore {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Vec<i64>, fred::error::Error> {
-        let client = self.pool.next().with_options(&self.options);
+        let client = self.pool.client();
         let known = self
             .sha
             .lock()
@@ -278,7 +199,7 @@ impl RedisStore {
     }
 
     async fn load(&self) -> Result<String, fred::error::Error> {
-        let client = self.pool.next().with_options(&self.options);
+        let client = self.pool.client();
         let sha: String = client.script_load(SCRIPT).await?;
         *self
             .sha
@@ -386,7 +307,7 @@ impl LimitStore for RedisStore {
     }
 
     fn breaker_state(&self) -> Option<BreakerState> {
-        Some(self.breaker.state())
+        Some(self.pool.breaker_state())
     }
 }
 
@@ -401,6 +322,5 @@ mod tests {
         assert_eq!(to_unit(Resource::Tokens, 1_001, true), 1_001);
         assert_eq!(from_unit(Resource::Usd, 2), 2_000);
         assert_eq!(from_unit(Resource::Requests, -1), 0);
-        assert_eq!(redact("redis://u:p@h:1"), "redis://***@h:1");
     }
 }
