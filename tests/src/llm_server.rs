@@ -140,6 +140,8 @@ struct Script {
     responder: Mutex<Option<Responder>>,
     /// Replies the client went away from before they were complete.
     abandoned: AtomicUsize,
+    /// Requests answered by `always` are recorded too ([`LlmServer::serve`]).
+    record_always: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a reply as abandoned when hyper drops it before it was complete (the client
@@ -242,6 +244,13 @@ impl LlmServer {
         self
     }
 
+    /// Answers every request with `reply`, as [`always`](Self::always) does, and records
+    /// each request (for tests; a bench's millions of requests would pile up).
+    pub fn serve(&self, reply: Reply) -> &Self {
+        self.script.record_always.store(true, Ordering::Relaxed);
+        self.always(reply)
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -285,7 +294,12 @@ async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: Stri
             queued
         }
         (Some(reply), _, _) => Some(reply),
-        (None, Some(always), _) => Some(always),
+        (None, Some(always), _) => {
+            if script.record_always.load(Ordering::Relaxed) {
+                script.requests.lock().expect("requests").push(recorded());
+            }
+            Some(always)
+        }
         (None, None, Some(respond)) => Some(respond(&recorded())),
     };
     answer(script, next).await

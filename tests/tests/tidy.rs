@@ -66,6 +66,7 @@ fn every_crate_of_the_crate_map_exists() {
         "tta-router",
         "tta-llm",
         "tta-limit",
+        "tta-gateway",
         "tta-observability-integration",
         "tta-demo",
         "tta-benches",

@@ -1,6 +1,14 @@
 //! Span export that loses nothing silently: a bound on the spans waiting for export,
 //! counted where they enter and where their export ends, so every span that ended is
 //! exported, waiting, or counted as dropped (`tta.apm.spans.dropped`, and the status).
+#![cfg_attr(
+    not(feature = "otlp"),
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "the bounded processor and the counting exporter serve OTLP export only"
+    )
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

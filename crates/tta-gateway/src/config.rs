@@ -1,0 +1,515 @@
+//! The gateway's configuration: TOML, read strictly (an unknown key is an error), then
+//! checked as a whole. Every error names where it is, as a TOML path
+//! (`models.chat.routes[1]: unknown provider "opneai"`) or, for a parse error, a line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// A configuration error and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The TOML path of the bad value (`models.chat.routes[1]`), or `line N` for a
+    /// parse error.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Every error a configuration has, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the API listens (`127.0.0.1:8080`).
+    pub listen: String,
+    /// Where `/metrics` listens (default `127.0.0.1:9464`; `127.0.0.1:0` picks a port).
+    #[serde(default = "default_metrics")]
+    pub metrics_listen: String,
+    /// Request bodies above this many bytes get 413 (default 1 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more get 503 with `Retry-After` (default 512).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// How long a client may take to send its body, in ms (default 10,000).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// How long SIGTERM waits for requests and streams in flight, in ms (default 30,000).
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+    /// Redis, shared by the cache and the limits when set.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// The providers, by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// The models the gateway exposes, by the name clients send.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// The cache (default: in memory, 10 minutes).
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Time limits per request.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// The API keys, each a tenant's.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Limits per tenant, by tenant name.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Telemetry.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+fn default_metrics() -> String {
+    "127.0.0.1:9464".to_owned()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_max_concurrency() -> usize {
+    512
+}
+fn default_body_timeout() -> u64 {
+    10_000
+}
+fn default_grace() -> u64 {
+    30_000
+}
+
+/// Redis.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; the environment variable `TTA_GATEWAY_REDIS_URL` overrides
+    /// it (it may hold a password).
+    pub url: String,
+}
+
+/// A provider.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `openai` (any OpenAI-compatible server) or `anthropic`.
+    pub kind: String,
+    /// Its base URL (`https://api.openai.com/v1`).
+    pub base_url: String,
+    /// The environment variable holding its API key (none: no key is sent).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Its models, by name.
+    pub models: BTreeMap<String, ProviderModel>,
+}
+
+/// A provider's model: its prices and context window.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderModel {
+    /// USD per 1,000 input tokens.
+    #[serde(default)]
+    pub input_per_1k: f64,
+    /// USD per 1,000 output tokens.
+    #[serde(default)]
+    pub output_per_1k: f64,
+    /// USD per call, charged when a call reports no usage.
+    #[serde(default)]
+    pub per_call: f64,
+    /// The context window in tokens.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+/// A model the gateway exposes: a router over provider models.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `ordered` (default), `cheapest`, `lowest_latency`, `weighted`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// The routes, in order; each falls back to the next.
+    pub routes: Vec<RouteConfig>,
+    /// The most one attempt may take, in ms (default: no limit of its own).
+    #[serde(default)]
+    pub attempt_timeout_ms: Option<u64>,
+}
+
+fn default_strategy() -> String {
+    "ordered".to_owned()
+}
+
+/// One route of an exposed model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A provider's name.
+    pub provider: String,
+    /// One of its models.
+    pub model: String,
+    /// The weight for `weighted` (default 1).
+    #[serde(default)]
+    pub weight: Option<f64>,
+}
+
+/// The cache.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` (default), `redis` (the `[redis]` URL) or `off`.
+    #[serde(default = "default_cache_store")]
+    pub store: String,
+    /// How long an answer is kept, in seconds (default 600).
+    #[serde(default = "default_ttl")]
+    pub ttl_s: u64,
+    /// The namespace of its keys (default `gateway`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            store: default_cache_store(),
+            ttl_s: default_ttl(),
+            namespace: default_namespace(),
+        }
+    }
+}
+
+fn default_cache_store() -> String {
+    "memory".to_owned()
+}
+fn default_ttl() -> u64 {
+    600
+}
+fn default_namespace() -> String {
+    "gateway".to_owned()
+}
+
+/// Time limits of one request, in ms.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// To the first token (a call: to its answer) (default 30,000).
+    #[serde(default = "default_first_chunk")]
+    pub first_chunk_ms: u64,
+    /// Between two chunks of a stream (default 30,000).
+    #[serde(default = "default_idle")]
+    pub idle_ms: u64,
+    /// A whole stream (default 300,000).
+    #[serde(default = "default_total")]
+    pub total_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            first_chunk_ms: default_first_chunk(),
+            idle_ms: default_idle(),
+            total_ms: default_total(),
+        }
+    }
+}
+
+fn default_first_chunk() -> u64 {
+    30_000
+}
+fn default_idle() -> u64 {
+    30_000
+}
+fn default_total() -> u64 {
+    300_000
+}
+
+/// An API key: its SHA-256 digest (hex) and its tenant. The key itself is never stored.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The SHA-256 of the key, 64 hex digits (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// A revoked key gets 401 like an unknown one.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A tenant's limits (each optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Dollars per day.
+    #[serde(default)]
+    pub usd_per_day: Option<f64>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (in and out) per minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests at once (per replica).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+/// Telemetry.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `service.name` (default `tta-gateway`; `OTEL_SERVICE_NAME` overrides it).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Tenants that may be metric labels; the others are `other`.
+    #[serde(default)]
+    pub tenant_labels: Vec<String>,
+}
+
+/// The strategies a model may name.
+pub(crate) const STRATEGIES: [&str; 4] = ["ordered", "cheapest", "lowest_latency", "weighted"];
+
+impl Config {
+    /// Parses and checks `text`.
+    ///
+    /// # Errors
+    ///
+    /// Every error found, each with its location.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or_else(
+                || "config".to_owned(),
+                |span| {
+                    format!(
+                        "line {}",
+                        text[..span.start.min(text.len())].lines().count().max(1)
+                    )
+                },
+            );
+            ConfigErrors(vec![ConfigError {
+                at,
+                message: e.message().to_owned(),
+            }])
+        })?;
+        let errors = config.check();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Every semantic error, with its TOML path.
+    fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |at: String, message: String| errors.push(ConfigError { at, message });
+        for (field, addr) in [
+            ("listen", &self.listen),
+            ("metrics_listen", &self.metrics_listen),
+        ] {
+            if addr.parse::<SocketAddr>().is_err() {
+                err(
+                    field.to_owned(),
+                    format!("not an address (host:port): {addr:?}"),
+                );
+            }
+        }
+        if self.max_body_bytes == 0 {
+            err("max_body_bytes".into(), "must be above zero".into());
+        }
+        if self.max_concurrency == 0 {
+            err("max_concurrency".into(), "must be above zero".into());
+        }
+        if self.providers.is_empty() {
+            err("providers".into(), "no provider is configured".into());
+        }
+        for (name, p) in &self.providers {
+            let at = format!("providers.{name}");
+            if !matches!(p.kind.as_str(), "openai" | "anthropic") {
+                err(
+                    format!("{at}.kind"),
+                    format!("unknown kind {:?} (openai or anthropic)", p.kind),
+                );
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                err(
+                    format!("{at}.base_url"),
+                    format!("not an http(s) URL: {:?}", p.base_url),
+                );
+            }
+            if p.models.is_empty() {
+                err(format!("{at}.models"), "no model is configured".into());
+            }
+            for (model, m) in &p.models {
+                for (field, v) in [
+                    ("input_per_1k", m.input_per_1k),
+                    ("output_per_1k", m.output_per_1k),
+                    ("per_call", m.per_call),
+                ] {
+                    if !v.is_finite() || v < 0.0 {
+                        err(
+                            format!("{at}.models.{model}.{field}"),
+                            format!("must be a finite, non-negative price, got {v}"),
+                        );
+                    }
+                }
+                if m.context_window == Some(0) {
+                    err(
+                        format!("{at}.models.{model}.context_window"),
+                        "must be above zero".into(),
+                    );
+                }
+            }
+            if tta_core::PrimitiveName::new(name).is_err() {
+                err(
+                    at.clone(),
+                    "a provider's name is 1 to 64 letters, digits, '_', '-' or '.'".into(),
+                );
+            }
+        }
+        if self.models.is_empty() {
+            err("models".into(), "no model is exposed".into());
+        }
+        for (name, m) in &self.models {
+            let at = format!("models.{name}");
+            if !STRATEGIES.contains(&m.strategy.as_str()) {
+                err(
+                    format!("{at}.strategy"),
+                    format!(
+                        "unknown strategy {:?} ({})",
+                        m.strategy,
+                        STRATEGIES.join(", ")
+                    ),
+                );
+            }
+            if m.routes.is_empty() {
+                err(format!("{at}.routes"), "no route".into());
+            }
+            if m.attempt_timeout_ms == Some(0) {
+                err(
+                    format!("{at}.attempt_timeout_ms"),
+                    "must be above zero".into(),
+                );
+            }
+            let mut seen = Vec::new();
+            for (i, r) in m.routes.iter().enumerate() {
+                let at = format!("{at}.routes[{i}]");
+                match self.providers.get(&r.provider) {
+                    None => err(at, format!("unknown provider {:?}", r.provider)),
+                    Some(p) if !p.models.contains_key(&r.model) => err(
+                        at,
+                        format!("provider {:?} has no model {:?}", r.provider, r.model),
+                    ),
+                    Some(_) if seen.contains(&(&r.provider, &r.model)) => {
+                        err(at, "the same route twice".into());
+                    }
+                    Some(_) => seen.push((&r.provider, &r.model)),
+                }
+                if r.weight.is_some_and(|w| !w.is_finite() || w < 0.0) {
+                    err(
+                        format!("{}.routes[{i}].weight", format_args!("models.{name}")),
+                        "must be finite and non-negative".into(),
+                    );
+                }
+            }
+        }
+        if !matches!(self.cache.store.as_str(), "memory" | "redis" | "off") {
+            err(
+                "cache.store".into(),
+                format!(
+                    "unknown store {:?} (memory, redis or off)",
+                    self.cache.store
+                ),
+            );
+        }
+        if self.cache.store == "redis" && self.redis.is_none() {
+            err("cache.store".into(), "redis needs a [redis] url".into());
+        }
+        if self.cache.ttl_s == 0 {
+            err("cache.ttl_s".into(), "must be above zero".into());
+        }
+        for (field, v) in [
+            ("timeouts.first_chunk_ms", self.timeouts.first_chunk_ms),
+            ("timeouts.idle_ms", self.timeouts.idle_ms),
+            ("timeouts.total_ms", self.timeouts.total_ms),
+        ] {
+            if v == 0 {
+                err(field.into(), "must be above zero".into());
+            }
+        }
+        if self.keys.is_empty() {
+            err(
+                "keys".into(),
+                "no API key: every request would get 401".into(),
+            );
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            let at = format!("keys[{i}]");
+            if crate::auth::digest_from_hex(&k.sha256).is_none() {
+                err(format!("{at}.sha256"), "not 64 hex digits".into());
+            }
+            if !self.tenants.contains_key(&k.tenant) {
+                err(
+                    format!("{at}.tenant"),
+                    format!("unknown tenant {:?}", k.tenant),
+                );
+            }
+        }
+        for (name, t) in &self.tenants {
+            let at = format!("tenants.{name}");
+            if tta_core::PrimitiveName::new(name).is_err() {
+                err(
+                    at.clone(),
+                    "a tenant's name is 1 to 64 letters, digits, '_', '-' or '.'".into(),
+                );
+            }
+            if t.usd_per_day.is_some_and(|v| !v.is_finite() || v <= 0.0) {
+                err(
+                    format!("{at}.usd_per_day"),
+                    "must be a positive number of dollars".into(),
+                );
+            }
+            for (field, v) in [
+                ("requests_per_minute", t.requests_per_minute),
+                ("tokens_per_minute", t.tokens_per_minute),
+            ] {
+                if v == Some(0) {
+                    err(format!("{at}.{field}"), "must be above zero".into());
+                }
+            }
+            if t.concurrency == Some(0) {
+                err(format!("{at}.concurrency"), "must be above zero".into());
+            }
+        }
+        for (i, t) in self.telemetry.tenant_labels.iter().enumerate() {
+            if !self.tenants.contains_key(t) {
+                err(
+                    format!("telemetry.tenant_labels[{i}]"),
+                    format!("unknown tenant {t:?}"),
+                );
+            }
+        }
+        errors
+    }
+}

@@ -1,0 +1,471 @@
+//! OpenAI's chat completions wire format: requests in, answers, chunks and errors out.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use tta_core::{Error, ErrorClass, ErrorKind};
+use tta_llm::{ChatChunk, ChatRequest, ChatResponse, Message, Role, ToolCall};
+
+/// A parsed request: the neutral request, and how to answer it.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) model: String,
+    pub(crate) request: ChatRequest,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+/// An error answered to the client: status, OpenAI's `type` and `code`, a message, and
+/// the retry-after for 429 and 503.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) kind: &'static str,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
+    pub(crate) retry_after: Option<std::time::Duration>,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    fn invalid(param: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(400, "invalid_request_error", "invalid_value", message);
+        e.param = Some(param.to_owned());
+        e
+    }
+
+    /// OpenAI's error object.
+    pub(crate) fn body(&self) -> Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+
+    /// The answer to a failed request, by the error's kind and class.
+    pub(crate) fn from_error(e: &Error) -> Self {
+        // When every route failed, the last attempt says what the client can do.
+        let last = e.attempts().last().map(|a| a.error());
+        let cause = last.unwrap_or(e);
+        let mut api = match (cause.kind(), cause.class()) {
+            (ErrorKind::Limited, _) => {
+                let budget = cause
+                    .downcast_ref::<tta_limit::LimitExceeded>()
+                    .is_some_and(|l| l.resource() == tta_limit::Resource::Usd)
+                    || cause
+                        .downcast_ref::<tta_limit::StoreUnavailable>()
+                        .is_some();
+                if budget {
+                    Self::new(
+                        429,
+                        "insufficient_quota",
+                        "insufficient_quota",
+                        "this key's budget is spent for now",
+                    )
+                } else {
+                    Self::new(
+                        429,
+                        "requests",
+                        "rate_limit_exceeded",
+                        "this key's rate limit is reached",
+                    )
+                }
+            }
+            (ErrorKind::Timeout, _) => Self::new(
+                504,
+                "timeout",
+                "timeout",
+                "the providers did not answer in time",
+            ),
+            (ErrorKind::Cancelled, _) => {
+                Self::new(499, "cancelled", "cancelled", "the request was cancelled")
+            }
+            (_, ErrorClass::RateLimited { .. }) => Self::new(
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                "every provider is rate limiting",
+            ),
+            (_, ErrorClass::ContextLength) => Self::new(
+                400,
+                "invalid_request_error",
+                "context_length_exceeded",
+                "the prompt is longer than every model's context window",
+            ),
+            (_, ErrorClass::ContentFilter) => Self::new(
+                400,
+                "invalid_request_error",
+                "content_filter",
+                "the answer was filtered by the provider",
+            ),
+            (_, ErrorClass::InvalidRequest) => Self::new(
+                400,
+                "invalid_request_error",
+                "invalid_request",
+                "the provider rejected the request",
+            ),
+            (_, ErrorClass::Auth) => Self::new(
+                502,
+                "upstream_error",
+                "upstream_auth",
+                "the gateway's provider credentials were refused",
+            ),
+            (_, ErrorClass::Unavailable) => Self::new(
+                503,
+                "server_error",
+                "unavailable",
+                "no provider could answer",
+            ),
+            _ => Self::new(
+                502,
+                "server_error",
+                "upstream_error",
+                "the providers failed",
+            ),
+        };
+        if api.status == 429 || api.status == 503 {
+            let after = e.retry_after().or_else(|| cause.retry_after());
+            api.retry_after = Some(after.unwrap_or(std::time::Duration::from_secs(1)));
+        }
+        api
+    }
+}
+
+fn string(v: &Value, param: &str) -> Result<String, ApiError> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid(param, format!("{param} must be a string")))
+}
+
+/// A message's content: a string, or an array of text parts (other parts are refused).
+fn content(v: Option<&Value>, param: &str) -> Result<String, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (i, part) in parts.iter().enumerate() {
+                let at = format!("{param}[{i}]");
+                match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(t)) => text.push_str(&string(t, &format!("{at}.text"))?),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            &at,
+                            format!("{at}: only text parts are supported"),
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        Some(_) => Err(ApiError::invalid(
+            param,
+            format!("{param} must be a string or an array of parts"),
+        )),
+    }
+}
+
+fn message(v: &Value, i: usize) -> Result<Message, ApiError> {
+    let at = format!("messages[{i}]");
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid(&at, format!("{at} must be an object")))?;
+    let role = match obj.get("role").and_then(Value::as_str) {
+        Some("system" | "developer") => Role::System,
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some("tool") => Role::Tool,
+        _ => {
+            return Err(ApiError::invalid(
+                &format!("{at}.role"),
+                format!("{at}.role must be system, developer, user, assistant or tool"),
+            ));
+        }
+    };
+    let mut m = Message {
+        role,
+        content: content(obj.get("content"), &format!("{at}.content"))?,
+        tool_call_id: None,
+        tool_calls: Vec::new(),
+    };
+    if let Some(id) = obj.get("tool_call_id") {
+        m.tool_call_id = Some(string(id, &format!("{at}.tool_call_id"))?);
+    }
+    if let Some(calls) = obj.get("tool_calls") {
+        let calls = calls.as_array().ok_or_else(|| {
+            ApiError::invalid(
+                &format!("{at}.tool_calls"),
+                format!("{at}.tool_calls must be an array"),
+            )
+        })?;
+        for (j, c) in calls.iter().enumerate() {
+            let cat = format!("{at}.tool_calls[{j}]");
+            let f = c.get("function").unwrap_or(&Value::Null);
+            m.tool_calls.push(ToolCall {
+                id: string(c.get("id").unwrap_or(&Value::Null), &format!("{cat}.id"))?,
+                name: string(
+                    f.get("name").unwrap_or(&Value::Null),
+                    &format!("{cat}.function.name"),
+                )?,
+                arguments: string(
+                    f.get("arguments").unwrap_or(&Value::Null),
+                    &format!("{cat}.function.arguments"),
+                )?,
+            });
+        }
+    }
+    Ok(m)
+}
+
+/// Reads an OpenAI chat completions request. Fields it does not know are kept and sent
+/// to the provider verbatim.
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::new(
+            400,
+            "invalid_request_error",
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    };
+    let model = string(obj.get("model").unwrap_or(&Value::Null), "model")?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("messages", "messages must be an array"))?;
+    if messages.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must not be empty"));
+    }
+    let messages = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message(m, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut request = ChatRequest::new(messages);
+    let uint = |v: &Value, param: &str| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| ApiError::invalid(param, format!("{param} must be a positive integer")))
+    };
+    let float = |v: &Value, param: &str| {
+        v.as_f64()
+            .ok_or_else(|| ApiError::invalid(param, format!("{param} must be a number")))
+    };
+    let mut stream = false;
+    let mut include_usage = false;
+    for key in obj.keys().cloned().collect::<Vec<_>>() {
+        let Some(v) = obj.remove(&key) else { continue };
+        if v.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "model" | "messages" => {}
+            "max_tokens" | "max_completion_tokens" => request.max_tokens = Some(uint(&v, &key)?),
+            "temperature" => request.temperature = Some(float(&v, &key)?),
+            "top_p" => request.top_p = Some(float(&v, &key)?),
+            "stop" => {
+                request.stop = match v {
+                    Value::String(s) => vec![s],
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|s| string(s, "stop"))
+                        .collect::<Result<_, _>>()?,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "stop",
+                            "stop must be a string or an array of strings",
+                        ));
+                    }
+                }
+            }
+            "tools" => request.tools = Some(v.to_string()),
+            "tool_choice" => request.tool_choice = Some(v.to_string()),
+            "stream" => {
+                stream = v
+                    .as_bool()
+                    .ok_or_else(|| ApiError::invalid("stream", "stream must be a boolean"))?;
+            }
+            "stream_options" => {
+                include_usage = v
+                    .get("include_usage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+            }
+            // The client's own parameters (`user`, `seed`, `n`, a provider's extension):
+            // passed through verbatim.
+            _ => {
+                request.extra.insert(key, v.to_string());
+            }
+        }
+    }
+    request.model = Some(model.clone());
+    Ok(Parsed {
+        model,
+        request,
+        stream,
+        include_usage,
+    })
+}
+
+fn usage_json(u: &tta_llm::Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+    })
+}
+
+/// An answer as OpenAI writes it, under the model name the client asked for.
+pub(crate) fn completion(model: &str, r: &ChatResponse, created: u64) -> Value {
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    message.insert("content".into(), r.content.clone().into());
+    if !r.tool_calls.is_empty() {
+        message.insert(
+            "tool_calls".into(),
+            r.tool_calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    let mut out = json!({
+        "id": r.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "finish_reason": r.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
+        }],
+    });
+    if let Some(u) = &r.usage {
+        out["usage"] = usage_json(u);
+    }
+    out
+}
+
+/// One chunk as OpenAI streams it; `first` adds the assistant role to the delta.
+pub(crate) fn chunk(model: &str, id: &str, c: &ChatChunk, created: u64, first: bool) -> Value {
+    let mut delta = Map::new();
+    if first {
+        delta.insert("role".into(), "assistant".into());
+    }
+    if !c.delta.is_empty() {
+        delta.insert("content".into(), c.delta.clone().into());
+    }
+    if !c.tool_calls.is_empty() {
+        delta.insert(
+            "tool_calls".into(),
+            c.tool_calls
+                .iter()
+                .map(|t| {
+                    let mut call = Map::new();
+                    call.insert("index".into(), t.index.into());
+                    if let Some(id) = &t.id {
+                        call.insert("id".into(), id.clone().into());
+                        call.insert("type".into(), "function".into());
+                    }
+                    let mut function = BTreeMap::new();
+                    if let Some(name) = &t.name {
+                        function.insert("name", Value::from(name.clone()));
+                    }
+                    if let Some(args) = &t.arguments {
+                        function.insert("arguments", Value::from(args.clone()));
+                    }
+                    call.insert("function".into(), json!(function));
+                    Value::Object(call)
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "delta": delta,
+            "finish_reason": c.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
+        }],
+    })
+}
+
+/// The usage-only final chunk of `stream_options.include_usage`.
+pub(crate) fn usage_chunk(model: &str, id: &str, u: &tta_llm::Usage, created: u64) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage_json(u),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_unknown_fields_and_reads_every_known_one() {
+        let p = parse(br#"{"model":"chat","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],
+            "max_completion_tokens":7,"stop":"x","stream":true,"stream_options":{"include_usage":true},
+            "seed":3,"user":"u1","tools":[{"type":"function","function":{"name":"f"}}]}"#).unwrap();
+        assert_eq!(p.model, "chat");
+        assert!(p.stream && p.include_usage);
+        assert_eq!(p.request.max_tokens, Some(7));
+        assert_eq!(p.request.stop, ["x"]);
+        assert_eq!(p.request.messages[0].content, "hi");
+        assert_eq!(p.request.extra["seed"], "3");
+        assert_eq!(p.request.extra["user"], "\"u1\"");
+        assert!(p.request.tools.as_deref().unwrap().contains("\"f\""));
+    }
+
+    #[test]
+    fn bad_requests_name_what_is_wrong() {
+        let e = parse(b"{\"model\": 1").unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_json"));
+        assert!(e.message.contains("line 1"), "{}", e.message);
+        let e = parse(br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
+        let e = parse(b"\xff\xfe").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(parse(b"[]").unwrap_err().code, "invalid_json");
+    }
+}

@@ -1,0 +1,118 @@
+//! Configuration errors name where they are; the example config is valid; the binary's
+//! `--check-config` prints them.
+
+use tta_gateway::Config;
+
+fn errors(toml: &str) -> Vec<String> {
+    Config::parse(toml)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn every_error_has_its_toml_location() {
+    let base = crate::config_for(&["http://127.0.0.1:1/v1".to_owned()], "", "");
+    let typo = base.replace(
+        "routes = [{ provider = \"p0\", model = \"m\" }]",
+        "routes = [{ provider = \"p0\", model = \"m\" }, { provider = \"opneai\", model = \"m\" }, { provider = \"p0\", model = \"x\" }]",
+    );
+    let found = errors(&typo);
+    assert!(
+        found.contains(&"models.chat.routes[1]: unknown provider \"opneai\"".to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"models.chat.routes[2]: provider \"p0\" has no model \"x\"".to_owned()),
+        "{found:?}"
+    );
+
+    let bad = base
+        .replace("kind = \"openai\"", "kind = \"openia\"")
+        .replace("input_per_1k = 0.001", "input_per_1k = -1.0")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"");
+    let found = errors(&bad);
+    for expected in [
+        "listen: not an address",
+        "providers.p0.kind: unknown kind \"openia\"",
+        "providers.p0.models.m.input_per_1k: must be a finite, non-negative price",
+    ] {
+        assert!(
+            found.iter().any(|e| e.starts_with(expected)),
+            "{expected} not in {found:?}"
+        );
+    }
+    // A key with a bad digest, or for a tenant that does not exist.
+    let keys = base
+        .replacen(&tta_gateway::key_digest(crate::ACME_KEY), "abc", 1)
+        .replace("tenant = \"tight\"", "tenant = \"nobody\"");
+    let found = errors(&keys);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.starts_with("keys[0].sha256: not 64 hex digits")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e == "keys[1].tenant: unknown tenant \"nobody\""),
+        "{found:?}"
+    );
+    // Unknown keys and wrong types are parse errors with a line.
+    let found = errors(&format!("{base}\nlisten_port = 3\n"));
+    assert!(found[0].starts_with("line "), "{found:?}");
+    assert!(found[0].contains("unknown field"), "{found:?}");
+    let found = errors(&base.replace("max_body_bytes = 65536", "max_body_bytes = \"big\""));
+    assert!(found[0].starts_with("line 3:"), "{found:?}");
+}
+
+#[test]
+fn the_example_config_is_valid_and_its_key_is_the_one_in_its_header() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config = Config::parse(&text).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# example key: "))
+        .expect("a `# example key:` line");
+    assert_eq!(config.keys[0].sha256, tta_gateway::key_digest(key.trim()));
+    assert!(!text.contains(&format!("sha256 = \"{}\"", key.trim())));
+}
+
+#[test]
+fn check_config_prints_each_error_and_fails() {
+    let dir = std::env::temp_dir().join(format!("tta-gateway-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    let base = crate::config_for(&["http://127.0.0.1:1/v1".to_owned()], "", "");
+    std::fs::write(
+        &bad,
+        base.replace("provider = \"p0\"", "provider = \"opneai\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tta-gateway"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("models.chat.routes[0]: unknown provider \"opneai\""),
+        "{stderr}"
+    );
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.example.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tta-gateway"))
+        .args(["--check-config", good])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,102 @@
+//! Budgets and rate limits per tenant over HTTP, and two replicas sharing a real
+//! `redis-server` that enforce one limit.
+
+use serde_json::{Value, json};
+use tta_tests::llm_server::{LlmServer, Reply};
+use tta_tests::redis::RedisServer;
+
+use crate::{ACME_KEY, Running, TIGHT_KEY, body, completion, config_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_rate_limit_answers_429_with_retry_after_and_spares_other_tenants() {
+    let server = LlmServer::start().await;
+    server.serve(Reply::json(completion("hi")));
+    let gw = Running::start(&config_for(
+        &[server.base_url()],
+        "",
+        "requests_per_minute = 2",
+    ))
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            gw.post(Some(TIGHT_KEY), body(json!({}))).await.status(),
+            200
+        );
+    }
+    let refused = gw.post(Some(TIGHT_KEY), body(json!({}))).await;
+    assert_eq!(refused.status(), 429);
+    let after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+    let e: Value = refused.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "rate_limit_exceeded");
+    // Another tenant is not limited.
+    for _ in 0..5 {
+        assert_eq!(gw.post(Some(ACME_KEY), body(json!({}))).await.status(), 200);
+    }
+    assert_eq!(server.requests().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_answers_insufficient_quota_and_never_overshoots() {
+    let server = LlmServer::start().await;
+    server.serve(Reply::json(completion("hi")));
+    // Each call reserves at most 5 + 16 tokens' worth... the bound is $0.000037 a call
+    // at these prices; $0.0001 a day allows two.
+    let gw = Running::start(&config_for(
+        &[server.base_url()],
+        "",
+        "usd_per_day = 0.0001",
+    ))
+    .await;
+    let mut ok = 0;
+    loop {
+        let r = gw.post(Some(TIGHT_KEY), body(json!({}))).await;
+        if r.status() == 200 {
+            ok += 1;
+            assert!(ok < 100, "the budget never bound");
+            continue;
+        }
+        assert_eq!(r.status(), 429);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "insufficient_quota");
+        break;
+    }
+    // 5 prompt + 2 completion tokens at $0.001 / $0.002 per 1k: $0.000009 a call.
+    let spent = ok as f64 * 0.000_009;
+    assert!(spent <= 0.0001, "{ok} calls spent {spent}");
+    assert!(ok >= 2, "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_redis_enforce_one_limit() {
+    let redis = RedisServer::start();
+    let server = LlmServer::start().await;
+    server.serve(Reply::json(completion("hi")));
+    let extra = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let toml = config_for(&[server.base_url()], &extra, "requests_per_minute = 3");
+    let (a, b) = (Running::start(&toml).await, Running::start(&toml).await);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        statuses.push(
+            gw.post(Some(TIGHT_KEY), body(json!({})))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+}

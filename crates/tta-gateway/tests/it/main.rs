@@ -1,0 +1,179 @@
+//! tta-gateway integration tests: a real OpenAI client (async-openai) and raw HTTP
+//! against the gateway on a loopback port, over scripted and simulated providers.
+
+mod api;
+mod config;
+mod limits;
+mod process;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_openai::config::OpenAIConfig;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tta_gateway::{Config, Gateway};
+
+/// A key of tenant `acme`, and one of tenant `tight`.
+pub(crate) const ACME_KEY: &str = "sk-test-acme";
+pub(crate) const TIGHT_KEY: &str = "sk-test-tight";
+pub(crate) const REVOKED_KEY: &str = "sk-test-revoked";
+
+/// The `[[keys]]` and `[tenants]` every test config has, plus `tight`'s limits.
+pub(crate) fn keys_and_tenants(tight: &str) -> String {
+    format!(
+        r#"
+[[keys]]
+sha256 = "{acme}"
+tenant = "acme"
+
+[[keys]]
+sha256 = "{tight_key}"
+tenant = "tight"
+
+[[keys]]
+sha256 = "{revoked}"
+tenant = "acme"
+revoked = true
+
+[tenants.acme]
+
+[tenants.tight]
+{tight}
+"#,
+        acme = tta_gateway::key_digest(ACME_KEY),
+        tight_key = tta_gateway::key_digest(TIGHT_KEY),
+        revoked = tta_gateway::key_digest(REVOKED_KEY),
+    )
+}
+
+/// A config with one OpenAI-compatible provider per base URL (`p0`, `p1`, ...), each with
+/// model `m`, and model `chat` over them in order.
+pub(crate) fn config_for(bases: &[String], extra: &str, tight: &str) -> String {
+    let mut text = String::from(
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\nbody_timeout_ms = 500\n",
+    );
+    text.push_str(extra);
+    for (i, base) in bases.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[providers.p{i}]\nkind = \"openai\"\nbase_url = \"{base}\"\n[providers.p{i}.models.m]\ninput_per_1k = 0.001\noutput_per_1k = 0.002\n"
+        ));
+    }
+    let routes: Vec<String> = (0..bases.len())
+        .map(|i| format!("{{ provider = \"p{i}\", model = \"m\" }}"))
+        .collect();
+    text.push_str(&format!(
+        "\n[models.chat]\nattempt_timeout_ms = 300\nroutes = [{}]\n\n[cache]\nstore = \"off\"\n",
+        routes.join(", ")
+    ));
+    text.push_str(&keys_and_tenants(tight));
+    text
+}
+
+/// A gateway serving on a free loopback port until dropped.
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub(crate) async fn start(toml: &str) -> Self {
+        let config = Config::parse(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let gateway = Gateway::new(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, gateway.app())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// async-openai, pointed at the gateway with `key`.
+    pub(crate) fn openai(&self, key: &str) -> async_openai::Client<OpenAIConfig> {
+        async_openai::Client::with_config(
+            OpenAIConfig::new()
+                .with_api_base(self.url("/v1"))
+                .with_api_key(key),
+        )
+    }
+
+    /// A raw POST of `body` to the chat endpoint with `key`.
+    pub(crate) async fn post(
+        &self,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = http()
+            .post(self.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// An OpenAI answer saying `text`.
+pub(crate) fn completion(text: &str) -> Value {
+    json!({
+        "id": "cmpl-1", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    })
+}
+
+/// OpenAI stream chunks saying `words`, then the usage chunk.
+pub(crate) fn chunks(words: &[&str]) -> Vec<Value> {
+    let mut out: Vec<Value> = words
+        .iter()
+        .map(|w| json!({"id": "cmpl-2", "model": "m", "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]}))
+        .collect();
+    out.push(json!({"id": "cmpl-2", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+    out.push(json!({"id": "cmpl-2", "model": "m", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": words.len(), "total_tokens": 5 + words.len()}}));
+    out
+}
+
+/// A chat request body for model `chat`.
+pub(crate) fn body(extra: Value) -> String {
+    let mut b = json!({"model": "chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16});
+    if let (Some(b), Some(extra)) = (b.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    b.to_string()
+}
+
+/// A plain HTTP client (rustls's provider installed first, as tta-llm does).
+pub(crate) fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
