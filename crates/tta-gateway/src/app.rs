@@ -26,6 +26,7 @@ use tta_timeout::TimeoutPrimitive;
 
 use crate::auth::{Keys, digest_from_hex};
 use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::http_telemetry::{ServerRequest, duration_histogram};
 use crate::wire::{self, ApiError};
 
 /// The metadata key the tenant of a request is under.
@@ -105,6 +106,8 @@ pub struct Gateway {
     shed: Arc<Semaphore>,
     max_body: usize,
     body_timeout: Duration,
+    telemetry: tta_core::Telemetry,
+    duration: opentelemetry::metrics::Histogram<f64>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -342,7 +345,10 @@ impl Gateway {
                 })
                 .collect(),
         );
+        let telemetry = tta_core::Telemetry::global();
         Ok(Self {
+            duration: duration_histogram(&telemetry),
+            telemetry,
             keys,
             tenants,
             models,
@@ -488,6 +494,20 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let mut server = Some(ServerRequest::start(
+        &gw.telemetry,
+        &gw.duration,
+        request.headers(),
+    ));
+    let response = respond(&gw, request, &mut server).await;
+    // A stream took the server span along; any other answer ends it now.
+    if let Some(mut server) = server {
+        server.status(response.status().as_u16());
+    }
+    response
+}
+
+async fn respond(gw: &Gateway, request: Request, server: &mut Option<ServerRequest>) -> Response {
     // Shed before any work: a full gateway answers 503 at once.
     let Ok(permit) = Arc::clone(&gw.shed).try_acquire_owned() else {
         let mut e = ApiError::new(
@@ -499,7 +519,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         e.retry_after = Some(Duration::from_secs(1));
         return error(&e);
     };
-    let tenant = match authenticate(&gw, request.headers()) {
+    let tenant = match authenticate(gw, request.headers()) {
         Ok(t) => &gw.tenants[t],
         Err(denied) => return *denied,
     };
@@ -549,10 +569,11 @@ async fn chat(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         e.param = Some("model".into());
         return error(&e);
     }
-    let cx = match WorkflowContext::builder()
-        .metadata(TENANT, &tenant.name)
-        .build()
-    {
+    let mut cx = WorkflowContext::builder().metadata(TENANT, &tenant.name);
+    if let Some(server) = server {
+        cx = cx.otel_context(server.context().clone());
+    }
+    let cx = match cx.build() {
         Ok(cx) => cx,
         Err(e) => {
             return error(&ApiError::new(
@@ -579,6 +600,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let state = Sse {
         streamed,
         _permit: permit,
+        _server: server.take(),
         model: parsed.model,
         include_usage: parsed.include_usage,
         created,
@@ -607,6 +629,8 @@ async fn chat(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
 struct Sse {
     streamed: tta_core::Streamed<ChatChunk>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The request's server span and duration, ended when the stream is.
+    _server: Option<ServerRequest>,
     model: String,
     include_usage: bool,
     created: u64,

@@ -21,6 +21,7 @@
 mod app;
 mod auth;
 pub mod config;
+mod http_telemetry;
 mod wire;
 
 pub use app::Gateway;

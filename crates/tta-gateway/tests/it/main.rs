@@ -5,6 +5,7 @@ mod api;
 mod config;
 mod limits;
 mod process;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::time::Duration;
