@@ -58,6 +58,10 @@ pub struct Config {
     /// How long a client may take to send its body, in ms (default 10,000).
     #[serde(default = "default_body_timeout")]
     pub body_timeout_ms: u64,
+    /// How long a client may take to send its request headers, in ms (default 10,000):
+    /// then its connection is closed.
+    #[serde(default = "default_body_timeout")]
+    pub header_timeout_ms: u64,
     /// How long SIGTERM waits for requests and streams in flight, in ms (default 30,000).
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
@@ -337,6 +341,15 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             err("max_body_bytes".into(), "must be above zero".into());
+        }
+        for (field, v) in [
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+        ] {
+            if v == 0 {
+                err(field.into(), "must be above zero".into());
+            }
         }
         if self.max_concurrency == 0 {
             err("max_concurrency".into(), "must be above zero".into());

@@ -22,8 +22,10 @@ mod app;
 mod auth;
 pub mod config;
 mod http_telemetry;
+mod serve;
 mod wire;
 
 pub use app::Gateway;
 pub use auth::key_digest;
 pub use config::{Config, ConfigError, ConfigErrors};
+pub use serve::serve;

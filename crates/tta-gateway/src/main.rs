@@ -103,17 +103,17 @@ async fn main() -> ExitCode {
     }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, gateway.app()).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    let header_timeout = Duration::from_millis(config.header_timeout_ms);
+    let mut server = std::pin::pin!(tta_gateway::serve(
+        listener,
+        gateway.app(),
+        header_timeout,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     tokio::select! {
-        result = &mut server => {
-            if let Err(e) = result {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        () = &mut server => {}
         () = terminated() => {
             eprintln!("shutting down: draining requests in flight (at most {grace:?})");
             let _ = stop_tx.send(());

@@ -357,4 +357,22 @@ async fn bad_input_gets_a_typed_400_or_413_and_the_gateway_keeps_serving() {
     assert_eq!(ok.status(), 200);
     let cut = slow.await.unwrap();
     assert!(cut.starts_with("HTTP/1.1 408"), "{cut}");
+    // A client that never finishes its headers (slowloris) is disconnected after the
+    // header timeout (300 ms here), and others are answered meanwhile.
+    let slowloris = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(ms(5_000), s.read_to_end(&mut out)).await;
+        (read.is_ok(), started.elapsed())
+    });
+    let ok = gw.post(Some(ACME_KEY), body(json!({}))).await;
+    assert_eq!(ok.status(), 200);
+    let (closed, after) = slowloris.await.unwrap();
+    assert!(closed, "the connection was closed");
+    assert!(after < ms(2_000), "closed after {after:?}");
 }

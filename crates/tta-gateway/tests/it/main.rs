@@ -52,7 +52,7 @@ revoked = true
 /// model `m`, and model `chat` over them in order.
 pub(crate) fn config_for(bases: &[String], extra: &str, tight: &str) -> String {
     let mut text = String::from(
-        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\nbody_timeout_ms = 500\n",
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nmax_body_bytes = 65536\nbody_timeout_ms = 500\nheader_timeout_ms = 300\n",
     );
     text.push_str(extra);
     for (i, base) in bases.iter().enumerate() {
@@ -85,13 +85,15 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, gateway.app())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let header_timeout = Duration::from_millis(config.header_timeout_ms);
+        let task = tokio::spawn(tta_gateway::serve(
+            listener,
+            gateway.app(),
+            header_timeout,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             stop: Some(stop),
