@@ -523,6 +523,15 @@ async fn respond(gw: &Gateway, request: Request, server: &mut Option<ServerReque
         Ok(t) => &gw.tenants[t],
         Err(denied) => return *denied,
     };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gw.max_body as u64) {
+        return too_large(gw.max_body);
+    }
     let body = match tokio::time::timeout(
         gw.body_timeout,
         axum::body::to_bytes(request.into_body(), gw.max_body),
@@ -537,14 +546,7 @@ async fn respond(gw: &Gateway, request: Request, server: &mut Option<ServerReque
                 "the body took too long to arrive",
             ));
         }
-        Ok(Err(e)) if is_too_large(&e) => {
-            return error(&ApiError::new(
-                413,
-                "invalid_request_error",
-                "request_too_large",
-                format!("the body is larger than {} bytes", gw.max_body),
-            ));
-        }
+        Ok(Err(e)) if is_too_large(&e) => return too_large(gw.max_body),
         Ok(Err(_)) => {
             return error(&ApiError::new(
                 400,
@@ -703,6 +705,15 @@ fn sse_text(v: &Value) -> String {
 
 fn sse(v: &Value) -> Bytes {
     Bytes::from(sse_text(v))
+}
+
+fn too_large(max: usize) -> Response {
+    error(&ApiError::new(
+        413,
+        "invalid_request_error",
+        "request_too_large",
+        format!("the body is larger than {max} bytes"),
+    ))
 }
 
 /// Whether reading the body failed on the size limit.

@@ -122,7 +122,13 @@ async fn tools_and_unknown_fields_pass_through_and_tool_calls_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_class_maps_to_its_status_and_openai_code() {
-    let cases: [(Reply, u16, &str); 6] = [
+    let filtered = json!({
+        "id": "c", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+    });
+    let cases: [(Reply, u16, &str); 7] = [
+        (Reply::json(filtered), 400, "content_filter"),
         (
             Reply::status(
                 429,
@@ -321,7 +327,6 @@ async fn bad_input_gets_a_typed_400_or_413_and_the_gateway_keeps_serving() {
             404,
             "model_not_found",
         ),
-        (vec![b' '; 10 * 1024 * 1024], 413, "request_too_large"),
     ];
     for (payload, status, code) in cases {
         let response = gw.post(Some(ACME_KEY), payload).await;
@@ -375,4 +380,74 @@ async fn bad_input_gets_a_typed_400_or_413_and_the_gateway_keeps_serving() {
     let (closed, after) = slowloris.await.unwrap();
     assert!(closed, "the connection was closed");
     assert!(after < ms(2_000), "closed after {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_concurrency_cap_the_gateway_sheds_with_503_and_retry_after() {
+    let server = LlmServer::start().await;
+    let words: Vec<String> = (0..20).map(|i| format!("w{i} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    server.serve(Reply::events(&chunks(&words), ms(25), true, End::Close));
+    let toml = config_for(&[server.base_url()], "max_concurrency = 2\n", "")
+        .replace("attempt_timeout_ms = 300", "attempt_timeout_ms = 5000");
+    let gw = Running::start(&toml).await;
+    // Two streams hold the two slots while their bodies are read.
+    let open: Vec<_> = futures_util::future::join_all(
+        (0..2).map(|_| gw.post(Some(ACME_KEY), body(json!({"stream": true})))),
+    )
+    .await;
+    assert!(open.iter().all(|r| r.status() == 200));
+    let shed = gw.post(Some(ACME_KEY), body(json!({}))).await;
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let e: Value = shed.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "overloaded");
+    for r in open {
+        assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    // The slots are free again.
+    let again = gw.post(Some(ACME_KEY), body(json!({"stream": true}))).await;
+    assert_eq!(again.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_mebibyte_body_is_refused_from_its_declared_length_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = LlmServer::start().await;
+    server.serve(Reply::json(completion("hi")));
+    let gw = Running::start(&config_for(&[server.base_url()], "", "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ACME_KEY}\r\ncontent-length: {}\r\n\r\n",
+        10 * 1024 * 1024
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = vec![0; 4096];
+    let n = tokio::time::timeout(ms(5_000), s.read(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("request_too_large"), "{answer}");
+    assert_eq!(server.requests().len(), 0);
+    // Without a declared length (chunked), the body is cut at the limit (64 KiB here).
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let chunk = vec![b' '; 70_000];
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ACME_KEY}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+        chunk.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&chunk);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    s.write_all(&request).await.unwrap();
+    let n = tokio::time::timeout(ms(5_000), s.read(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // The gateway serves the next client.
+    assert_eq!(gw.post(Some(ACME_KEY), body(json!({}))).await.status(), 200);
 }

@@ -120,6 +120,10 @@ impl Running {
         key: Option<&str>,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
+        let body: reqwest::Body = body.into();
+        let preview = body
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(60)]).into_owned());
         let mut req = http()
             .post(self.url("/v1/chat/completions"))
             .header("content-type", "application/json")
@@ -127,7 +131,9 @@ impl Running {
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
-        req.send().await.unwrap()
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {preview:?}: {e:?}"))
     }
 }
 
