@@ -468,4 +468,128 @@ mod tests {
         assert_eq!(e.status, 400);
         assert_eq!(parse(b"[]").unwrap_err().code, "invalid_json");
     }
+
+    #[test]
+    fn conversations_with_tools_and_sampling_are_read_field_by_field() {
+        let p = parse(br#"{"model":"m","messages":[
+            {"role":"developer","content":"be brief"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "temperature":0.2,"top_p":0.9,"stop":["a","b"],"stream":false,"user":null}"#)
+        .unwrap();
+        let m = &p.request.messages;
+        assert_eq!(m[0].role, Role::System);
+        assert_eq!(m[1].tool_calls[0].name, "f");
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(
+            (p.request.temperature, p.request.top_p),
+            (Some(0.2), Some(0.9))
+        );
+        assert_eq!(p.request.stop, ["a", "b"]);
+        assert!(
+            !p.stream && !p.request.extra.contains_key("user"),
+            "a null is no value"
+        );
+        for (bad, param) in [
+            (r#"{"model":"m","messages":[]}"#, "messages"),
+            (r#"{"model":"m","messages":"hi"}"#, "messages"),
+            (r#"{"model":"m","messages":[1]}"#, "messages[0]"),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+                "messages[0].content[0]",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"assistant","tool_calls":{}}]}"#,
+                "messages[0].tool_calls",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":1}]}]}"#,
+                "messages[0].tool_calls[0].id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","tool_call_id":5}]}"#,
+                "messages[0].tool_call_id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":5}"#,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                "stream",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
+        ] {
+            let e = parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{bad}: {}", e.message);
+            assert_eq!(e.status, 400);
+        }
+    }
+
+    #[test]
+    fn streamed_tool_calls_and_usage_are_written_as_openai_streams_them() {
+        let c = ChatChunk {
+            id: "r".into(),
+            tool_calls: vec![tta_llm::ToolCallDelta {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("f".into()),
+                arguments: Some("{\"a\"".into()),
+            }],
+            ..ChatChunk::default()
+        };
+        let v = chunk("chat", "r", &c, 7, true);
+        let call = &v["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(
+            (call["id"].as_str(), call["type"].as_str()),
+            (Some("c1"), Some("function"))
+        );
+        assert_eq!(call["function"]["arguments"], "{\"a\"");
+        assert_eq!(v["choices"][0]["delta"]["role"], "assistant");
+        let u = tta_llm::Usage {
+            input_tokens: 3,
+            output_tokens: 4,
+            cached_input_tokens: None,
+            reasoning_tokens: None,
+        };
+        let v = usage_chunk("chat", "r", &u, 7);
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        assert_eq!(v["choices"].as_array().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn each_kind_of_failure_has_its_status() {
+        use std::time::Duration;
+        let status = |e: Error| {
+            let api = ApiError::from_error(&e);
+            (api.status, api.code)
+        };
+        assert_eq!(status(Error::timeout("t", "late")), (504, "timeout"));
+        assert_eq!(status(Error::cancelled()), (499, "cancelled"));
+        assert_eq!(
+            status(Error::msg("x").with_class(ErrorClass::ContentFilter)),
+            (400, "content_filter")
+        );
+        assert_eq!(status(Error::msg("x")), (502, "upstream_error"));
+        let limited = Error::limited("l", "no").with_retry_after(Duration::from_secs(9));
+        let api = ApiError::from_error(&limited);
+        assert_eq!((api.status, api.code), (429, "rate_limit_exceeded"));
+        assert_eq!(api.retry_after, Some(Duration::from_secs(9)));
+        let closed = Error::limited("l", "store down")
+            .with_source(tta_limit::StoreUnavailable(tta_limit::Resource::Usd));
+        assert_eq!(status(closed), (429, "insufficient_quota"));
+        // Every route failed: the last attempt decides.
+        let all = Error::all_routes_failed(vec![
+            tta_core::AttemptError::new("a", Error::msg("x").with_class(ErrorClass::Auth)),
+            tta_core::AttemptError::new("b", Error::msg("y").with_class(ErrorClass::Unavailable)),
+        ]);
+        let api = ApiError::from_error(&all);
+        assert_eq!((api.status, api.code), (503, "unavailable"));
+        assert_eq!(api.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(api.body()["error"]["type"], "server_error");
+    }
 }

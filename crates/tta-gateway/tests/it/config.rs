@@ -116,3 +116,93 @@ fn check_config_prints_each_error_and_fails() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_setting_out_of_range_is_reported_at_its_path() {
+    let bad = r#"
+listen = "127.0.0.1:8080"
+metrics_listen = "x"
+max_body_bytes = 0
+max_concurrency = 0
+body_timeout_ms = 0
+[providers."bad name"]
+kind = "openai"
+base_url = "ftp://x"
+[providers."bad name".models]
+[providers.ok]
+kind = "anthropic"
+base_url = "http://x"
+[providers.ok.models.m]
+per_call = inf
+context_window = 0
+[models.a]
+strategy = "random"
+routes = []
+attempt_timeout_ms = 0
+[models.b]
+routes = [{ provider = "ok", model = "m", weight = -1.0 }, { provider = "ok", model = "m" }]
+[cache]
+store = "redis"
+ttl_s = 0
+[timeouts]
+first_chunk_ms = 0
+idle_ms = 0
+total_ms = 0
+[tenants."no good"]
+usd_per_day = -1.0
+requests_per_minute = 0
+tokens_per_minute = 0
+concurrency = 0
+[telemetry]
+tenant_labels = ["ghost"]
+"#;
+    let found = errors(bad);
+    for expected in [
+        "metrics_listen: not an address",
+        "max_body_bytes: must be above zero",
+        "max_concurrency: must be above zero",
+        "body_timeout_ms: must be above zero",
+        "providers.bad name.base_url: not an http(s) URL",
+        "providers.bad name.models: no model is configured",
+        "providers.bad name: a provider's name",
+        "providers.ok.models.m.per_call: must be a finite, non-negative price",
+        "providers.ok.models.m.context_window: must be above zero",
+        "models.a.strategy: unknown strategy \"random\"",
+        "models.a.routes: no route",
+        "models.a.attempt_timeout_ms: must be above zero",
+        "models.b.routes[0].weight: must be finite and non-negative",
+        "models.b.routes[1]: the same route twice",
+        "cache.store: redis needs a [redis] url",
+        "cache.ttl_s: must be above zero",
+        "timeouts.first_chunk_ms: must be above zero",
+        "timeouts.idle_ms: must be above zero",
+        "timeouts.total_ms: must be above zero",
+        "keys: no API key",
+        "tenants.no good: a tenant's name",
+        "tenants.no good.usd_per_day: must be a positive number of dollars",
+        "tenants.no good.requests_per_minute: must be above zero",
+        "tenants.no good.tokens_per_minute: must be above zero",
+        "tenants.no good.concurrency: must be above zero",
+        "telemetry.tenant_labels[0]: unknown tenant \"ghost\"",
+    ] {
+        assert!(
+            found.iter().any(|e| e.starts_with(expected)),
+            "{expected} not in {found:#?}"
+        );
+    }
+    let empty =
+        errors("listen = \"127.0.0.1:1\"\n[providers]\n[models]\n[cache]\nstore = \"tape\"\n");
+    for expected in [
+        "providers: no provider",
+        "models: no model is exposed",
+        "cache.store: unknown store \"tape\"",
+    ] {
+        assert!(
+            empty.iter().any(|e| e.starts_with(expected)),
+            "{expected} not in {empty:#?}"
+        );
+    }
+    // All of them at once, one per line, as --check-config prints them.
+    let text = tta_gateway::Config::parse(bad).unwrap_err().to_string();
+    assert_eq!(text.lines().count(), found.len());
+}
