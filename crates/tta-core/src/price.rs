@@ -317,3 +317,39 @@ pub trait ModelInfo {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(input: f64, output: f64, per_call: f64) -> ValidPrice {
+        Price::per_1k_tokens(input, output)
+            .or_per_call(per_call)
+            .validate()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_routers_bound_takes_each_route_once_the_dearest_first() {
+        let usage = TokenUsage::new(1_000, 1_000);
+        let (dear, mid, cheap) = (
+            price(2.0, 2.0, 0.0),
+            price(1.0, 0.0, 0.0),
+            price(0.0, 0.0, 0.5),
+        );
+        let bound = CostBound::routes([cheap, dear, mid], 2);
+        assert_eq!(bound.max_cost(usage), Usd::from_dollars(4.0 + 1.0).unwrap());
+        assert_eq!(
+            CostBound::routes([cheap, dear], 5)
+                .max_cost(usage)
+                .dollars(),
+            4.5
+        );
+        assert_eq!(CostBound::routes([], 3).max_cost(usage), Usd::ZERO);
+        assert_eq!(CostBound::new(mid, 3).max_cost(usage).dollars(), 3.0);
+        // A flat price is the bound of a call too small for the token prices to pass it.
+        assert_eq!(cheap.max_cost(TokenUsage::new(1, 1)).dollars(), 0.5);
+        assert_eq!(dear.dearest(cheap), price(2.0, 2.0, 0.5));
+        assert_eq!(String::from("x").max_usage(), None);
+    }
+}

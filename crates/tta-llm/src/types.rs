@@ -409,3 +409,38 @@ impl ReportsUsage for ChatChunk {
         (chars as u64).div_ceil(4).max(u64::from(chars > 0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_bound_counts_every_byte_a_request_sends() {
+        let mut req = ChatRequest::new(vec![
+            Message::user("héllo"),
+            Message {
+                role: Role::Assistant,
+                content: String::new(),
+                tool_call_id: None,
+                tool_calls: vec![ToolCall {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                }],
+            },
+            Message {
+                role: Role::Tool,
+                content: "42".into(),
+                tool_call_id: Some("c1".into()),
+                tool_calls: Vec::new(),
+            },
+        ]);
+        req.tools = Some("[1]".into());
+        req.tool_choice = Some("\"auto\"".into());
+        // 6 bytes of text, 2 + 1 + 2 of the call, 2 + 2 of the answer, 3 + 6 of tools.
+        assert_eq!(req.max_input_tokens(), 6 + 5 + 4 + 9 + 3 * 8);
+        assert_eq!(req.max_usage(), None);
+        req.max_tokens = Some(100);
+        assert_eq!(req.max_usage(), Some(TokenUsage::new(48, 100)));
+    }
+}
