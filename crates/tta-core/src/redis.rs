@@ -80,6 +80,44 @@ impl RedisSettings {
     }
 }
 
+/// The setters of [`RedisSettings`] on a store builder with a `settings` field, so that
+/// every Redis-backed store is configured with the same words (used by tta-cache's and
+/// tta-limit's `RedisStoreBuilder`).
+#[macro_export]
+macro_rules! redis_settings_setters {
+    () => {
+        /// Pool connections (default 4).
+        pub fn pool_size(mut self, size: usize) -> Self {
+            self.settings.pool_size = size;
+            self
+        }
+
+        /// The most one command may take (default 250 ms).
+        pub fn command_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.command_timeout = timeout;
+            self
+        }
+
+        /// The most `connect` waits for the first connection (default 1 s).
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// Consecutive failures that open the breaker (default 5).
+        pub fn breaker_threshold(mut self, failures: u32) -> Self {
+            self.settings.breaker_threshold = failures;
+            self
+        }
+
+        /// How long an open breaker keeps Redis uncalled (default 5 s).
+        pub fn breaker_cooldown(mut self, cooldown: std::time::Duration) -> Self {
+            self.settings.breaker_cooldown = cooldown;
+            self
+        }
+    };
+}
+
 /// Why a guarded command did not return a value.
 #[derive(Debug)]
 pub enum RedisFailure {

@@ -62,35 +62,7 @@ pub struct RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// Pool connections (default 4).
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.settings.pool_size = size;
-        self
-    }
-
-    /// The most one command may take (default 250 ms).
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.command_timeout = timeout;
-        self
-    }
-
-    /// The most [`connect`](Self::connect) waits for the first connection (default 1 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// Consecutive failures that open the breaker (default 5).
-    pub fn breaker_threshold(mut self, failures: u32) -> Self {
-        self.settings.breaker_threshold = failures;
-        self
-    }
-
-    /// How long an open breaker keeps Redis uncalled (default 5 s).
-    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
-        self.settings.breaker_cooldown = cooldown;
-        self
-    }
+    tta_core::redis_settings_setters!();
 
     /// The prefix of every key (default `tta:limit`).
     pub fn key_prefix(mut self, prefix: &str) -> Self {
