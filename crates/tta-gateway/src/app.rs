@@ -164,7 +164,7 @@ impl Gateway {
         let redis_url = std::env::var("TTA_GATEWAY_REDIS_URL")
             .ok()
             .or_else(|| config.redis.as_ref().map(|r| r.url.clone()));
-        let store = match (config.cache.store.as_str(), &redis_url) {
+        let store = match (config.cache_store(), &redis_url) {
             ("redis", Some(url)) => Some(BoxStore::new(
                 tta_cache::RedisStore::builder(url)
                     .key_prefix("tta:gateway:cache")

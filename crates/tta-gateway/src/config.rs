@@ -182,9 +182,10 @@ pub struct RouteConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// `memory` (default), `redis` (the `[redis]` URL) or `off`.
-    #[serde(default = "default_cache_store")]
-    pub store: String,
+    /// `memory`, `redis` (the `[redis]` URL) or `off`; by default `redis` when `[redis]`
+    /// is set (replicas then share it with nothing else to configure), `memory` otherwise.
+    #[serde(default)]
+    pub store: Option<String>,
     /// How long an answer is kept, in seconds (default 600).
     #[serde(default = "default_ttl")]
     pub ttl_s: u64,
@@ -196,16 +197,13 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            store: default_cache_store(),
+            store: None,
             ttl_s: default_ttl(),
             namespace: default_namespace(),
         }
     }
 }
 
-fn default_cache_store() -> String {
-    "memory".to_owned()
-}
 fn default_ttl() -> u64 {
     600
 }
@@ -321,6 +319,15 @@ impl Config {
             Ok(config)
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The cache's store: as configured, else `redis` when `[redis]` is set, else `memory`.
+    pub fn cache_store(&self) -> &str {
+        match (&self.cache.store, &self.redis) {
+            (Some(store), _) => store,
+            (None, Some(_)) => "redis",
+            (None, None) => "memory",
         }
     }
 
@@ -447,16 +454,14 @@ impl Config {
                 }
             }
         }
-        if !matches!(self.cache.store.as_str(), "memory" | "redis" | "off") {
+        let store = self.cache_store();
+        if !matches!(store, "memory" | "redis" | "off") {
             err(
                 "cache.store".into(),
-                format!(
-                    "unknown store {:?} (memory, redis or off)",
-                    self.cache.store
-                ),
+                format!("unknown store {store:?} (memory, redis or off)"),
             );
         }
-        if self.cache.store == "redis" && self.redis.is_none() {
+        if store == "redis" && self.redis.is_none() {
             err("cache.store".into(), "redis needs a [redis] url".into());
         }
         if self.cache.ttl_s == 0 {
