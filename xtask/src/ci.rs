@@ -27,8 +27,9 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A cold run writes about this much (4.9 GiB measured, 2 cores, with the gateway) under `target/`; below it the linker dies of
-/// SIGBUS, which reads like a toolchain crash rather than a full disk.
+/// The free space a cold run wants: it wrote 4.9 GiB under `target/` (2 cores, with the
+/// gateway). When the disk fills, the linker dies of SIGBUS, which reads like a
+/// toolchain crash rather than a full disk.
 const COLD_RUN_GIB: u64 = 7;
 
 /// Prints the free space where `target/` lives, and warns when a cold run may not fit.
