@@ -13,6 +13,8 @@ use tta_core::Telemetry;
 
 /// The route every request of the chat endpoint is labelled with.
 pub(crate) const CHAT_ROUTE: &str = "/v1/chat/completions";
+/// Its server span's name (method and route, per the HTTP conventions).
+const CHAT_SPAN: &str = "POST /v1/chat/completions";
 
 /// The client's trace context from a W3C `traceparent` header (`00-TRACE-SPAN-FLAGS`);
 /// an absent or malformed header starts a new trace.
@@ -58,7 +60,7 @@ impl ServerRequest {
         let parent = remote_parent(headers);
         let span = telemetry
             .tracer()
-            .span_builder(format!("POST {CHAT_ROUTE}"))
+            .span_builder(CHAT_SPAN)
             .with_kind(SpanKind::Server)
             .with_attributes([
                 KeyValue::new("http.request.method", "POST"),

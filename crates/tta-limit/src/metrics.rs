@@ -56,15 +56,14 @@ pub struct LimitStats {
 pub(crate) struct LimitMetrics {
     /// Indexed by `(resource * Verdict::COUNT + verdict) * tenants + tenant`.
     decisions: Vec<Option<BoundCounter<u64>>>,
-    /// The tenant labels, sorted; one more index than this for `other`, and a single
-    /// index when there are none.
-    tenants: Vec<String>,
+    /// The tenant labels, sorted, when configured (then `other` is one index more).
+    tenants: Option<Vec<String>>,
+    /// Tenant indices per (resource, verdict): the labels and `other`, or just one.
+    slots: usize,
     overshoots: [BoundCounter<u64>; Resource::COUNT],
     store_errors: [BoundCounter<u64>; StoreOp::COUNT],
     /// Per verdict, then overshoots, then holding.
     counts: [AtomicU64; Verdict::COUNT + 2],
-    /// Tenant labels were configured.
-    slots_labelled: bool,
 }
 
 const OVERSHOOTS: usize = Verdict::COUNT;
@@ -86,14 +85,8 @@ impl LimitMetrics {
                 "Limit decisions per call and resource (allowed, refused, failed_open, failed_closed).",
             )
             .build();
-        let tenants: Vec<String> = tenant_labels
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
-        let slots = if tenant_labels.is_some() {
-            tenants.len() + 1
-        } else {
-            1
-        };
+        let tenants: Option<Vec<String>> = tenant_labels.map(|t| t.iter().cloned().collect());
+        let slots = tenants.as_ref().map_or(1, |t| t.len() + 1);
         let used = |r: Resource| {
             (r == Resource::Concurrency && concurrency) || rules.iter().any(|x| x.resource == r)
         };
@@ -107,7 +100,7 @@ impl LimitMetrics {
                             KeyValue::new(semconv::LABEL_RESOURCE, resource.as_str()),
                             KeyValue::new(semconv::LABEL_RESULT, verdict.as_str()),
                         ];
-                        if tenant_labels.is_some() {
+                        if let Some(tenants) = &tenants {
                             let tenant = tenants.get(slot).map_or("other", String::as_str);
                             labels.push(KeyValue::new(semconv::LABEL_TENANT, tenant.to_owned()));
                         }
@@ -149,30 +142,25 @@ impl LimitMetrics {
         Self {
             decisions,
             tenants,
+            slots,
             overshoots,
             store_errors,
             counts: Default::default(),
-            slots_labelled: tenant_labels.is_some(),
         }
     }
 
     fn slot(&self, tenant: &str) -> usize {
-        if !self.slots_labelled {
-            return 0;
-        }
-        self.tenants
-            .binary_search_by(|t| t.as_str().cmp(tenant))
-            .unwrap_or(self.tenants.len())
+        self.tenants.as_ref().map_or(0, |tenants| {
+            tenants
+                .binary_search_by(|t| t.as_str().cmp(tenant))
+                .unwrap_or(tenants.len())
+        })
     }
 
     /// Records `verdict` for `resource`.
     pub(crate) fn decision(&self, resource: Resource, verdict: Verdict, tenant: &str) {
-        let slots = if self.slots_labelled {
-            self.tenants.len() + 1
-        } else {
-            1
-        };
-        let i = (resource.index() * Verdict::COUNT + verdict.index()) * slots + self.slot(tenant);
+        let i =
+            (resource.index() * Verdict::COUNT + verdict.index()) * self.slots + self.slot(tenant);
         if let Some(Some(counter)) = self.decisions.get(i) {
             counter.add(1);
         }

@@ -155,17 +155,25 @@ impl MemoryStore {
             let now = |w: Duration| self.window(w).0;
             map.retain(|k, c| c.reserved > 0 || (c.window == now(k.window) && c.used > 0));
         }
+        // One pass: each line is reserved as soon as it fits (its counter looked up
+        // once); a line that does not fit gives the earlier ones back. The builder
+        // refuses two lines on one counter, so no line sees another's reservation.
         let mut amounts = Vec::with_capacity(ask.lines.len());
         for (i, line) in ask.lines.iter().enumerate() {
             let (c, ends_in) = self.counter(&mut map, ask.limit, ask.key, line);
             match decide(line, c.used, c.reserved, ends_in) {
-                Ok(amount) => amounts.push(amount),
-                Err(reason) => return Decision::Refused { line: i, reason },
+                Ok(amount) => {
+                    c.reserved = c.reserved.saturating_add(amount);
+                    amounts.push(amount);
+                }
+                Err(reason) => {
+                    for (line, amount) in ask.lines.iter().zip(&amounts) {
+                        let (c, _) = self.counter(&mut map, ask.limit, ask.key, line);
+                        c.reserved = c.reserved.saturating_sub(*amount);
+                    }
+                    return Decision::Refused { line: i, reason };
+                }
             }
-        }
-        for (line, amount) in ask.lines.iter().zip(&amounts) {
-            let (c, _) = self.counter(&mut map, ask.limit, ask.key, line);
-            c.reserved = c.reserved.saturating_add(*amount);
         }
         Decision::Granted(amounts)
     }
@@ -269,5 +277,44 @@ mod tests {
             decide(&line(10, Amount::Rest), 12, 0, w),
             Err(Refusal::Spent { window_ends_in: w })
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_refused_on_one_line_reserves_nothing_on_the_others() {
+        let store = MemoryStore::new();
+        let lines = [
+            Line::new(
+                Resource::Requests,
+                10,
+                Duration::from_secs(60),
+                Amount::Exact(1),
+            ),
+            Line::new(
+                Resource::Usd,
+                10,
+                Duration::from_secs(60),
+                Amount::Exact(11),
+            ),
+        ];
+        let ask = Ask {
+            limit: "l",
+            key: "k",
+            id: "1",
+            hold: Duration::from_secs(1),
+            lines: &lines,
+        };
+        assert_eq!(
+            store.reserve_now(&ask),
+            Decision::Refused {
+                line: 1,
+                reason: Refusal::TooLarge
+            }
+        );
+        let requests = store
+            .counters()
+            .into_iter()
+            .find(|c| c.resource == Resource::Requests)
+            .unwrap();
+        assert_eq!(requests.reserved, 0, "the first line was given back");
     }
 }
