@@ -10,6 +10,7 @@ mod deny;
 mod doc;
 mod features;
 mod lint;
+mod loadtest;
 mod msrv;
 mod package;
 mod rules;
@@ -133,6 +134,13 @@ pub(crate) const TASKS: &[Task] = &[
         help: "the large load runs (not in ci): the demo on Redis at 200k requests and on the memory store at 1M",
         in_ci: false,
         run: |sh, _| soak::run(sh),
+    },
+    Task {
+        name: "loadtest",
+        flags: &["--quick"],
+        help: "the gateway against a mock provider at fixed rates, straight and through it (not in ci): overhead percentiles, errors, CPU and RSS; 10,000 open streams",
+        in_ci: false,
+        run: loadtest::run,
     },
 ];
 

@@ -161,6 +161,26 @@ pub const PROFILES: [Profile; 4] = [
     },
 ];
 
+/// The load tests' provider ([`Providers::steady`]): the same latency for every answer,
+/// and no faults.
+pub const STEADY: Profile = Profile {
+    name: "steady",
+    provider: "openai",
+    model: "steady-1",
+    protocol: Protocol::OpenAi,
+    price_in: 0.0005,
+    price_out: 0.0015,
+    per_call: None,
+    context_window: 1_000_000,
+    median_ms: 50.0,
+    sigma: 0.0,
+    tail_rate: 0.0,
+    error_rate: 0.0,
+    billed_error_rate: 0.0,
+    stall_rate: 0.0,
+    hang_rate: 0.0,
+};
+
 /// The simulated tokenizer: a token every four characters (at least one for a text).
 pub fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
@@ -200,6 +220,26 @@ impl Providers {
     pub async fn start_anywhere(seed: u64, latency_scale: f64) -> std::io::Result<Self> {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Self::start([any; PROFILES.len()], seed, latency_scale).await
+    }
+
+    /// Starts one provider for load tests on `addr`: OpenAI's protocol, no faults, no
+    /// spread, every answer (a stream's last chunk) after `latency`, a stream's first
+    /// content chunk after a third of it (`cargo xtask loadtest`).
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound.
+    pub async fn steady(addr: SocketAddr, latency: Duration) -> std::io::Result<Self> {
+        let profile = Profile {
+            median_ms: latency.as_secs_f64() * 1_000.0,
+            ..STEADY
+        };
+        let server = LlmServer::bind(addr).await?;
+        let sim = Simulated::new(profile, 0, 0, 1.0);
+        server.respond_with(move |request| sim.reply(request));
+        Ok(Self {
+            servers: vec![server],
+        })
     }
 
     /// The base URL of the `i`-th provider (`http://127.0.0.1:PORT/v1`).
