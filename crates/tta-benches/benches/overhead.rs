@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{ServiceBuilder, ServiceExt};
-use tta_benches::MokaCacheLayer;
+use tta_benches::{MokaCacheLayer, otel_peer};
 use tta_observability_integration::cache::CachePrimitive;
 use tta_observability_integration::router::{Price, Route, RouterPrimitive};
 use tta_observability_integration::timeout::TimeoutPrimitive;
@@ -58,6 +58,30 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("tower_moka_hit", |b| {
         b.to_async(&rt)
             .iter(|| peer.clone().oneshot(prompt.clone()));
+    });
+
+    let instruments = rt.block_on(async {
+        otel_peer::PeerInstruments::new(&opentelemetry::global::meter("tower-peer"))
+    });
+    let otel_peer =
+        ServiceBuilder::new()
+            .layer(otel_peer::OtelLayer::new(
+                &instruments,
+                "timeout",
+                "request_timeout",
+            ))
+            .timeout(Duration::from_secs(1))
+            .layer(otel_peer::OtelLayer::new(&instruments, "cache", "answers"))
+            .layer(
+                MokaCacheLayer::<String, String>::new(10_000)
+                    .with_metrics(otel_peer::HitMetrics::new(&instruments, "answers", 0.002)),
+            )
+            .service_fn(|q: String| async move { Ok::<_, Error>(format!("a: {q}")) });
+    rt.block_on(otel_peer.clone().oneshot(prompt.clone()))
+        .expect("the fill");
+    group.bench_function("tower_moka_otel_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| otel_peer.clone().oneshot(prompt.clone()));
     });
     group.finish();
     floor(c, &rt, &prompt);

@@ -9,6 +9,8 @@
 //!   with the SDK installed.
 //! - `overhead/tower_moka_hit`: the peer: a tower timeout layer and a moka cache layer
 //!   around a `service_fn`, no telemetry ([`MokaCacheLayer`]).
+//! - `overhead/tower_moka_otel_hit`: the same tower stack instrumented by hand with the
+//!   OpenTelemetry SDK for the metric families tta records on a hit ([`otel_peer`]).
 //! - `redis/raw_fred_get` and `redis/cache_hit`: one GET by fred alone vs a Redis cache
 //!   hit through `CachePrimitive`, against a local `redis-server` the bench starts.
 //! - `timeout/tokio` and `timeout/tta`; `router/decide/<strategy>` over 10 routes.
@@ -25,6 +27,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
+
+pub mod otel_peer;
+
 use tta_observability_integration::apm::{self, ApmConfig, ApmGuard};
 
 /// A one-worker tokio runtime with telemetry installed as an application would
@@ -61,6 +66,7 @@ pub fn install_telemetry() -> ApmGuard {
 #[derive(Clone)]
 pub struct MokaCacheLayer<K, V> {
     cache: moka::sync::Cache<K, V>,
+    metrics: Option<otel_peer::HitMetrics>,
 }
 
 impl<K, V> MokaCacheLayer<K, V>
@@ -72,7 +78,14 @@ where
     pub fn new(capacity: u64) -> Self {
         Self {
             cache: moka::sync::Cache::new(capacity),
+            metrics: None,
         }
+    }
+
+    /// Records each hit into `metrics` (the instrumented peer, [`otel_peer`]).
+    pub fn with_metrics(mut self, metrics: otel_peer::HitMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -87,6 +100,7 @@ where
         MokaCache {
             inner,
             cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -108,6 +122,7 @@ impl<S, K, V> std::fmt::Debug for MokaCache<S, K, V> {
 pub struct MokaCache<S, K, V> {
     inner: S,
     cache: moka::sync::Cache<K, V>,
+    metrics: Option<otel_peer::HitMetrics>,
 }
 
 impl<S, K, V> Service<K> for MokaCache<S, K, V>
@@ -128,6 +143,9 @@ where
 
     fn call(&mut self, key: K) -> Self::Future {
         if let Some(hit) = self.cache.get(&key) {
+            if let Some(metrics) = &self.metrics {
+                metrics.record_hit();
+            }
             return Box::pin(std::future::ready(Ok(hit)));
         }
         let cache = self.cache.clone();
