@@ -1,11 +1,14 @@
 //! `router/decide/<strategy>`: ordering 10 routes for one request, for each strategy.
+//! `router/call` and `router/direct`: a routed call over two `from_fn` routes against a
+//! call of the first route itself, no telemetry installed (the router's own cost is
+//! their difference).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tta_observability_integration::router::{Price, Route, RouterPrimitive, Strategy};
-use tta_observability_integration::{Error, WorkflowContext, from_fn};
+use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 fn decide(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -56,5 +59,30 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide);
+fn call(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let route = |name: &'static str| {
+        from_fn(move |x: u64, _| async move { Ok::<_, Error>(x + name.len() as u64) })
+    };
+    let router = RouterPrimitive::builder()
+        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
+        .route(Route::new("b", route("bb")).price(Price::per_call(0.001)))
+        .build()
+        .expect("a router");
+    let direct = route("a");
+    let cx = WorkflowContext::new();
+    let mut group = c.benchmark_group("router");
+    group.bench_function("direct", |b| {
+        b.to_async(&rt).iter(|| direct.execute(black_box(7), &cx))
+    });
+    group.bench_function("call", |b| {
+        b.to_async(&rt).iter(|| router.execute(black_box(7), &cx))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decide, call);
 criterion_main!(benches);

@@ -176,7 +176,12 @@ impl Breaker {
     ///
     /// See [`Breaker`].
     pub fn state(&self) -> BreakerState {
-        self.snapshot().state
+        // The state does not depend on the time (only whether an open breaker admits).
+        match self.lock().open {
+            None => BreakerState::Closed,
+            Some(open) if open.probing => BreakerState::HalfOpen,
+            Some(_) => BreakerState::Open,
+        }
     }
 
     /// The state, failure count, next probe time and admission, read under one lock.
@@ -190,7 +195,24 @@ impl Breaker {
     /// assert!(snap.admits && snap.retry_at.is_none() && snap.consecutive_failures == 0);
     /// ```
     pub fn snapshot(&self) -> BreakerSnapshot {
-        let now = Instant::now();
+        self.snapshot_at(Instant::now())
+    }
+
+    /// [`Breaker::snapshot`] as of `now` (one clock read for several breakers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(1), Duration::from_secs(1));
+    /// b.admit().unwrap().failure(None);
+    /// let now = tokio::time::Instant::now();
+    /// assert!(!b.snapshot_at(now).admits);
+    /// assert!(b.snapshot_at(now + Duration::from_secs(1)).admits, "cooled down by then");
+    /// # }
+    /// ```
+    pub fn snapshot_at(&self, now: Instant) -> BreakerSnapshot {
         let state = *self.lock();
         let (kind, retry_at, admits) = match state.open {
             None => (BreakerState::Closed, None, true),

@@ -119,7 +119,7 @@ where
     ) -> Result<O, Error> {
         let i = attempt.route;
         let route = &core.routes[i];
-        let spanned = core.attempt_span(&attempt, cx);
+        let (spanned, own) = core.attempt_span(&attempt, cx);
         let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
         let started = Instant::now();
         let result = scope
@@ -127,7 +127,7 @@ where
             .await
             .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)));
         let took = started.elapsed();
-        let span = attempt_cx.otel_context().span();
+        let span = attempt_span_ref(&attempt_cx, own);
         match &result {
             Ok(output) => {
                 let usage = core.usage.as_ref().and_then(|extract| extract(output));
@@ -141,7 +141,7 @@ where
                 settle(attempt.permit, verdict);
             }
         }
-        core.metrics.state(i, route.health.snapshot().breaker.state);
+        core.metrics.state(i, route.health.state());
         span.end();
         result
     }
@@ -171,7 +171,7 @@ where
             // Only routes that stream are planned for a stream.
             return Err(Error::no_route("the route does not stream"));
         };
-        let spanned = core.attempt_span(&attempt, cx);
+        let (spanned, own) = core.attempt_span(&attempt, cx);
         let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
         let started = Instant::now();
         let head = scope
@@ -179,13 +179,13 @@ where
             .await
             .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)));
         let ttft = started.elapsed();
-        let span = attempt_cx.otel_context().span();
+        let span = attempt_span_ref(&attempt_cx, own);
         let streamed = match head {
             Ok(streamed) => streamed,
             Err(e) => {
                 let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, &span);
                 settle(attempt.permit, verdict);
-                core.metrics.state(i, route.health.snapshot().breaker.state);
+                core.metrics.state(i, route.health.state());
                 span.end();
                 return Err(e);
             }
@@ -198,6 +198,7 @@ where
             kind: attempt.kind,
             permit: Some(attempt.permit.detach()),
             cx: attempt_cx,
+            own_span: own,
             ledger_cx: cx.clone(),
             started,
             ttft,
@@ -218,6 +219,20 @@ where
     }
 }
 
+/// No span: what an attempt records when its tracer makes no spans of its own.
+static NO_SPAN: std::sync::LazyLock<opentelemetry::Context> =
+    std::sync::LazyLock::new(opentelemetry::Context::new);
+
+/// The attempt's span: its context's when the attempt started one, else a no-op one
+/// (never the caller's span, which is not the attempt's to annotate or end).
+fn attempt_span_ref(cx: &WorkflowContext, own: bool) -> SpanRef<'_> {
+    if own {
+        cx.otel_context().span()
+    } else {
+        NO_SPAN.span()
+    }
+}
+
 fn settle(permit: Permit<'_>, verdict: Verdict) {
     match verdict {
         Verdict::Success => permit.success(),
@@ -228,12 +243,18 @@ fn settle(permit: Permit<'_>, verdict: Verdict) {
 
 impl<I, O> Core<I, O> {
     /// Starts the attempt's client span (GenAI conventions) and counts the decision.
-    fn attempt_span(&self, attempt: &Attempt<'_>, cx: &WorkflowContext) -> WorkflowContext {
+    /// Returns the attempt's context and whether it has a span of its own: none when
+    /// the tracer makes no spans (no provider installed), where building one would only
+    /// allocate a no-op span and a context for it.
+    fn attempt_span(&self, attempt: &Attempt<'_>, cx: &WorkflowContext) -> (WorkflowContext, bool) {
         let i = attempt.route;
         let route = &self.routes[i];
         self.metrics.decision(i, attempt.reason);
         if attempt.permit.is_probe() {
             self.metrics.state(i, tta_core::BreakerState::HalfOpen);
+        }
+        if !self.tracer.starts_spans() {
+            return (cx.clone(), false);
         }
         let builder = SpanBuilder::from_name(route.span_name.clone())
             .with_kind(SpanKind::Client)
@@ -248,7 +269,10 @@ impl<I, O> Core<I, O> {
             .tracer
             .tracer()
             .build_with_context(builder, cx.otel_context());
-        cx.with_otel_context(cx.otel_context().with_span(span))
+        (
+            cx.with_otel_context(cx.otel_context().with_span(span)),
+            true,
+        )
     }
 
     fn attempt_timed_out(&self, i: usize) -> Error {
@@ -363,8 +387,9 @@ struct Settlement<I, O> {
     kind: AttemptKind,
     /// `None` once settled.
     permit: Option<Detached>,
-    /// The attempt's context: its span is the attempt's.
+    /// The attempt's context: its span is the attempt's when `own_span`.
     cx: WorkflowContext,
+    own_span: bool,
     /// The request's context: its ledger is billed.
     ledger_cx: WorkflowContext,
     started: Instant,
@@ -394,7 +419,7 @@ impl<I, O> Settlement<I, O> {
         let i = self.route;
         let route = &core.routes[i];
         let took = self.started.elapsed();
-        let span = self.cx.otel_context().span();
+        let span = attempt_span_ref(&self.cx, self.own_span);
         // Reported usage when the provider sent it; else an estimate from the chunks
         // received (the prompt at the router's average input), marked as such.
         let (usage, estimated) = match self.reported {
@@ -428,7 +453,7 @@ impl<I, O> Settlement<I, O> {
             None => Verdict::Released,
         };
         route.health.settle(permit, verdict);
-        core.metrics.state(i, route.health.snapshot().breaker.state);
+        core.metrics.state(i, route.health.state());
         span.end();
     }
 }

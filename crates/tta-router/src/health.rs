@@ -3,6 +3,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tta_core::{Breaker, BreakerSnapshot, Detached, Permit, Verdict};
 
 /// How much the newest latency weighs in the moving average.
@@ -42,13 +43,19 @@ impl RouteHealth {
         self.latency.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn snapshot(&self) -> HealthSnapshot {
+    /// The health as of `now` (one clock read for every route of a plan).
+    pub(crate) fn snapshot_at(&self, now: Instant) -> HealthSnapshot {
         let latency = *self.latency();
         HealthSnapshot {
-            breaker: self.breaker.snapshot(),
+            breaker: self.breaker.snapshot_at(now),
             latency: latency.ewma_s.map(Duration::from_secs_f64),
             observations: latency.observations,
         }
+    }
+
+    /// The breaker's state (no clock read).
+    pub(crate) fn state(&self) -> tta_core::BreakerState {
+        self.breaker.state()
     }
 
     /// Lets a call through the breaker; `early` also lets one through while it is open

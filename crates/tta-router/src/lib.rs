@@ -455,17 +455,27 @@ where
                 .with_primitive(self.inst.name().to_arc()));
         }
         let plan = self.plan_for(&input, child, |i| M::serves(&self.routes[i]));
-        let mut queue: VecDeque<usize> = plan.order.iter().copied().collect();
-        let mut tried = vec![false; self.routes.len()];
+        // What is left to try: the failed routes' declared fallbacks (first), then the
+        // plan's order from `cursor`. Neither allocates on a request that needs no
+        // fallback.
+        let mut declared: VecDeque<usize> = VecDeque::new();
+        let mut cursor = 0;
+        let mut tried = Tried::new(self.routes.len());
         let mut failures: Vec<AttemptError> = Vec::new();
         let mut stopped: Option<NoAttempt> = None;
         // After a context-length error: only routes with a larger window.
         let mut min_window: Option<u64> = None;
         while failures.len() < self.max_attempts {
-            let Some(i) = queue.pop_front() else { break };
+            let Some(i) = declared.pop_front().or_else(|| {
+                let i = plan.order.get(cursor).copied();
+                cursor += 1;
+                i
+            }) else {
+                break;
+            };
             // Tried already, unable to serve this request (a declared fallback that does
             // not stream), or too small a window after a context-length error.
-            if tried[i]
+            if tried.has(i)
                 || !M::serves(&self.routes[i])
                 || min_window.is_some_and(|w| self.routes[i].context_window.is_none_or(|c| c <= w))
             {
@@ -485,7 +495,7 @@ where
             let Some(permit) = self.routes[i].health.admit(false) else {
                 continue;
             };
-            tried[i] = true;
+            tried.set(i);
             stopped = None;
             let first = failures.is_empty();
             let reason = match (permit.is_probe(), first) {
@@ -494,7 +504,12 @@ where
                 (false, true) => Reason::Strategy,
                 (false, false) => Reason::Fallback,
             };
-            let next = queue.iter().find(|&&j| !tried[j]).map(|&j| &plan.health[j]);
+            let rest = plan.order.get(cursor..).unwrap_or_default();
+            let next = declared
+                .iter()
+                .chain(rest)
+                .find(|&&j| !tried.has(j))
+                .map(|&j| &plan.health[j]);
             let attempt = Attempt {
                 route: i,
                 reason,
@@ -503,8 +518,9 @@ where
                 } else {
                     AttemptKind::Fallback
                 },
+                // The permit was admitted just now: its instant saves a clock read.
+                deadline: self.attempt_deadline(permit.admitted(), remaining, health, next),
                 permit,
-                deadline: self.attempt_deadline(Instant::now(), remaining, health, next),
             };
             match M::attempt(self, attempt, input.clone(), child).await {
                 Ok(output) => {
@@ -534,8 +550,8 @@ where
                     }
                     // The failed route's declared fallbacks come next, in order.
                     for &next in self.routes[i].fallbacks.iter().rev() {
-                        if !tried[next] {
-                            queue.push_front(next);
+                        if !tried.has(next) {
+                            declared.push_front(next);
                         }
                     }
                 }
@@ -576,6 +592,35 @@ where
         }
         self.annotate(span.as_ref(), None, failures.len());
         Err(self.no_value(stopped, failures))
+    }
+}
+
+/// The routes a request has tried: a bit each for the first 64, a flag each beyond.
+struct Tried {
+    bits: u64,
+    more: Vec<bool>,
+}
+
+impl Tried {
+    fn new(routes: usize) -> Self {
+        Self {
+            bits: 0,
+            more: vec![false; routes.saturating_sub(64)],
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        match i.checked_sub(64) {
+            None => self.bits & (1 << i) != 0,
+            Some(j) => self.more[j],
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match i.checked_sub(64) {
+            None => self.bits |= 1 << i,
+            Some(j) => self.more[j] = true,
+        }
     }
 }
 
@@ -622,3 +667,20 @@ impl<I, O> Core<I, O> {
 }
 
 tta_core::impl_composition_ops!(RouterPrimitive<I, O>);
+
+#[cfg(test)]
+mod tests {
+    use super::Tried;
+
+    #[test]
+    fn tried_routes_beyond_64_are_kept_apart() {
+        let mut tried = Tried::new(130);
+        for i in [0, 63, 64, 65, 129] {
+            assert!(!tried.has(i));
+            tried.set(i);
+            assert!(tried.has(i));
+        }
+        let set: Vec<usize> = (0..130).filter(|&i| tried.has(i)).collect();
+        assert_eq!(set, [0, 63, 64, 65, 129]);
+    }
+}

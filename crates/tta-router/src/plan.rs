@@ -28,7 +28,7 @@ impl<I, O> Core<I, O> {
     /// Every route's statistics and health now, read once per route.
     pub(crate) fn snapshot(&self) -> (Vec<RouteStats>, Vec<HealthSnapshot>) {
         let usage = self.expected_usage();
-        let health: Vec<HealthSnapshot> = self.routes.iter().map(|r| r.health.snapshot()).collect();
+        let health = self.health_now();
         let stats = self
             .routes
             .iter()
@@ -50,6 +50,15 @@ impl<I, O> Core<I, O> {
         (stats, health)
     }
 
+    /// Every route's health now, read once per route.
+    fn health_now(&self) -> Vec<HealthSnapshot> {
+        let now = Instant::now();
+        self.routes
+            .iter()
+            .map(|r| r.health.snapshot_at(now))
+            .collect()
+    }
+
     /// The order for a request: the route function's when it has one and names only
     /// known routes, else the strategy's. Cooling routes stay in the order (the request
     /// loop skips them, and panic mode needs them).
@@ -60,6 +69,17 @@ impl<I, O> Core<I, O> {
         cx: &WorkflowContext,
         serves: impl Fn(usize) -> bool,
     ) -> Plan {
+        if self.route_fn.is_none() && matches!(self.strategy, crate::Strategy::Ordered) {
+            // The declared order needs no statistics: only the routes' health.
+            let health = self.health_now();
+            let order: Vec<usize> = (0..self.routes.len()).filter(|&i| serves(i)).collect();
+            let admissible = order.iter().filter(|&&i| health[i].breaker.admits).count();
+            return Plan {
+                order,
+                health,
+                admissible,
+            };
+        }
         let (stats, health) = self.snapshot();
         let chosen = self.route_fn.as_ref().and_then(|route_fn| {
             match self.resolve(route_fn, input, cx, &stats) {
