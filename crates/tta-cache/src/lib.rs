@@ -94,7 +94,7 @@ pub use store::{
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 
-use codec::FillCost;
+use codec::{Decode, FillCost, Whole};
 use flight::{Flights, Leader, Role};
 use metrics::{CacheMetrics, Op, PendingLookup};
 
@@ -276,7 +276,7 @@ where
     S: CacheStore,
 {
     /// Reads and decodes an entry; every failure is counted.
-    async fn lookup<O: DeserializeOwned>(&self, key: &CacheKey) -> Lookup<O> {
+    async fn lookup<O: Decode>(&self, key: &CacheKey) -> Lookup<O> {
         let store = &self.config.store;
         let started = store.is_timed().then(Instant::now);
         let found = store.get(key).await;
@@ -289,7 +289,7 @@ where
         match found {
             Ok(Some(bytes)) => {
                 op(Op::GetHit);
-                match codec::decode(&bytes) {
+                match O::decode(bytes) {
                     Some((value, cost)) => Lookup::Hit(value, cost),
                     None => {
                         self.metrics.error("get", "decode");
@@ -342,7 +342,7 @@ where
     /// value. The lease lasts the caller's remaining deadline (100 ms to 30 s; 30 s
     /// without one), so a waiter never waits on a filler longer than that, and its own
     /// deadline (a timeout around the cache) cuts its wait like any other.
-    async fn remote<O: DeserializeOwned>(&self, key: &CacheKey, cx: &WorkflowContext) -> Remote<O> {
+    async fn remote<O: Decode>(&self, key: &CacheKey, cx: &WorkflowContext) -> Remote<O> {
         let store = &self.config.store;
         let ttl = cx
             .remaining()
@@ -421,8 +421,8 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         I: Send,
     {
         let lease = if write {
-            match self.remote::<P::Output>(key, cx).await {
-                Remote::Hit(value, cost) => {
+            match self.remote::<Whole<P::Output>>(key, cx).await {
+                Remote::Hit(Whole(value), cost) => {
                     leader.publish(value.clone(), cost);
                     self.metrics.coalesced();
                     self.record_hit(cx, cost, "coalesced");
@@ -507,8 +507,8 @@ where
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
 
-                let write = match self.lookup::<P::Output>(&key).await {
-                    Lookup::Hit(value, cost) => {
+                let write = match self.lookup::<Whole<P::Output>>(&key).await {
+                    Lookup::Hit(Whole(value), cost) => {
                         self.record_hit(&child, cost, "hit");
                         return Ok(value);
                     }

@@ -17,7 +17,7 @@ use futures_util::Stream;
 use opentelemetry::KeyValue;
 use tta_core::{Body, CostEntry, CostLedger, Error, StreamPrimitive, Streamed, WorkflowContext};
 
-use crate::codec::{self, FillCost};
+use crate::codec::{self, Chunks, FillCost};
 use crate::flight::{self, Leader, Role};
 use crate::metrics::{CacheMetrics, PendingLookup};
 use crate::{
@@ -67,16 +67,12 @@ where
             if let Some(span) = &span {
                 span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
             }
-            let write = match self.lookup::<Vec<P::Chunk>>(&key).await {
+            let write = match self.lookup::<Chunks<P::Chunk>>(&key).await {
                 Lookup::Hit(chunks, cost) => {
-                    if let Some(streamed) = replay(chunks) {
-                        self.record_hit(&child, cost, "hit");
-                        return Ok(streamed);
-                    }
-                    // An empty list is no answer: fill it again.
-                    self.metrics.error("get", "decode");
-                    true
+                    self.record_hit(&child, cost, "hit");
+                    return Ok(self.replay(chunks, key));
                 }
+                // An empty list is no answer either: fill it again.
                 Lookup::Miss | Lookup::Junk => true,
                 Lookup::Failed => false,
             };
@@ -117,12 +113,12 @@ where
                         // holds the flight. Once that lands, the store has the answer
                         // (a fill here would pay for it twice).
                         flight::landed(rx).await;
-                        if let Lookup::Hit(chunks, cost) = self.lookup::<Vec<P::Chunk>>(&key).await
-                            && let Some(streamed) = replay(chunks)
+                        if let Lookup::Hit(chunks, cost) =
+                            self.lookup::<Chunks<P::Chunk>>(&key).await
                         {
                             pending.counted();
                             self.record_hit(&child, cost, "hit");
-                            return Ok(streamed);
+                            return Ok(self.replay(chunks, key));
                         }
                     }
                     Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
@@ -158,16 +154,13 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
     {
         // Another process may be filling the key: its stored answer, once stored.
         let lease = if write {
-            match self.remote::<Vec<P::Chunk>>(&key, cx).await {
+            match self.remote::<Chunks<P::Chunk>>(&key, cx).await {
                 Remote::Hit(chunks, cost) => {
-                    if let Some(streamed) = replay(chunks) {
-                        // Local followers claim again and find it stored.
-                        drop(leader);
-                        self.metrics.coalesced();
-                        self.record_hit(cx, cost, "coalesced");
-                        return Ok(streamed);
-                    }
-                    None
+                    // Local followers claim again and find it stored.
+                    drop(leader);
+                    self.metrics.coalesced();
+                    self.record_hit(cx, cost, "coalesced");
+                    return Ok(self.replay(chunks, key));
                 }
                 Remote::Lead(lease) => lease,
             }
@@ -218,14 +211,31 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
     }
 }
 
-/// Replays stored chunks as a stream; `None` for an empty list.
-fn replay<C: Send + 'static>(chunks: Vec<C>) -> Option<Streamed<C>> {
-    let mut chunks = chunks.into_iter();
-    let first = chunks.next()?;
-    Some(Streamed::new(
-        first,
-        futures_util::stream::iter(chunks.map(Ok)),
-    ))
+impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
+    /// Replays a stored stream: its first chunk at once, each other chunk decoded when
+    /// it is read. A chunk that does not decode (an entry cut or written by another
+    /// chunk type under the same `version`) ends the stream with an error, is counted
+    /// as a decode error, and blanks the entry, which the next request fills again.
+    fn replay<C: Cacheable>(&self, chunks: Chunks<C>, key: CacheKey) -> Streamed<C> {
+        let (config, metrics) = (Arc::clone(&self.config), Arc::clone(&self.metrics));
+        let mut key = Some(key);
+        let name = self.inst.name().to_arc();
+        let rest = chunks.rest.map(move |chunk| {
+            chunk.map_err(|()| {
+                metrics.error("get", "decode");
+                if let (Some(key), Ok(runtime)) =
+                    (key.take(), tokio::runtime::Handle::try_current())
+                {
+                    let config = Arc::clone(&config);
+                    runtime.spawn(async move {
+                        let _ = config.store.set(&key, Bytes::new(), config.ttl).await;
+                    });
+                }
+                Error::msg("a stored chunk does not decode").with_primitive(Arc::clone(&name))
+            })
+        });
+        Streamed::new(chunks.first, futures_util::stream::iter(rest))
+    }
 }
 
 /// Where a cleanly ended fill is stored.

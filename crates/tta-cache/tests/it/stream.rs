@@ -358,3 +358,94 @@ async fn a_request_while_the_ended_fill_is_being_stored_waits_for_it_and_hits() 
         "it waited for the write, no longer"
     );
 }
+
+/// A memory store that, while `cut` is set, reads every entry without its last two bytes
+/// (an entry cut short, or written by another chunk type under the same version).
+struct CutReads {
+    store: tta_cache::MemoryStore,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tta_cache::CacheStore for CutReads {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn get(
+        &self,
+        key: &tta_cache::CacheKey,
+    ) -> Result<Option<bytes::Bytes>, tta_cache::StoreError> {
+        let found = self.store.get(key).await?;
+        Ok(match found {
+            Some(bytes) if self.cut.load(Ordering::SeqCst) && bytes.len() > 2 => {
+                Some(bytes.slice(..bytes.len() - 2))
+            }
+            other => other,
+        })
+    }
+
+    async fn set(
+        &self,
+        key: &tta_cache::CacheKey,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> Result<(), tta_cache::StoreError> {
+        self.store.set(key, value, ttl).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_decodes_its_chunks_as_they_are_read_and_a_stored_chunk_that_does_not_decode_ends_it_and_blanks_the_entry()
+ {
+    let (tt, t) = pipeline();
+    let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Drops::default());
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cache = CachePrimitive::builder(words(&t, &calls, &drops, 4, None))
+        .name("lazy")
+        .store(CutReads {
+            store: tta_cache::MemoryStore::new(),
+            cut: Arc::clone(&cut),
+        })
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let read = || async {
+        cache
+            .stream("q".into(), &WorkflowContext::new())
+            .await
+            .unwrap()
+            .collect::<Vec<Result<String, Error>>>()
+            .await
+    };
+    let whole: Vec<String> = read().await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(whole, expected(4));
+    let hit: Vec<String> = read().await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(hit, expected(4), "a hit replays every chunk");
+    assert_eq!(count(&calls), 1);
+
+    cut.store(true, Ordering::SeqCst);
+    let replayed = read().await;
+    assert_eq!(
+        replayed.len(),
+        4,
+        "three chunks, then the error: {replayed:?}"
+    );
+    assert!(replayed[..3].iter().all(Result::is_ok));
+    let error = replayed[3].as_ref().unwrap_err();
+    assert_eq!(error.primitive(), Some("lazy"));
+    assert_eq!(
+        tt.counter(
+            tta_cache::semconv::ERRORS,
+            &[("cache", "lazy"), ("op", "get"), ("error_type", "decode")]
+        ),
+        1.0
+    );
+    // The entry was blanked: the next request fills it again, and then hits.
+    cut.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let refilled: Vec<String> = read().await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(refilled, expected(4));
+    assert_eq!(count(&calls), 2, "the blanked entry was filled again");
+    let _ = read().await;
+    assert_eq!(count(&calls), 2, "and then hit");
+}
