@@ -252,11 +252,12 @@ impl Breaker {
     }
 
     fn settle_parts(&self, probe: bool, admitted: Instant, verdict: Verdict) {
-        let now = Instant::now();
+        // A success needs no clock read (the common case, on every call).
         let mut state = self.lock();
         match verdict {
             Verdict::Released => {
                 if probe && let Some(open) = &mut state.open {
+                    let now = Instant::now();
                     // The probe's caller went away: the next caller may probe at once.
                     open.probing = false;
                     open.until = open.until.min(now);
@@ -276,6 +277,7 @@ impl Breaker {
                 }
             }
             Verdict::Failure { retry_after } => {
+                let now = Instant::now();
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                 let hinted = retry_after.and_then(|after| now.checked_add(after));
                 let next = match state.open {

@@ -121,7 +121,8 @@ where
         let route = &core.routes[i];
         let (spanned, own) = core.attempt_span(&attempt, cx);
         let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
-        let started = Instant::now();
+        // Admitted just now: the permit's instant saves a clock read.
+        let started = attempt.permit.admitted();
         let result = scope
             .race(route.primitive.execute(input, &attempt_cx))
             .await
