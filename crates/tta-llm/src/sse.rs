@@ -1,7 +1,8 @@
 //! A provider's server-sent events as a stream of chunks. The provider's parser says
 //! what each event is; this module owns the rules every provider shares: only the
 //! provider's terminator is a clean end, and a body that ends without it, a cut
-//! connection or an event the parser rejects is one error item that ends the stream.
+//! connection or an event the parser rejects is one error item that ends the stream, as
+//! is a terminator after a `content_filter` finish.
 
 use std::pin::Pin;
 
@@ -12,7 +13,7 @@ use tta_core::{Error, ErrorClass, WorkflowContext};
 
 use crate::error::malformed;
 use crate::http::annotate_response;
-use crate::types::{ChatChunk, ChatResponse};
+use crate::types::{ChatChunk, ChatResponse, FinishReason};
 
 /// What one event of a stream is, as the provider's parser reads it.
 pub(crate) enum Step {
@@ -104,6 +105,18 @@ where
                 Step::Done => {
                     state.ended = true;
                     annotate_response(&state.cx, &state.seen, state.capture);
+                    // A filtered answer is an error, as a filtered call is: its chunks
+                    // were handed on, and the stream ends in one error item of class
+                    // `content_filter`, billed with the usage the provider reported.
+                    if state.seen.finish_reason == Some(FinishReason::ContentFilter) {
+                        let err = Error::msg("the provider filtered the answer")
+                            .with_class(ErrorClass::ContentFilter);
+                        let err = match state.seen.usage {
+                            Some(usage) => err.with_billed_usage(usage.tokens()),
+                            None => err,
+                        };
+                        return Some((Err(err), state));
+                    }
                     return None;
                 }
                 Step::Fail(err) => {

@@ -179,3 +179,35 @@ async fn a_stalled_stream_is_cut_by_a_timeouts_idle_limit() {
     assert!(items[1].as_ref().is_err_and(tta_core::Error::is_timeout));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_filtered_stream_hands_on_its_chunks_then_ends_in_a_content_filter_error_billed() {
+    let server = LlmServer::start().await;
+    let mut frames = script(&["Hel", "lo"]);
+    frames[3] = json!({"id": "chatcmpl-s", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]});
+    server.push(Reply::events(
+        &frames,
+        Duration::from_millis(2),
+        true,
+        End::Close,
+    ));
+    let items = collect(&server).await.unwrap();
+    let text: String = items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .map(|c| c.delta.as_str())
+        .collect();
+    assert_eq!(text, "Hello", "the chunks before the filter were handed on");
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.class(), ErrorClass::ContentFilter);
+    assert_eq!(
+        err.billed_usage(),
+        Some(tta_core::TokenUsage::new(9, 3)),
+        "billed with the usage the provider reported"
+    );
+    assert_eq!(
+        items.iter().filter(|item| item.is_err()).count(),
+        1,
+        "one error item ends the stream"
+    );
+}
