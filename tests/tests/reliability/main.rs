@@ -10,6 +10,7 @@ mod load;
 mod provider_faults;
 mod redis_faults;
 mod streams;
+mod wire_faults;
 
 /// Counts live heap bytes, so the leak tests can prove memory returns to its baseline.
 #[global_allocator]
