@@ -58,6 +58,17 @@ fn chunks(model: &str) -> Vec<Value> {
     ]
 }
 
+/// A filtered answer (`finish_reason: content_filter`, usage reported), as asked.
+fn filtered(stream: bool) -> Reply {
+    if stream {
+        let mut values = chunks("primary-1");
+        values[3] = chunk("primary-1", json!({}), json!("content_filter"));
+        Reply::events(&values, ms(2), true, End::Close)
+    } else {
+        Reply::json(answer("primary-1", "content_filter"))
+    }
+}
+
 fn streams(request: &Recorded) -> bool {
     request.body["stream"].as_bool().unwrap_or(false)
 }
@@ -447,16 +458,7 @@ async fn a_context_length_error_falls_back_to_the_larger_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_content_filter_finish_reaches_the_caller_billed_and_does_not_fall_back() {
     for stream in [false, true] {
-        let primary = Faulty::scripted(|_, stream| {
-            if stream {
-                let mut values = chunks("primary-1");
-                values[3] = chunk("primary-1", json!({}), json!("content_filter"));
-                Reply::events(&values, ms(2), true, End::Close)
-            } else {
-                Reply::json(answer("primary-1", "content_filter"))
-            }
-        })
-        .await;
+        let primary = Faulty::scripted(|_, stream| filtered(stream)).await;
         let seen = scenario("content filter", &primary, stream).await;
         assert_eq!(seen.failed, ["content_filter"; REQUESTS], "{seen:?}");
         assert_eq!(
@@ -497,16 +499,7 @@ async fn a_billed_failure_then_its_fallback_bill_each_route_its_own_cost() {
     // The primary bills a filtered answer; a router told to fall back on anything then
     // asks the backup. Each route's counter holds what its attempts billed.
     for stream in [false, true] {
-        let primary = Faulty::scripted(|_, stream| {
-            if stream {
-                let mut values = chunks("primary-1");
-                values[3] = chunk("primary-1", json!({}), json!("content_filter"));
-                Reply::events(&values, ms(2), true, End::Close)
-            } else {
-                Reply::json(answer("primary-1", "content_filter"))
-            }
-        })
-        .await;
+        let primary = Faulty::scripted(|_, stream| filtered(stream)).await;
         let seen = scenario_with("billed failure", &primary, stream, true).await;
         if stream {
             // The filter shows only after the first chunk: too late to fall back.

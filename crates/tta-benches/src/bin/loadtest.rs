@@ -454,17 +454,7 @@ async fn one(
     stream: bool,
 ) -> Result<Sample, String> {
     let started = Instant::now();
-    let response = client
-        .post(url)
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
+    let response = post(client, url, body).await?;
     if !stream {
         let bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
         if memchr(b"\"choices\"", &bytes).is_none() {
@@ -497,6 +487,27 @@ async fn one(
         }
     }
     Err("stream ended without [DONE]".to_owned())
+}
+
+/// Posts `body` with the load test's key: the response when its status is a success,
+/// else what failed.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<reqwest::Response, String> {
+    let response = client
+        .post(url)
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    Ok(response)
 }
 
 /// A failed response's status and the start of its body.
@@ -689,18 +700,7 @@ async fn hold_one(
     body: String,
     settled: &mut Settled,
 ) -> Result<(), String> {
-    let response = client
-        .post(url)
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
-    let mut response = response;
+    let mut response = post(client, url, body).await?;
     let mut seen: Vec<u8> = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| format!("stream: {e}"))? {
         seen.extend_from_slice(&chunk);
