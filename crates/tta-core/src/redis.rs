@@ -233,7 +233,10 @@ impl RedisPool {
         let _ = self.pool.quit().await;
     }
 
-    /// Runs `command` through the breaker, under the command timeout.
+    /// Runs `command` through the breaker, under the command timeout. A write refused at
+    /// `maxmemory` (an `OOM` reply) does not count against the breaker: it comes from a
+    /// server that is up, and must not cut off the reads that still work. Every other
+    /// failure does.
     ///
     /// # Errors
     ///
@@ -253,6 +256,7 @@ impl RedisPool {
         };
         match &result {
             Ok(_) => permit.success(),
+            Err(RedisFailure::Command(e)) if e.details().starts_with("OOM") => permit.success(),
             Err(_) => permit.failure(None),
         }
         result

@@ -361,19 +361,25 @@ async fn a_full_redis_rejects_writes_and_requests_still_succeed() {
         .unwrap();
     redis.command(&["CONFIG", "SET", "maxmemory", "1"]).unwrap();
     let cx = WorkflowContext::new();
-    for _ in 0..2 {
+    // More refused writes than the breaker's threshold (3): a server that refuses
+    // writes is up, so the breaker stays closed and every write is still tried.
+    for _ in 0..6 {
         assert_eq!(cache.execute("q".into(), &cx).await.unwrap(), "answer to q");
     }
-    assert_eq!(count(&calls), 2, "nothing could be stored");
+    assert_eq!(count(&calls), 6, "nothing could be stored");
     assert_eq!(
         tt.counter(
             semconv::ERRORS,
             &[("cache", "full"), ("op", "set"), ("error_type", "rejected")]
         ),
-        2.0
+        6.0
+    );
+    assert!(
+        !cache.store().breaker_open(),
+        "refused writes do not open the breaker"
     );
     redis.command(&["CONFIG", "SET", "maxmemory", "0"]).unwrap();
     cache.execute("q".into(), &cx).await.unwrap();
     cache.execute("q".into(), &cx).await.unwrap();
-    assert_eq!(count(&calls), 3, "stored again once there is room");
+    assert_eq!(count(&calls), 7, "stored again once there is room");
 }
