@@ -130,10 +130,10 @@ pub(crate) const TASKS: &[Task] = &[
     },
     Task {
         name: "soak",
-        flags: &[],
-        help: "the large load runs (not in ci): the demo on Redis at 200k requests and on the memory store at 1M",
+        flags: &["--gateway"],
+        help: "the large load runs (not in ci): the demo on Redis at 200k requests and on the memory store at 1M; --gateway: 100k requests through tta-gateway to the faulty simulated providers",
         in_ci: false,
-        run: |sh, _| soak::run(sh),
+        run: soak::run,
     },
     Task {
         name: "loadtest",

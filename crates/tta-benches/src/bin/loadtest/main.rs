@@ -9,7 +9,7 @@
 //! with a memory cache and a 90% hit workload; calls, then streams. Overhead at a
 //! percentile is the gateway's latency minus the direct latency at that percentile.
 //! Before the rates, `--open-streams` streams are held open through the gateway at once,
-//! for its RSS per open stream.
+//! for its RSS per open stream. `--soak N` runs the gateway soak instead ([`soak`]).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod soak;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -49,6 +51,16 @@ struct Args {
     /// Streams held open through the gateway at once (0: skip).
     #[arg(long, default_value_t = 10_000)]
     open_streams: u32,
+    /// Instead of the rates: a soak of this many requests (half streamed) at
+    /// `--concurrency` to the demo's simulated providers with their faults.
+    #[arg(long)]
+    soak: Option<u64>,
+    /// The soak's concurrency.
+    #[arg(long, default_value_t = 256)]
+    concurrency: u64,
+    /// The soak's provider latency scale (1: the demo's latencies).
+    #[arg(long, default_value_t = 0.2)]
+    latency_scale: f64,
     /// Where to write every figure as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -78,7 +90,7 @@ fn main() -> ExitCode {
     let mut args = Args::parse();
     let limit = raise_fd_limit();
     let most = u32::try_from(limit.saturating_sub(SPARE_FDS) / 2).unwrap_or(u32::MAX);
-    if args.open_streams > most {
+    if args.soak.is_none() && args.open_streams > most {
         eprintln!(
             "loadtest: the open-file limit is {limit} here (the hard limit cannot be raised), \
              so {most} streams are held open instead of {} (two descriptors each)",
@@ -118,6 +130,15 @@ const SPARE_FDS: u64 = 400;
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(args: Args) -> Result<(), AnyError> {
+    if let Some(requests) = args.soak {
+        return soak::run(
+            &args.gateway,
+            requests,
+            args.concurrency,
+            args.latency_scale,
+        )
+        .await;
+    }
     let latency = Duration::from_millis(args.latency_ms);
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let provider = Providers::steady(any, latency).await?;
@@ -287,7 +308,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(bin: &PathBuf, config: &str, name: &str) -> Result<Self, AnyError> {
+    fn start(bin: &std::path::Path, config: &str, name: &str) -> Result<Self, AnyError> {
         let path = format!("target/loadtest/{name}.toml");
         std::fs::write(&path, config)?;
         let log = std::fs::File::create(format!("target/loadtest/{name}.log"))?;
@@ -337,15 +358,13 @@ impl Gateway {
         (tick(11) + tick(12)) / 100.0
     }
 
-    /// Resident memory now, in MiB (`VmRSS`).
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now, in MiB.
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1_024.0)
+        rss_mib_of(self.pid())
     }
 
     /// The gateway's non-zero router error and interruption series (why requests
@@ -359,6 +378,7 @@ impl Gateway {
             .filter(|l| {
                 (l.starts_with("tta_router_errors_total")
                     || l.starts_with("tta_router_stream_interruptions_total")
+                    || l.starts_with("tta_router_decisions_total")
                     || l.starts_with("tta_timeout_outcomes_total"))
                     && !l.ends_with(" 0")
             })
@@ -372,6 +392,21 @@ impl Gateway {
             rss_mib: self.rss_mib(),
         }
     }
+}
+
+/// A process's resident memory now, in MiB (`VmRSS`).
+fn rss_mib_of(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1_024.0)
+}
+
+/// How many descriptors a process has open now.
+fn descriptors_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 impl Drop for Gateway {
