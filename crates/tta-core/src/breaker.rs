@@ -18,13 +18,17 @@ crate::label_enum! {
     }
 }
 
+/// The least a hinted open's cooldown doubles from (a hint of zero still backs off).
+const MIN_HINTED_COOLDOWN: Duration = Duration::from_millis(1);
+
 /// A circuit breaker: **closed** (calls pass, consecutive failures counted), **open**
 /// after `threshold` of them (calls refused for a cooldown), then **half-open** with
 /// exactly one probe. A probe that succeeds closes it and resets the cooldown; a probe
 /// that fails opens it again for twice the last cooldown, up to `max_cooldown`.
 ///
 /// A failure carrying a retry-after hint opens the breaker for at least that long,
-/// whatever the failure count. A success only closes what was opened before it was
+/// whatever the failure count; when a hint alone opened it, a failed probe then cools it
+/// for twice the hint (the cooldown at most), and doubles from there. A success only closes what was opened before it was
 /// admitted: a call that was already in flight when a provider said "retry after 30 s"
 /// does not undo the hint by finishing well.
 ///
@@ -309,10 +313,15 @@ impl Breaker {
                         }
                         Some(open)
                     }
+                    // Opened by a hint alone: a failed probe then doubles the hint's
+                    // length (at most the cooldown), not the whole cooldown. A 20 ms
+                    // hint whose probe meets a 503 waits 40 ms, not a minute.
                     (None, Some(hint)) => Some(Open {
                         until: hint,
                         since: now,
-                        cooldown: self.cooldown,
+                        cooldown: hint
+                            .saturating_duration_since(now)
+                            .clamp(MIN_HINTED_COOLDOWN, self.cooldown.max(MIN_HINTED_COOLDOWN)),
                         probing: false,
                     }),
                     (next, None) => next,

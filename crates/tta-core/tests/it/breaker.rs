@@ -122,3 +122,31 @@ async fn permits_settle_exactly_under_concurrency() {
     assert_eq!(b.snapshot().consecutive_failures, 500);
     assert_eq!(b.state(), BreakerState::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_after_a_short_hint_waits_twice_the_hint_not_twice_the_cooldown() {
+    let b = Breaker::new(5, secs(30), secs(600));
+    b.admit().unwrap().failure(Some(Duration::from_millis(100)));
+    assert_eq!(b.state(), BreakerState::Open);
+    advance(Duration::from_millis(100)).await;
+    let probe = b.admit().expect("the hint is over: one probe");
+    probe.failure(None);
+    advance(Duration::from_millis(199)).await;
+    assert!(b.admit().is_none(), "cooling for twice the hint");
+    advance(Duration::from_millis(1)).await;
+    let probe = b.admit().expect("after 200 ms, the next probe");
+    probe.failure(None);
+    advance(Duration::from_millis(399)).await;
+    assert!(b.admit().is_none(), "doubling again");
+    advance(Duration::from_millis(1)).await;
+    b.admit().expect("after 400 ms").success();
+    assert_eq!(b.state(), BreakerState::Closed);
+    // A hint longer than the cooldown doubles from the cooldown.
+    b.admit().unwrap().failure(Some(secs(120)));
+    advance(secs(120)).await;
+    b.admit().unwrap().failure(None);
+    advance(secs(59)).await;
+    assert!(b.admit().is_none());
+    advance(secs(1)).await;
+    assert!(b.admit().is_some(), "twice the 30 s cooldown");
+}

@@ -808,7 +808,10 @@ impl Report {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one row: the three phases of a rate and the two gateways' usage"
+    )]
     fn rate(
         &mut self,
         stream: bool,
