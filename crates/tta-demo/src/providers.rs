@@ -242,6 +242,31 @@ impl Providers {
         })
     }
 
+    /// The `[providers.NAME]` sections of a tta-gateway configuration for these
+    /// providers: each profile's protocol, base URL, model, prices and context window
+    /// (what `crates/tta-gateway/gateway.example.toml` writes out for the fixed ports).
+    pub fn gateway_toml(&self) -> String {
+        let mut toml = String::new();
+        for (i, p) in PROFILES.iter().enumerate().take(self.servers.len()) {
+            toml.push_str(&format!(
+                "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\n[providers.{name}.models.\"{model}\"]\n",
+                name = p.name,
+                kind = p.protocol.as_str(),
+                url = self.base_url(i),
+                model = p.model,
+            ));
+            match p.per_call {
+                Some(usd) => toml.push_str(&format!("per_call = {usd}\n")),
+                None => toml.push_str(&format!(
+                    "input_per_1k = {}\noutput_per_1k = {}\n",
+                    p.price_in, p.price_out
+                )),
+            }
+            toml.push_str(&format!("context_window = {}\n\n", p.context_window));
+        }
+        toml
+    }
+
     /// The base URL of the `i`-th provider (`http://127.0.0.1:PORT/v1`).
     pub fn base_url(&self, i: usize) -> String {
         self.servers[i].base_url()

@@ -31,35 +31,15 @@ async fn async_openai_calls_and_streams_through_the_demos_simulated_providers() 
     let providers = tta_demo::providers::Providers::start_anywhere(42, 0.0)
         .await
         .unwrap();
-    let bases: Vec<String> = (0..4).map(|i| providers.base_url(i)).collect();
-    // frontier, budget and local speak OpenAI; balanced (1) speaks Anthropic.
+    // frontier, budget and local speak OpenAI; balanced speaks Anthropic.
     let toml = format!(
         r#"listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:0"
-[providers.frontier]
-kind = "openai"
-base_url = "{}"
-[providers.frontier.models.gpt-4o]
-input_per_1k = 0.0025
-output_per_1k = 0.01
-[providers.balanced]
-kind = "anthropic"
-base_url = "{}"
-[providers.balanced.models.claude-haiku]
-input_per_1k = 0.0008
-output_per_1k = 0.004
-[providers.budget]
-kind = "openai"
-base_url = "{}"
-[providers.budget.models.mistral-small]
-input_per_1k = 0.0001
-output_per_1k = 0.0003
+{}
 [models.chat]
 routes = [{{ provider = "balanced", model = "claude-haiku" }}, {{ provider = "budget", model = "mistral-small" }}, {{ provider = "frontier", model = "gpt-4o" }}]
 {}"#,
-        bases[0],
-        bases[1],
-        bases[2],
+        providers.gateway_toml(),
         crate::keys_and_tenants("")
     );
     let gw = Running::start(&toml).await;

@@ -481,7 +481,8 @@ struct Sample {
     first: Duration,
 }
 
-/// One request: the model is rewritten to the provider's for a direct request.
+/// One request, timed from its send: a call to its whole answer, a stream to its
+/// `[DONE]` (a gateway's error event is a `stream error`).
 async fn one(
     client: &reqwest::Client,
     url: &str,
@@ -515,6 +516,10 @@ async fn one(
                 total,
                 first: first.unwrap_or(total),
             });
+        }
+        // The gateway's error event: the stream failed after its first chunk.
+        if memchr(b"data: {\"error\"", &tail).is_some() {
+            return Err("stream error".to_owned());
         }
         // Keep only what a marker split across chunks needs.
         if tail.len() > 64 {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tta_demo::providers::{PROFILES, Providers};
+use tta_demo::providers::Providers;
 
-use crate::{AnyError, Gateway, KEY_SHA256, memchr, post};
+use crate::{AnyError, Gateway, KEY_SHA256};
 
 /// What a request of the soak ended as: `ok`, or the kind of its failure.
 fn kind_of_failure(text: &str) -> String {
@@ -47,23 +47,7 @@ const EXPLAINED: [&str; 5] = [
 
 fn config(providers: &Providers) -> String {
     let mut text = String::from("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\n");
-    for (i, p) in PROFILES.iter().enumerate() {
-        let kind = p.protocol.as_str();
-        text.push_str(&format!(
-            "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\n[providers.{name}.models.\"{model}\"]\n",
-            name = p.name,
-            url = providers.base_url(i),
-            model = p.model,
-        ));
-        match p.per_call {
-            Some(usd) => text.push_str(&format!("per_call = {usd}\n")),
-            None => text.push_str(&format!(
-                "input_per_1k = {}\noutput_per_1k = {}\n",
-                p.price_in, p.price_out
-            )),
-        }
-        text.push_str(&format!("context_window = {}\n\n", p.context_window));
-    }
+    text.push_str(&providers.gateway_toml());
     text.push_str(
         r#"[models.chat]
 strategy = "ordered"
@@ -143,10 +127,11 @@ pub(crate) async fn run(
                 if stream {
                     body["stream"] = json!(true);
                 }
-                let kind = match one(&client, &url, body.to_string(), stream).await {
-                    Ok(()) => "ok".to_owned(),
-                    Err(e) => kind_of_failure(&e),
-                };
+                let kind =
+                    match crate::one(&client, &url, body.to_string().into_bytes(), stream).await {
+                        Ok(_) => "ok".to_owned(),
+                        Err(e) => kind_of_failure(&e),
+                    };
                 *kinds.entry(kind).or_default() += 1;
             }
         });
@@ -217,41 +202,4 @@ pub(crate) async fn run(
         return Err(format!("open descriptors grew from {fds_warm} to {fds_end}").into());
     }
     Ok(())
-}
-
-/// One request: `Ok` for a whole answer, or a stream that ended with `[DONE]`; a
-/// stream that ended with an error event is `stream error`.
-async fn one(
-    client: &reqwest::Client,
-    url: &str,
-    body: String,
-    stream: bool,
-) -> Result<(), String> {
-    let mut response = post(client, url, body).await?;
-    if !stream {
-        let bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-        return if memchr(b"\"choices\"", &bytes).is_some() {
-            Ok(())
-        } else {
-            Err("an answer without choices".to_owned())
-        };
-    }
-    let mut seen: Vec<u8> = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("stream cut: {e}"))?
-    {
-        seen.extend_from_slice(&chunk);
-        if memchr(b"data: [DONE]", &seen).is_some() {
-            return Ok(());
-        }
-        if memchr(b"data: {\"error\"", &seen).is_some() {
-            return Err("stream error".to_owned());
-        }
-        if seen.len() > 64 {
-            seen.drain(..seen.len() - 64);
-        }
-    }
-    Err("stream ended without [DONE] or an error event".to_owned())
 }
