@@ -1,10 +1,11 @@
 //! Test support shared by the tta crates' tests: an in-memory OpenTelemetry pipeline
 //! whose spans and metrics tests can assert on, a raw HTTP scraper, a scripted LLM
-//! provider on loopback HTTP, and finders for the external programs (`promtool`,
+//! provider on loopback HTTP, property runs that double as time-boxed fuzzing, and finders for the external programs (`promtool`,
 //! `redis-server`) that tests run for real.
 //!
 //! It depends on no tta crate, so every tta crate can use it as a dev-dependency.
 
+pub mod fuzz;
 pub mod http;
 pub mod llm_server;
 pub mod otlp;

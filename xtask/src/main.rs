@@ -9,6 +9,7 @@ mod coverage;
 mod deny;
 mod doc;
 mod features;
+mod fuzz;
 mod lint;
 mod loadtest;
 mod msrv;
@@ -134,6 +135,13 @@ pub(crate) const TASKS: &[Task] = &[
         help: "the large load runs (not in ci): the demo on Redis at 200k requests and on the memory store at 1M; --gateway: 100k requests through tta-gateway to the faulty simulated providers",
         in_ci: false,
         run: soak::run,
+    },
+    Task {
+        name: "fuzz",
+        flags: &["--quick"],
+        help: "the fuzz properties (SSE parsers, the gateway's request decoder), 120 s each or 10 s with --quick (not in ci)",
+        in_ci: false,
+        run: fuzz::run,
     },
     Task {
         name: "loadtest",

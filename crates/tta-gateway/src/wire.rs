@@ -270,6 +270,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
     let mut request = ChatRequest::new(messages);
     let uint = |v: &Value, param: &str| {
         v.as_u64()
+            .filter(|&n| n > 0)
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| ApiError::invalid(param, format!("{param} must be a positive integer")))
     };
@@ -591,5 +592,134 @@ mod tests {
         assert_eq!((api.status, api.code), (503, "unavailable"));
         assert_eq!(api.retry_after, Some(Duration::from_secs(1)));
         assert_eq!(api.body()["error"]["type"], "server_error");
+    }
+}
+
+/// The request decoder under generated and random bodies: whatever a client sends, the
+/// answer is a request with a model and messages, or a 4xx error object naming what is
+/// wrong; never a panic. Run time-boxed by `cargo xtask fuzz`.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseResult;
+
+    use super::*;
+
+    /// Any JSON value, nested a few levels.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,8}".prop_map(Value::String),
+            prop_oneof![
+                Just("user"),
+                Just("system"),
+                Just("assistant"),
+                Just("tool"),
+                Just("chat")
+            ]
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "stream",
+        "stream_options",
+        "user",
+        "seed",
+    ];
+
+    /// A valid request with some of its fields, or its first message's, replaced by any
+    /// value.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::collection::vec((0..FIELDS.len(), value()), 0..4),
+            proptest::option::of(("role|content|tool_calls|tool_call_id|name", value())),
+        )
+            .prop_map(|(fields, in_message)| {
+                let mut message = json!({"role": "user", "content": "hi"});
+                if let Some((key, v)) = in_message {
+                    message[key] = v;
+                }
+                let mut body = json!({"model": "chat", "messages": [message], "max_tokens": 8});
+                for (i, v) in fields {
+                    body[FIELDS[i]] = v;
+                }
+                body.to_string().into_bytes()
+            })
+    }
+
+    /// A body nested `depth` levels deep in arrays or objects, and its depth.
+    fn nested() -> impl Strategy<Value = (usize, Vec<u8>)> {
+        (1usize..600, any::<bool>()).prop_map(|(depth, objects)| {
+            let (open, close) = if objects {
+                ("{\"a\":", "}")
+            } else {
+                ("[", "]")
+            };
+            let body = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            (depth, body.into_bytes())
+        })
+    }
+
+    fn holds(body: &[u8]) -> TestCaseResult {
+        match parse(body) {
+            Ok(p) => {
+                prop_assert!(!p.request.messages.is_empty());
+                prop_assert!(p.request.max_tokens != Some(0));
+            }
+            Err(e) => {
+                prop_assert!((400..500).contains(&e.status), "status {}", e.status);
+                prop_assert!(!e.message.is_empty());
+                let b = e.body();
+                prop_assert!(b["error"]["code"].is_string(), "{b}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn any_body_is_a_request_or_a_4xx() {
+        let body = prop_oneof![
+            3 => mutated(),
+            1 => value().prop_map(|v| v.to_string().into_bytes()),
+            1 => proptest::collection::vec(any::<u8>(), 0..128),
+            1 => mutated().prop_flat_map(|b| {
+                let n = b.len();
+                (Just(b), 0..n).prop_map(|(b, cut)| b[..cut].to_vec())
+            }),
+        ];
+        tta_tests::fuzz::check("gateway/request", 1024, body, |b| holds(&b));
+    }
+
+    #[test]
+    fn nesting_past_serde_jsons_limit_is_a_400() {
+        tta_tests::fuzz::check("gateway/nested", 64, nested(), |(depth, b)| {
+            let e = parse(&b).unwrap_err();
+            prop_assert_eq!(e.status, 400);
+            if depth > 128 {
+                prop_assert!(e.message.contains("recursion limit"), "{}", e.message);
+            }
+            Ok(())
+        });
     }
 }

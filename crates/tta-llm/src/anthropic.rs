@@ -300,7 +300,7 @@ fn response_of(value: &Value) -> Option<ChatResponse> {
 /// `message_delta` is the chunk with the stop reason and the whole usage;
 /// `message_stop` the only clean end; `error` a failure; `ping` and events this client
 /// does not know are skipped.
-fn parser() -> impl FnMut(&Event) -> Step + Send + 'static {
+pub(crate) fn parser() -> impl FnMut(&Event) -> Step + Send + 'static {
     let mut id = String::new();
     let mut model = String::new();
     let mut input = Usage::default();

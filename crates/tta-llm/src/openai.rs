@@ -403,7 +403,7 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
 /// Reads one event of an OpenAI stream: `[DONE]` the only clean end, the role-only
 /// preamble skipped, an `error` event or error body a failure, a chunk that is not the
 /// API's (not JSON, or a field of the wrong type) a failure too.
-fn parse_event(event: &Event) -> Step {
+pub(crate) fn parse_event(event: &Event) -> Step {
     if event.data.trim() == "[DONE]" {
         return Step::Done;
     }

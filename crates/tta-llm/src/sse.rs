@@ -127,3 +127,131 @@ where
         }
     })
 }
+
+/// The stream rules under generated and random bytes, for OpenAI's and Anthropic's
+/// parsers: whatever the provider sends, split wherever the network splits it, the
+/// stream ends; at most one error item, and only last; a clean end only after the
+/// provider's terminator; every error of a class a router can act on. Run time-boxed by
+/// `cargo xtask fuzz`.
+#[cfg(test)]
+mod fuzz {
+    use eventsource_stream::Eventsource;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseResult;
+    use serde_json::json;
+
+    use super::*;
+
+    /// One piece of a provider's body.
+    fn piece(terminator: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        let chunk = ("[a-z ]{0,12}", proptest::option::of("stop|length|content_filter|tool_calls"))
+            .prop_map(|(text, finish)| {
+                let c = json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]});
+                format!("data: {c}\n\n").into_bytes()
+            });
+        let anthropic = prop_oneof![
+            Just("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3}}}\n\n".to_owned()),
+            "[a-z ]{0,12}".prop_map(|t| format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")),
+            Just("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}}\n\n".to_owned()),
+            Just("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n".to_owned()),
+        ]
+        .prop_map(String::into_bytes);
+        prop_oneof![
+            4 => chunk,
+            3 => anthropic,
+            1 => Just(terminator.as_bytes().to_vec()),
+            1 => Just(b": keep-alive\n\n".to_vec()),
+            1 => Just(b"event: error\ndata: {\"error\":{\"message\":\"overloaded\"}}\n\n".to_vec()),
+            1 => Just(b"data: {\"choices\": [{\"delta\": {\"content\": 5}}]}\n\n".to_vec()),
+            1 => Just(b"data: {\"id\": \"c\", \"choi".to_vec()),
+            1 => Just(b"\r\n\r\n".to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    /// A body of pieces, cut into the reads the network delivers.
+    fn body(terminator: &'static str) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        (
+            proptest::collection::vec(piece(terminator), 0..12),
+            proptest::collection::vec(1usize..40, 1..8),
+        )
+            .prop_map(|(pieces, cuts)| {
+                let bytes = pieces.concat();
+                let mut reads = Vec::new();
+                let mut at = 0;
+                for cut in cuts.iter().cycle() {
+                    if at >= bytes.len() {
+                        break;
+                    }
+                    let end = (at + cut).min(bytes.len());
+                    reads.push(bytes[at..end].to_vec());
+                    at = end;
+                }
+                reads
+            })
+    }
+
+    fn holds<F>(
+        rt: &tokio::runtime::Runtime,
+        reads: Vec<Vec<u8>>,
+        terminator: &str,
+        parse: F,
+    ) -> TestCaseResult
+    where
+        F: FnMut(&Event) -> Step + Send + 'static,
+    {
+        let whole = reads.concat();
+        let events = futures_util::stream::iter(reads.into_iter().map(Ok::<_, std::io::Error>))
+            .eventsource();
+        let items: Vec<Result<ChatChunk, Error>> =
+            rt.block_on(chunks(events, WorkflowContext::new(), true, parse).collect());
+        let errors = items.iter().filter(|i| i.is_err()).count();
+        prop_assert!(errors <= 1, "{errors} error items");
+        if let Some(Err(e)) = items.last() {
+            prop_assert!(
+                matches!(
+                    e.class(),
+                    ErrorClass::Unavailable | ErrorClass::ContentFilter
+                ),
+                "class {:?}: {e}",
+                e.class()
+            );
+        } else {
+            let needle = terminator.as_bytes();
+            prop_assert!(
+                whole.windows(needle.len()).any(|w| w == needle),
+                "a clean end without the terminator"
+            );
+        }
+        if errors == 1 {
+            prop_assert!(
+                items.last().is_some_and(Result::is_err),
+                "the error item is not last"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn openai_streams_end_once_and_cleanly_only_after_done() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tta_tests::fuzz::check("sse/openai", 512, body("data: [DONE]\n\n"), |reads| {
+            holds(&rt, reads, "[DONE]", crate::openai::parse_event)
+        });
+    }
+
+    #[test]
+    fn anthropic_streams_end_once_and_cleanly_only_after_message_stop() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tta_tests::fuzz::check(
+            "sse/anthropic",
+            512,
+            body("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+            |reads| holds(&rt, reads, "message_stop", crate::anthropic::parser()),
+        );
+    }
+}
