@@ -62,6 +62,10 @@ pub struct Config {
     /// then its connection is closed.
     #[serde(default = "default_body_timeout")]
     pub header_timeout_ms: u64,
+    /// The most bytes a request's line and headers may take (default 32 KiB, at least
+    /// 8,192); more get 431.
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
     /// How long SIGTERM waits for requests and streams in flight, in ms (default 30,000).
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
@@ -94,6 +98,9 @@ fn default_metrics() -> String {
 }
 fn default_max_body() -> usize {
     1024 * 1024
+}
+fn default_max_header() -> usize {
+    32 * 1024
 }
 fn default_max_concurrency() -> usize {
     512
@@ -348,6 +355,12 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             err("max_body_bytes".into(), "must be above zero".into());
+        }
+        if self.max_header_bytes < crate::serve::MIN_HEADER_BYTES {
+            err(
+                "max_header_bytes".into(),
+                format!("must be at least {}", crate::serve::MIN_HEADER_BYTES),
+            );
         }
         for (field, v) in [
             ("body_timeout_ms", self.body_timeout_ms),

@@ -28,4 +28,4 @@ mod wire;
 pub use app::Gateway;
 pub use auth::key_digest;
 pub use config::{Config, ConfigError, ConfigErrors};
-pub use serve::serve;
+pub use serve::{ConnectionLimits, serve};

@@ -103,11 +103,10 @@ async fn main() -> ExitCode {
     }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let header_timeout = Duration::from_millis(config.header_timeout_ms);
     let mut server = std::pin::pin!(tta_gateway::serve(
         listener,
         gateway.app(),
-        header_timeout,
+        (&config).into(),
         async move {
             let _ = stop_rx.await;
         },

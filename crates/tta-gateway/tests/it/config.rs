@@ -123,6 +123,7 @@ fn every_setting_out_of_range_is_reported_at_its_path() {
 listen = "127.0.0.1:8080"
 metrics_listen = "x"
 max_body_bytes = 0
+max_header_bytes = 100
 max_concurrency = 0
 body_timeout_ms = 0
 [providers."bad name"]
@@ -160,6 +161,7 @@ tenant_labels = ["ghost"]
     for expected in [
         "metrics_listen: not an address",
         "max_body_bytes: must be above zero",
+        "max_header_bytes: must be at least 8192",
         "max_concurrency: must be above zero",
         "body_timeout_ms: must be above zero",
         "providers.bad name.base_url: not an http(s) URL",

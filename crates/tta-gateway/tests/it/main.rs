@@ -1,6 +1,7 @@
 //! tta-gateway integration tests: a real OpenAI client (async-openai) and raw HTTP
 //! against the gateway on a loopback port, over scripted and simulated providers.
 
+mod abuse;
 mod api;
 mod config;
 mod limits;
@@ -85,11 +86,10 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let header_timeout = Duration::from_millis(config.header_timeout_ms);
         let task = tokio::spawn(tta_gateway::serve(
             listener,
             gateway.app(),
-            header_timeout,
+            (&config).into(),
             async move {
                 let _ = stopped.await;
             },
@@ -185,4 +185,105 @@ pub(crate) fn http() -> reqwest::Client {
 
 pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// The `tta-gateway` binary, started on `toml` with `env`, until dropped (then killed).
+/// Its stdout after the two address lines and its stderr are kept, for [`Self::logs`].
+pub(crate) struct Process {
+    pub(crate) child: std::process::Child,
+    /// Where the API listens (`127.0.0.1:PORT`).
+    pub(crate) addr: String,
+    /// Where `/metrics` listens.
+    pub(crate) metrics: SocketAddr,
+    dir: std::path::PathBuf,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Process {
+    pub(crate) fn start(name: &str, toml: &str, env: &[(&str, String)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = std::env::temp_dir().join(format!("tta-gateway-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, toml).unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tta-gateway"))
+            .arg("--config")
+            .arg(&path)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = lines.next().unwrap().unwrap();
+        let addr = listening
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("{listening}"))
+            .to_owned();
+        let metrics_line = lines.next().unwrap().unwrap();
+        let metrics = metrics_line
+            .strip_prefix("metrics on http://")
+            .and_then(|m| m.strip_suffix("/metrics"))
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("{metrics_line}"));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let rest = std::sync::Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut rest = rest.lock().unwrap();
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+        });
+        Self {
+            child,
+            addr,
+            metrics,
+            dir,
+            stdout,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM: the gateway drains, then exits.
+    pub(crate) fn terminate(&self) {
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
+        let id = self.child.id();
+        let mut waited = None;
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                waited = Some(status);
+                break;
+            }
+            tokio::time::sleep(ms(50)).await;
+        }
+        waited.unwrap_or_else(|| panic!("gateway {id} did not exit within 30 s"))
+    }
+
+    /// What the process wrote: stdout after its address lines, then stderr.
+    pub(crate) fn logs(&self) -> String {
+        let stderr = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+        format!("{}{stderr}", self.stdout.lock().unwrap())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,13 +1,10 @@
 //! The binary: it prints where it listens, serves, and on SIGTERM stops accepting,
 //! lets every stream in flight finish within the grace, and exits 0.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use serde_json::json;
 use tta_tests::llm_server::{End, LlmServer, Reply};
 
-use crate::{ACME_KEY, body, chunks, config_for, ms};
+use crate::{ACME_KEY, Process, body, chunks, config_for, ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
@@ -16,33 +13,11 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     // Each stream takes about a second: 20 chunks, 50 ms apart.
     server.serve(Reply::events(&chunks(&words), ms(50), true, End::Close));
-    let dir = std::env::temp_dir().join(format!("tta-gateway-term-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
     let toml = config_for(&[server.base_url()], "shutdown_grace_ms = 10000\n", "")
         .replace("attempt_timeout_ms = 300", "attempt_timeout_ms = 5000");
-    std::fs::write(&path, toml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tta-gateway"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = lines.next().unwrap().unwrap();
-    let addr = listening
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{listening}"))
-        .to_owned();
-    let metrics = lines.next().unwrap().unwrap();
-    assert!(
-        metrics.starts_with("metrics on http://") && metrics.ends_with("/metrics"),
-        "{metrics}"
-    );
-
+    let mut gateway = Process::start("term", &toml, &[]);
     let client = crate::http();
-    let url = format!("http://{addr}/v1/chat/completions");
+    let url = gateway.url("/v1/chat/completions");
     let mut streams = Vec::new();
     for _ in 0..50 {
         let response = client
@@ -55,11 +30,7 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
         assert_eq!(response.status(), 200);
         streams.push(tokio::spawn(async move { response.text().await }));
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    gateway.terminate();
     for stream in streams {
         let text = stream.await.unwrap().unwrap();
         assert!(
@@ -67,10 +38,7 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
             "{text}"
         );
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = gateway.wait().await;
     assert!(status.success(), "{status}");
     // It stopped accepting: nothing listens there any more.
     assert!(
@@ -82,5 +50,4 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
             .await
             .is_err()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
