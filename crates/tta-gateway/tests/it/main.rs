@@ -259,6 +259,12 @@ impl Process {
         assert!(term.success());
     }
 
+    /// SIGKILL, as a crashed or OOM-killed process ends: no drain, every connection reset.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Waits for the process to exit.
     pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
         let id = self.child.id();

@@ -1,10 +1,12 @@
 //! The binary: it prints where it listens, serves, and on SIGTERM stops accepting,
-//! lets every stream in flight finish within the grace, and exits 0.
+//! lets every stream in flight finish within the grace, and exits 0. A provider
+//! process killed under open streams ends each with an error event.
 
+use futures_util::StreamExt;
 use serde_json::json;
 use tta_tests::llm_server::{End, LlmServer, Reply};
 
-use crate::{ACME_KEY, Process, body, chunks, config_for, ms};
+use crate::{ACME_KEY, Process, body, chunks, completion, config_for, ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
@@ -50,4 +52,100 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_under_fifty_open_streams_ends_each_with_an_error_event_and_the_next_fall_back()
+ {
+    // The provider that is killed is a process: a second gateway, exposing model `m`
+    // over a scripted server whose streams take 5 s (100 chunks, 50 ms apart).
+    let slow = LlmServer::start().await;
+    let words: Vec<String> = (0..100).map(|i| format!("w{i} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    slow.serve(Reply::events(&chunks(&words), ms(50), true, End::Close));
+    let long =
+        |toml: String| toml.replace("attempt_timeout_ms = 300", "attempt_timeout_ms = 20000");
+    let provider_toml =
+        long(config_for(&[slow.base_url()], "", "")).replace("[models.chat]", "[models.m]");
+    let mut provider = Process::start("killed-provider", &provider_toml, &[]);
+    // The spare route answers at once.
+    let spare = LlmServer::start().await;
+    spare.respond_with(|r| {
+        if r.body["stream"] == true {
+            Reply::events(&chunks(&["spare "]), ms(0), true, End::Close)
+        } else {
+            Reply::json(completion("spare"))
+        }
+    });
+    let provider_base = provider.url("/v1");
+    let toml = long(config_for(
+        &[provider_base.clone(), spare.base_url()],
+        "",
+        "",
+    ))
+    .replace(
+        &format!("base_url = \"{provider_base}\"\n"),
+        &format!("base_url = \"{provider_base}\"\napi_key_env = \"TTA_TEST_PROVIDER_KEY\"\n"),
+    );
+    let gateway = Process::start(
+        "front",
+        &toml,
+        &[("TTA_TEST_PROVIDER_KEY", ACME_KEY.to_owned())],
+    );
+    let client = crate::http();
+    let url = gateway.url("/v1/chat/completions");
+
+    // Fifty streams, each past its first chunk.
+    let open = futures_util::future::join_all((0..50).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client
+                .post(&url)
+                .bearer_auth(ACME_KEY)
+                .body(body(json!({"stream": true})))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let mut bytes = response.bytes_stream();
+            let mut text = String::new();
+            while !text.contains("w0 ") {
+                let chunk = bytes.next().await.expect("a first chunk").unwrap();
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            (text, bytes)
+        }
+    }))
+    .await;
+    assert_eq!(slow.requests().len(), 50);
+    provider.kill();
+    for (mut text, mut bytes) in open {
+        while let Some(chunk) = bytes.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(!text.contains("w99 "), "{text}");
+        let last = text.trim_end().lines().last().unwrap_or_default();
+        let event: serde_json::Value =
+            serde_json::from_str(last.strip_prefix("data: ").unwrap_or(last))
+                .unwrap_or_else(|e| panic!("{e}: {last}"));
+        assert_eq!(event["error"]["code"], "unavailable", "{text}");
+    }
+    // The next requests, calls and streams, fall back to the spare route.
+    for stream in [false, true, false, true, false, true] {
+        let r = client
+            .post(&url)
+            .bearer_auth(ACME_KEY)
+            .body(body(json!({"stream": stream})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("spare"), "{text}");
+        if stream {
+            assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        }
+    }
 }
