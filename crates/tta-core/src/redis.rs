@@ -123,6 +123,8 @@ macro_rules! redis_settings_setters {
 pub enum RedisFailure {
     /// The breaker is open: Redis was not called.
     BreakerOpen,
+    /// No pooled connection is up (the pool is reconnecting): Redis was not called.
+    Disconnected,
     /// The command took longer than the command timeout.
     Timeout,
     /// Redis, or the connection, returned an error.
@@ -133,6 +135,7 @@ impl std::fmt::Display for RedisFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RedisFailure::BreakerOpen => f.write_str("breaker open: Redis not called"),
+            RedisFailure::Disconnected => f.write_str("not connected: Redis not called"),
             RedisFailure::Timeout => f.write_str("command timed out"),
             RedisFailure::Command(e) => f.write_str(e.details()),
         }
@@ -213,14 +216,15 @@ impl RedisPool {
         })
     }
 
-    /// The next pooled client, with the fail-fast options.
+    /// The next pooled client that is connected (the next one when none is), with the
+    /// fail-fast options.
     pub fn client(&self) -> fred::clients::WithOptions<Client> {
-        self.pool.next().with_options(&self.options)
+        self.pool.next_connected().with_options(&self.options)
     }
 
     /// `true` when at least one pooled connection is up.
     pub fn is_connected(&self) -> bool {
-        self.pool.is_connected()
+        self.pool.clients().iter().any(ClientLike::is_connected)
     }
 
     /// The breaker's state.
@@ -248,6 +252,12 @@ impl RedisPool {
         let Some(permit) = self.breaker.admit() else {
             return Err(RedisFailure::BreakerOpen);
         };
+        // fred fails a command fast while its connection is down, but not every command
+        // (EVALSHA waits for the timeout): no connection up fails here, at once.
+        if !self.is_connected() {
+            permit.failure(None);
+            return Err(RedisFailure::Disconnected);
+        }
         // fred enforces the timeout too; this one also bounds a command stuck elsewhere.
         let result = match tokio::time::timeout(self.command_timeout, command).await {
             Ok(Ok(value)) => Ok(value),

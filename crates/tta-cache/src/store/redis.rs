@@ -152,6 +152,10 @@ impl RedisStore {
                     StoreErrorKind::BreakerOpen,
                     "breaker open: Redis not called",
                 ),
+                RedisFailure::Disconnected => StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "not connected: Redis not called",
+                ),
                 RedisFailure::Timeout => {
                     StoreError::new(StoreErrorKind::Timeout, "command timed out")
                 }
