@@ -13,6 +13,8 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Where an append-only file keeps the data across kills and restarts.
+    persist: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -30,6 +32,25 @@ impl RedisServer {
             binary,
             port: free_port(),
             child: None,
+            persist: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a server on a free port that keeps its data in an append-only file synced
+    /// on every write, so it survives [`Self::kill`] and [`Self::restart`] as a
+    /// production Redis with `appendfsync always` does.
+    pub fn start_persistent() -> Self {
+        let binary = crate::tools::find_or_install("redis-server", "redis-server");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("tta-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
+        let mut server = Self {
+            binary,
+            port,
+            child: None,
+            persist: Some(dir),
         };
         server.spawn();
         server
@@ -48,25 +69,41 @@ impl RedisServer {
             binary,
             port,
             child: None,
+            persist: None,
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
+        let port = self.port.to_string();
+        let mut args = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ];
+        let dir = self
+            .persist
+            .as_ref()
+            .map(|d| d.to_string_lossy().into_owned());
+        match &dir {
+            Some(dir) => args.extend([
                 "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ]),
+            None => args.extend(["--appendonly", "no"]),
+        }
+        let child = Command::new(&self.binary)
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -177,5 +214,8 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
+        if let Some(dir) = &self.persist {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

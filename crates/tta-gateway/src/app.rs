@@ -19,7 +19,7 @@ use tta_core::{
     BoxPrimitive, BoxStreamPrimitive, BreakerState, CostBound, Error, Layer, Price,
     StreamPrimitive, WorkflowContext, WorkflowPrimitive,
 };
-use tta_limit::{LimitLayer, LimitStore};
+use tta_limit::{LimitLayer, LimitStore, Resource};
 use tta_llm::{Anthropic, ChatChunk, ChatRequest, ChatResponse, OpenAiCompatible};
 use tta_router::{Route, RouterPrimitive, Strategy};
 use tta_timeout::TimeoutPrimitive;
@@ -309,6 +309,14 @@ impl Gateway {
                 }
                 if let Some(n) = tc.concurrency {
                     b = b.concurrency(n);
+                }
+                if let Some(p) = tc.budget_on_store_down {
+                    b = b.on_store_down(Resource::Usd, p.into());
+                }
+                if let Some(p) = tc.rates_on_store_down {
+                    b = b
+                        .on_store_down(Resource::Requests, p.into())
+                        .on_store_down(Resource::Tokens, p.into());
                 }
                 b = match &limit_store {
                     Some(store) => b.store(SharedStore(Arc::clone(store))),

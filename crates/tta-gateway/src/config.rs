@@ -282,6 +282,34 @@ pub struct TenantConfig {
     /// Requests at once (per replica).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// What the budget does while its store (Redis) cannot answer: `fail_closed`
+    /// (default: refused with 503 `budget_unavailable`, so it is never overspent) or
+    /// `fail_open` (let through, uncounted).
+    #[serde(default)]
+    pub budget_on_store_down: Option<OnStoreDown>,
+    /// What the rate limits do while their store cannot answer: `fail_open` (default)
+    /// or `fail_closed` (refused with 503 `limits_unavailable`).
+    #[serde(default)]
+    pub rates_on_store_down: Option<OnStoreDown>,
+}
+
+/// What a tenant's limit does while its store cannot answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreDown {
+    /// Refuse the request (503 with `Retry-After`).
+    FailClosed,
+    /// Let the request through, not counted against the limit.
+    FailOpen,
+}
+
+impl From<OnStoreDown> for tta_limit::OnStoreDown {
+    fn from(p: OnStoreDown) -> Self {
+        match p {
+            OnStoreDown::FailClosed => tta_limit::OnStoreDown::FailClosed,
+            OnStoreDown::FailOpen => tta_limit::OnStoreDown::FailOpen,
+        }
+    }
 }
 
 /// Telemetry.

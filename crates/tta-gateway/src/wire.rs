@@ -69,11 +69,23 @@ impl ApiError {
             (ErrorKind::Limited, _) => {
                 let budget = cause
                     .downcast_ref::<tta_limit::LimitExceeded>()
-                    .is_some_and(|l| l.resource() == tta_limit::Resource::Usd)
-                    || cause
-                        .downcast_ref::<tta_limit::StoreUnavailable>()
-                        .is_some();
-                if budget {
+                    .is_some_and(|l| l.resource() == tta_limit::Resource::Usd);
+                // A limit whose store cannot answer, failing closed: not spent, only
+                // unknown for now; a retry may pass.
+                if let Some(down) = cause.downcast_ref::<tta_limit::StoreUnavailable>() {
+                    let (code, message) = if down.0 == tta_limit::Resource::Usd {
+                        (
+                            "budget_unavailable",
+                            "this key's budget cannot be checked now; retry later",
+                        )
+                    } else {
+                        (
+                            "limits_unavailable",
+                            "this key's rate limits cannot be checked now; retry later",
+                        )
+                    };
+                    Self::new(503, "server_error", code, message)
+                } else if budget {
                     Self::new(
                         429,
                         "insufficient_quota",
@@ -582,7 +594,12 @@ mod tests {
         assert_eq!(api.retry_after, Some(Duration::from_secs(9)));
         let closed = Error::limited("l", "store down")
             .with_source(tta_limit::StoreUnavailable(tta_limit::Resource::Usd));
-        assert_eq!(status(closed), (429, "insufficient_quota"));
+        assert_eq!(status(closed), (503, "budget_unavailable"));
+        let closed = Error::limited("l", "store down")
+            .with_source(tta_limit::StoreUnavailable(tta_limit::Resource::Requests));
+        let api = ApiError::from_error(&closed);
+        assert_eq!((api.status, api.code), (503, "limits_unavailable"));
+        assert_eq!(api.retry_after, Some(Duration::from_secs(1)));
         // Every route failed: the last attempt decides.
         let all = Error::all_routes_failed(vec![
             tta_core::AttemptError::new("a", Error::msg("x").with_class(ErrorClass::Auth)),

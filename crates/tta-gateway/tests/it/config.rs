@@ -208,3 +208,19 @@ tenant_labels = ["ghost"]
     let text = tta_gateway::Config::parse(bad).unwrap_err().to_string();
     assert_eq!(text.lines().count(), found.len());
 }
+
+#[test]
+fn a_store_down_policy_is_fail_open_or_fail_closed() {
+    let ok = crate::config_for(
+        &["http://127.0.0.1:1/v1".to_owned()],
+        "",
+        "usd_per_day = 1.0\nbudget_on_store_down = \"fail_open\"\nrates_on_store_down = \"fail_closed\"",
+    );
+    assert!(Config::parse(&ok).is_ok());
+    let bad = ok.replace("\"fail_open\"", "\"maybe\"");
+    let found = errors(&bad).join("\n");
+    assert!(
+        found.contains("line ") && found.contains("unknown variant `maybe`"),
+        "{found}"
+    );
+}
