@@ -15,6 +15,12 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Where an append-only file keeps the data across kills and restarts.
     persist: Option<PathBuf>,
+    /// More arguments (TLS, cluster mode).
+    extra: Vec<String>,
+    /// With TLS: the port that speaks it (the plain `port` is the harness's own).
+    tls_port: Option<u16>,
+    /// A directory of the server's own (certificates), removed with it.
+    files: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -33,6 +39,9 @@ impl RedisServer {
             port: free_port(),
             child: None,
             persist: None,
+            extra: Vec::new(),
+            tls_port: None,
+            files: None,
         };
         server.spawn();
         server
@@ -50,7 +59,10 @@ impl RedisServer {
             binary,
             port,
             child: None,
-            persist: Some(dir),
+            persist: Some(dir.clone()),
+            extra: Vec::new(),
+            tls_port: None,
+            files: Some(dir),
         };
         server.spawn();
         server
@@ -70,6 +82,9 @@ impl RedisServer {
             port,
             child: None,
             persist: None,
+            extra: Vec::new(),
+            tls_port: None,
+            files: None,
         };
         server.spawn();
         server
@@ -102,6 +117,7 @@ impl RedisServer {
             ]),
             None => args.extend(["--appendonly", "no"]),
         }
+        args.extend(self.extra.iter().map(String::as_str));
         let child = Command::new(&self.binary)
             .args(&args)
             .stdout(Stdio::null())
@@ -127,9 +143,49 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or `rediss://127.0.0.1:<tls port>` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls_port {
+            Some(tls) => format!("rediss://127.0.0.1:{tls}"),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Starts a server that clients reach over TLS only (`rediss://`, [`Self::url`]),
+    /// with a certificate for `127.0.0.1` issued by a CA made for it; the CA's PEM is
+    /// in the returned path, for a client to trust (for example by `SSL_CERT_FILE`).
+    /// The harness's own commands use a plain port beside it.
+    pub fn start_tls() -> (Self, PathBuf) {
+        let binary = crate::tools::find_or_install("redis-server", "redis-server");
+        let (port, tls_port) = (free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("tta-redis-tls-{}-{tls_port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        make_certificates(&dir);
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let extra = vec![
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path("server.pem"),
+            "--tls-key-file".to_owned(),
+            path("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            path("ca.pem"),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut server = Self {
+            binary,
+            port,
+            child: None,
+            persist: None,
+            extra,
+            tls_port: Some(tls_port),
+            files: Some(dir.clone()),
+        };
+        server.spawn();
+        (server, dir.join("ca.pem"))
     }
 
     fn addr(&self) -> SocketAddr {
@@ -214,8 +270,255 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
-        if let Some(dir) = &self.persist {
+        if let Some(dir) = &self.files {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// A Redis Cluster on loopback: three masters, each with one replica, as `redis-cli
+/// --cluster create` makes it, with a 1 s node timeout (a dead master's replica takes
+/// over within about two seconds).
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, joins them, and waits until every node says `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start or the cluster does not form within 30 s (test support).
+    pub fn start() -> Self {
+        let binary = crate::tools::find_or_install("redis-server", "redis-server");
+        let cli = crate::tools::find_or_install("redis-cli", "redis-tools");
+        let dir = std::env::temp_dir().join(format!(
+            "tta-redis-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory for the nodes' files");
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                let port = free_port();
+                let mut node = RedisServer {
+                    binary: binary.clone(),
+                    port,
+                    child: None,
+                    persist: None,
+                    extra: vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.join(format!("nodes-{port}.conf"))
+                            .to_string_lossy()
+                            .into_owned(),
+                        "--cluster-node-timeout".into(),
+                        "1000".into(),
+                        // A replica takes over however long ago it last heard from its
+                        // master (with the default factor, a 1 s node timeout makes a
+                        // freshly synced replica too stale to).
+                        "--cluster-replica-validity-factor".into(),
+                        "0".into(),
+                        "--dir".into(),
+                        dir.to_string_lossy().into_owned(),
+                    ],
+                    tls_port: None,
+                    files: None,
+                };
+                node.spawn();
+                node
+            })
+            .collect();
+        let mut create = Command::new(cli);
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self { nodes, dir };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// Waits until every live node says `cluster_state:ok` and agrees on three masters
+    /// that serve every slot.
+    ///
+    /// # Panics
+    ///
+    /// When that takes longer than `within`.
+    pub fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ok = self.live().all(|n| {
+                n.command(&["CLUSTER", "INFO"]).is_ok_and(|i| {
+                    i.contains("cluster_state:ok") && i.contains("cluster_slots_assigned:16384")
+                })
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster was not ok within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.child.is_some())
+    }
+
+    /// `redis-cluster://` with every node, so a client can find the cluster from any.
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push_str(if i == 1 { "?" } else { "&" });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port));
+        }
+        url
+    }
+
+    /// The index of the node that is now the master of `key`'s slot.
+    ///
+    /// # Panics
+    ///
+    /// When no live node answers or none serves the slot.
+    pub fn master_of(&self, key: &str) -> usize {
+        let any = self.live().next().expect("a live node");
+        let slot: u16 = any
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .expect("CLUSTER KEYSLOT")
+            .parse()
+            .expect("a slot");
+        let nodes = any.command(&["CLUSTER", "NODES"]).expect("CLUSTER NODES");
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let mut ends = range.splitn(2, '-').map(|p| p.parse::<u16>());
+                match (ends.next(), ends.next()) {
+                    (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                    (Some(Ok(a)), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serves {
+                let port: u16 = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("a node's port");
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port == port)
+                    .expect("a node of this cluster");
+            }
+        }
+        panic!("no master serves slot {slot}")
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &RedisServer {
+        &self.nodes[i]
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes into `dir` a CA (`ca.pem`, self-signed) and a server certificate for
+/// `127.0.0.1` it issued (`server.pem`, `server.key`), with the `openssl` program.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = crate::tools::find_or_install("openssl", "openssl");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tta test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

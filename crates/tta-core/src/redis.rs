@@ -222,6 +222,35 @@ impl RedisPool {
         self.pool.next_connected().with_options(&self.options)
     }
 
+    /// Waits until `replicas` replicas acknowledge the writes `client` sent to the
+    /// master of `key`'s slot (WAIT, at most `timeout`), and returns how many did. On a
+    /// single server or a cluster alike: a write a master acknowledged but no replica
+    /// had yet is lost when a replica takes over; one that `replicas` acknowledged is
+    /// not.
+    ///
+    /// # Errors
+    ///
+    /// The WAIT failed.
+    pub async fn wait_for_replicas(
+        client: &fred::clients::WithOptions<Client>,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<i64, fred::error::Error> {
+        use fred::interfaces::ServerInterface;
+        let mut options = client.options().clone();
+        options.cluster_hash = Some(fred::types::ClusterHash::Custom(fred::util::redis_keyslot(
+            key.as_bytes(),
+        )));
+        let millis = i64::try_from(timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        client
+            .with_options(&options)
+            .wait(i64::from(replicas), millis)
+            .await
+    }
+
     /// `true` when at least one pooled connection is up.
     pub fn is_connected(&self) -> bool {
         self.pool.clients().iter().any(ClientLike::is_connected)

@@ -164,6 +164,7 @@ impl Gateway {
         let redis_url = std::env::var("TTA_GATEWAY_REDIS_URL")
             .ok()
             .or_else(|| config.redis.as_ref().map(|r| r.url.clone()));
+        let wait_for_replicas = config.redis.as_ref().map_or(0, |r| r.wait_for_replicas);
         let store = match (config.cache_store(), &redis_url) {
             ("redis", Some(url)) => Some(BoxStore::new(
                 tta_cache::RedisStore::builder(url)
@@ -277,6 +278,7 @@ impl Gateway {
             Some(url) => Some(Arc::new(
                 tta_limit::RedisStore::builder(url)
                     .key_prefix("tta:gateway:limit")
+                    .wait_for_replicas(wait_for_replicas, Duration::from_millis(100))
                     .connect()
                     .await
                     .map_err(|e| config_error("redis.url".into(), e))?,

@@ -119,6 +119,11 @@ pub struct RedisConfig {
     /// `redis://host:port/db`; the environment variable `TTA_GATEWAY_REDIS_URL` overrides
     /// it (it may hold a password).
     pub url: String,
+    /// Replicas that must acknowledge each budget reservation (WAIT, at most 100 ms)
+    /// before the request goes on, so a failover cannot forget it and overspend
+    /// (default 0; 1 for a cluster whose masters have a replica each).
+    #[serde(default)]
+    pub wait_for_replicas: u32,
 }
 
 /// A provider.

@@ -6,6 +6,7 @@ mod api;
 mod config;
 mod limits;
 mod process;
+mod redis_topologies;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -177,10 +178,16 @@ pub(crate) fn body(extra: Value) -> String {
     b.to_string()
 }
 
-/// A plain HTTP client (rustls's provider installed first, as tta-llm does).
+/// A plain HTTP client (rustls's provider installed first, as tta-llm does). Its idle
+/// connections close after 100 ms, before the test configs' 300 ms header timeout closes
+/// them on the gateway's side: a request sent on a connection the gateway is closing at
+/// that moment would be reset.
 pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_millis(100))
+        .build()
+        .expect("a client")
 }
 
 pub(crate) fn ms(n: u64) -> Duration {

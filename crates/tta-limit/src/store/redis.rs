@@ -48,6 +48,8 @@ const PICOS_PER_UNIT: u64 = 1_000;
 pub struct RedisStore {
     pool: RedisPool,
     prefix: String,
+    /// Replicas that must acknowledge a reservation or settlement, and the most to wait.
+    replicas: (u32, Duration),
     /// The script's SHA-1 once loaded.
     sha: Mutex<Option<String>>,
 }
@@ -59,6 +61,7 @@ pub struct RedisStoreBuilder {
     url: String,
     settings: RedisSettings,
     prefix: String,
+    replicas: (u32, Duration),
 }
 
 impl RedisStoreBuilder {
@@ -70,14 +73,32 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// After each reservation and settlement, waits (at most `timeout`, which must be
+    /// below the command timeout) until `replicas` replicas of its master have it (WAIT),
+    /// so a failover cannot forget what a call spent and let a budget overspend (default
+    /// 0: no wait). A settlement lost with its master leaves its reservation to expire,
+    /// and the spend with it. Set it to the replicas each master has (1 for a cluster
+    /// with a replica each). A write not acknowledged in time still stands.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas, timeout);
+        self
+    }
+
     /// Creates the pool and starts connecting. Redis being down is not an error: the
     /// store's commands fail fast (and limits apply their policy) until it is back.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] for a URL that cannot be parsed, or a zero pool size, timeout,
-    /// threshold or cooldown.
+    /// A [`StoreError`] for a URL that cannot be parsed, a zero pool size, timeout,
+    /// threshold or cooldown, or a wait for replicas not below the command timeout.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let (replicas, wait) = self.replicas;
+        if replicas > 0 && (wait.is_zero() || wait >= self.settings.command_timeout) {
+            return Err(StoreError::new(format!(
+                "the wait for replicas ({wait:?}) must be above zero and below the command timeout ({:?})",
+                self.settings.command_timeout
+            )));
+        }
         let pool = RedisPool::connect(&self.url, &self.settings)
             .await
             .map_err(|reason| {
@@ -86,6 +107,7 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             pool,
             prefix: self.prefix,
+            replicas: self.replicas,
             sha: Mutex::new(None),
         })
     }
@@ -102,6 +124,7 @@ impl RedisStore {
             url: url.to_owned(),
             settings: RedisSettings::default(),
             prefix: "tta:limit".to_owned(),
+            replicas: (0, Duration::from_millis(100)),
         }
     }
 
@@ -134,21 +157,38 @@ impl RedisStore {
             .collect()
     }
 
-    /// Runs the script once, through the breaker and under the command timeout.
-    async fn run(&self, keys: Vec<String>, args: Vec<String>) -> Result<Vec<i64>, StoreError> {
+    /// Runs the script once, through the breaker and under the command timeout; with
+    /// `durable`, then waits for the replicas to have what it wrote.
+    async fn run(
+        &self,
+        keys: Vec<String>,
+        args: Vec<String>,
+        durable: bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (replicas, timeout) = self.replicas;
         self.pool
-            .guarded(self.eval(keys, args))
+            .guarded(async {
+                let client = self.pool.client();
+                let first = keys.first().cloned();
+                let reply = self.eval(&client, keys, args).await?;
+                if let (true, Some(key)) = (durable && replicas > 0, first) {
+                    RedisPool::wait_for_replicas(&client, &key, replicas, timeout).await?;
+                }
+                Ok(reply)
+            })
             .await
             .map_err(|failure| StoreError::new(failure.to_string()))
     }
 
-    /// EVALSHA, loading the script first when this store has not (or Redis forgot it).
+    /// EVALSHA, loading the script first when this store has not. A node that does not
+    /// know it (a restarted server, another master of a cluster, a promoted replica)
+    /// gets EVAL, which runs the script and caches it on that node.
     async fn eval(
         &self,
+        client: &fred::clients::WithOptions<fred::clients::Client>,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Vec<i64>, fred::error::Error> {
-        let client = self.pool.client();
         let known = self
             .sha
             .lock()
@@ -162,10 +202,7 @@ impl RedisStore {
             .evalsha::<Vec<i64>, _, _, _>(sha, keys.clone(), args.clone())
             .await
         {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let sha = self.load().await?;
-                client.evalsha(sha, keys, args).await
-            }
+            Err(e) if e.details().starts_with("NOSCRIPT") => client.eval(SCRIPT, keys, args).await,
             other => other,
         }
     }
@@ -224,7 +261,7 @@ impl LimitStore for RedisStore {
                     Amount::Rest => "-1".to_owned(),
                 });
             }
-            let reply = self.run(keys, args).await?;
+            let reply = self.run(keys, args, true).await?;
             match reply.as_slice() {
                 [1, taken @ ..] if taken.len() == ask.lines.len() => Ok(Decision::Granted(
                     ask.lines
@@ -263,7 +300,7 @@ impl LimitStore for RedisStore {
                 args.push(to_unit(line.resource, *reserved, true).to_string());
                 args.push(to_unit(line.resource, *used, true).to_string());
             }
-            let reply = self.run(keys, args).await?;
+            let reply = self.run(keys, args, true).await?;
             if reply.len() != s.lines.len() {
                 return Err(StoreError::new(format!(
                     "unexpected reply from the limit script: {reply:?}"

@@ -163,3 +163,22 @@ async fn with_redis_down_budgets_fail_closed_rates_fail_open_and_both_recover() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_wait_for_replicas_must_be_below_the_command_timeout() {
+    for wait in [
+        Duration::ZERO,
+        Duration::from_millis(250),
+        Duration::from_secs(1),
+    ] {
+        let err = RedisStore::builder("redis://127.0.0.1:1")
+            .wait_for_replicas(1, wait)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("below the command timeout"),
+            "{err}"
+        );
+    }
+}
