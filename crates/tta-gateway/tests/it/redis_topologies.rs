@@ -133,15 +133,14 @@ async fn spend_the_rest(c: &mut Client, mut budgeted: usize) -> usize {
     }
 }
 
-fn slow_provider() -> impl std::future::Future<Output = LlmServer> {
-    async {
-        let provider = LlmServer::start().await;
-        provider.serve(Reply::After(
-            ms(200),
-            Box::new(Reply::json(completion("hi"))),
-        ));
-        provider
-    }
+/// A provider whose every answer takes 200 ms (long enough for single flight to matter).
+async fn slow_provider() -> LlmServer {
+    let provider = LlmServer::start().await;
+    provider.serve(Reply::After(
+        ms(200),
+        Box::new(Reply::json(completion("hi"))),
+    ));
+    provider
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
