@@ -5,6 +5,7 @@
 //!
 //! It depends on no tta crate, so every tta crate can use it as a dev-dependency.
 
+pub mod faults;
 pub mod fuzz;
 pub mod http;
 pub mod llm_server;

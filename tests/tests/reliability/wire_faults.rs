@@ -5,19 +5,19 @@
 //! typed error of the scenario's class, within the timeout and its grace, with at most
 //! one attempt per route, and the ledgers equal the Prometheus cost counter exactly.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use serde_json::json;
 use tokio::time::Instant;
 use tta_observability_integration::llm::{ChatRequest, ChatResponse, Message, OpenAiCompatible};
 use tta_observability_integration::router::{Price, Route, RouterPrimitive};
 use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{
     AttemptKind, Error, StreamPrimitive, Telemetry, Usd, WorkflowContext,
+};
+use tta_tests::faults::{
+    Faulty, answer, broken, chunks, error, filtered, healthy, refused, resetting,
 };
 use tta_tests::llm_server::{End, LlmServer, Recorded, Reply};
 use tta_tests::telemetry::PromTelemetry;
@@ -30,118 +30,6 @@ const IDLE: Duration = Duration::from_millis(300);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn answer(model: &str, finish: &str) -> Value {
-    json!({"id": "x", "object": "chat.completion", "created": 1_700_000_000_u64, "model": model,
-           "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("{model} says hi")},
-                        "finish_reason": finish}],
-           "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
-}
-
-fn chunk(model: &str, delta: Value, finish: Value) -> Value {
-    json!({"id": "x", "object": "chat.completion.chunk", "created": 1_700_000_000_u64,
-           "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-}
-
-/// A whole stream: a role preamble, two pieces, the finish and the usage-only chunk.
-fn chunks(model: &str) -> Vec<Value> {
-    let mut usage = json!({"id": "x", "object": "chat.completion.chunk",
-                           "created": 1_700_000_000_u64, "model": model, "choices": []});
-    usage["usage"] = json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120});
-    vec![
-        chunk(model, json!({"role": "assistant"}), Value::Null),
-        chunk(model, json!({"content": format!("{model} ")}), Value::Null),
-        chunk(model, json!({"content": "says hi"}), Value::Null),
-        chunk(model, json!({}), json!("stop")),
-        usage,
-    ]
-}
-
-/// A filtered answer (`finish_reason: content_filter`, usage reported), as asked.
-fn filtered(stream: bool) -> Reply {
-    if stream {
-        let mut values = chunks("primary-1");
-        values[3] = chunk("primary-1", json!({}), json!("content_filter"));
-        Reply::events(&values, ms(2), true, End::Close)
-    } else {
-        Reply::json(answer("primary-1", "content_filter"))
-    }
-}
-
-fn streams(request: &Recorded) -> bool {
-    request.body["stream"].as_bool().unwrap_or(false)
-}
-
-/// A healthy provider's reply, as asked (a whole answer, or a stream).
-fn healthy(model: &'static str) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    move |request| {
-        if streams(request) {
-            Reply::events(&chunks(model), ms(2), true, End::Close)
-        } else {
-            Reply::json(answer(model, "stop"))
-        }
-    }
-}
-
-/// A provider that fails as `fault` says for the `n`-th request it gets (from 0).
-struct Faulty {
-    calls: Arc<AtomicUsize>,
-    url: String,
-    _server: Option<LlmServer>,
-}
-
-impl Faulty {
-    async fn scripted(fault: impl Fn(usize, bool) -> Reply + Send + Sync + 'static) -> Self {
-        let server = LlmServer::start().await;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&calls);
-        server.respond_with(move |request| {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            fault(n, streams(request))
-        });
-        Self {
-            calls,
-            url: server.base_url(),
-            _server: Some(server),
-        }
-    }
-
-    /// A provider at `url` that is not scripted (a raw socket, or nothing at all).
-    fn at(url: String, calls: Arc<AtomicUsize>) -> Self {
-        Self {
-            calls,
-            url,
-            _server: None,
-        }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-/// A socket that reads each request and resets the connection before any response.
-async fn resetting() -> Faulty {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&calls);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let counted = Arc::clone(&counted);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                if socket.read(&mut buf).await.unwrap_or(0) > 0 {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-                // A zero linger turns the close into a reset.
-                let _ = socket.set_zero_linger();
-                drop(socket);
-            });
-        }
-    });
-    Faulty::at(url, calls)
 }
 
 /// What a scenario's requests got.
@@ -309,13 +197,6 @@ fn failed_until_the_breaker_opens(name: &str, seen: &Seen, class: &str) {
     assert_eq!(seen.answered, REQUESTS - 3, "{name}: {seen:?}");
 }
 
-fn error(status: u16, headers: &[(&str, &str)], code: &str) -> Reply {
-    let mut headers = headers.to_vec();
-    headers.push(("content-type", "application/json"));
-    let body = json!({"error": {"message": "scripted", "type": "server_error", "code": code}});
-    Reply::status(status, &headers, &body.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_falls_back_and_the_primary_waits_out_its_hint() {
     for stream in [false, true] {
@@ -371,15 +252,6 @@ async fn a_slow_first_chunk_falls_back_before_any_chunk_reached_the_caller() {
         .await;
         let seen = scenario("slow first chunk", &primary, stream).await;
         all_answered("slow first chunk", &seen);
-    }
-}
-
-/// The first content chunk, then `end` (a stream), or a body of `body` (a call).
-fn broken(stream: bool, end: End, done: bool, body: &str) -> Reply {
-    if stream {
-        Reply::events(&chunks("primary-1")[..2], ms(5), done, end)
-    } else {
-        Reply::status(200, &[("content-type", "application/json")], body)
     }
 }
 
@@ -538,11 +410,7 @@ async fn an_empty_200_and_an_html_502_fall_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_on_one_route_falls_back() {
     for stream in [false, true] {
-        // A port nothing listens on: bound, then closed.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        drop(listener);
-        let primary = Faulty::at(url, Arc::new(AtomicUsize::new(0)));
+        let primary = refused();
         let seen = scenario("refused", &primary, stream).await;
         all_answered("refused", &seen);
     }

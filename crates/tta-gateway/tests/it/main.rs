@@ -8,6 +8,7 @@ mod limits;
 mod process;
 mod redis_topologies;
 mod telemetry;
+mod wire_faults;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -210,7 +211,11 @@ impl Process {
     pub(crate) fn start(name: &str, toml: &str, env: &[(&str, String)]) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
-        let dir = std::env::temp_dir().join(format!("tta-gateway-{name}-{}", std::process::id()));
+        // One directory per process started: tests run in parallel.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tta-gateway-{name}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
