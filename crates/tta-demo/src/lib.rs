@@ -159,6 +159,15 @@ pub fn rss_mb() -> Option<f64> {
 }
 
 /// A duration scaled by the latency scale, never below `floor`.
+/// How long a stream may go without a chunk: the request timeout's and the router's.
+fn idle_limit(scale: f64) -> Duration {
+    scaled(
+        Duration::from_millis(1_500),
+        scale,
+        Duration::from_millis(300),
+    )
+}
+
 fn scaled(base: Duration, scale: f64, floor: Duration) -> Duration {
     base.mul_f64(scale).max(floor)
 }
@@ -230,6 +239,9 @@ fn build_stack<S: CacheStore>(
             scale,
             Duration::from_millis(250),
         ))
+        // The request's idle limit: the router reaches it first, so a stalled route
+        // counts as failed.
+        .idle_timeout(idle_limit(scale))
         .min_budget(Duration::from_millis(1))
         .failure_threshold(5)
         .cooldown(scaled(
@@ -324,11 +336,7 @@ where
             Duration::from_millis(100),
         ))
         // A stream that stops sending for this long is cut (a stalled provider).
-        .idle(scaled(
-            Duration::from_millis(1_500),
-            scale,
-            Duration::from_millis(300),
-        ))
+        .idle(idle_limit(scale))
         .build()?;
     let stack = Arc::new(stack);
     Ok((

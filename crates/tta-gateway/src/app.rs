@@ -181,9 +181,13 @@ impl Gateway {
         let mut prices = Vec::new();
         let mut attempts = 1;
         for (name, m) in &config.models {
+            // The router's own idle limit equals the request's: the router reaches it
+            // first (its wait starts before the timeout's), so a stalled route fails and
+            // its breaker learns.
             let mut router = RouterPrimitive::builder()
                 .name(name)
                 .strategy(strategy(&m.strategy))
+                .idle_timeout(Duration::from_millis(t.idle_ms))
                 .usage_reported();
             if let Some(ms) = m.attempt_timeout_ms {
                 router = router.attempt_timeout(Duration::from_millis(ms));

@@ -209,7 +209,15 @@ where
         };
         // The first chunk counts too: it goes through the same accounting as the rest.
         let (first, body) = streamed.into_parts();
-        let mut body = RouteBody { body, settlement };
+        let idle = core.idle_timeout.map(|limit| Idle {
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        });
+        let mut body = RouteBody {
+            body,
+            settlement,
+            idle,
+        };
         if let Some(chunk) = &first {
             body.settlement.observe(chunk);
         }
@@ -459,12 +467,19 @@ impl<I, O> Settlement<I, O> {
     }
 }
 
+/// The wait for a streamed attempt's next chunk.
+struct Idle {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
 pin_project_lite::pin_project! {
     /// A streamed attempt's body: it counts the chunks and their usage, and settles cost
     /// and health when it ends, errs, or is dropped.
     struct RouteBody<I, O, C> {
         body: Body<C>,
         settlement: Settlement<I, O>,
+        idle: Option<Idle>,
     }
 
     impl<I, O, C> PinnedDrop for RouteBody<I, O, C> {
@@ -482,7 +497,28 @@ impl<I, O, C: ReportsUsage> Stream for RouteBody<I, O, C> {
         if this.settlement.permit.is_none() {
             return Poll::Ready(None);
         }
-        let item = std::task::ready!(this.body.as_mut().poll_next(cx));
+        let item = match this.body.as_mut().poll_next(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => {
+                // A stall: the route's failure, not only the caller's wait.
+                if let Some(idle) = this.idle.as_mut()
+                    && idle.sleep.as_mut().poll(cx).is_ready()
+                {
+                    let name = this.settlement.core.routes[this.settlement.route]
+                        .name
+                        .to_arc();
+                    let e = Error::timeout(name, format!("no chunk within {:?}", idle.limit));
+                    this.settlement.settle(Some(Err(&e)));
+                    return Poll::Ready(Some(Err(e)));
+                }
+                return Poll::Pending;
+            }
+        };
+        if let (Some(idle), Some(Ok(_))) = (this.idle.as_mut(), &item) {
+            idle.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + idle.limit);
+        }
         match &item {
             Some(Ok(chunk)) => this.settlement.observe(chunk),
             Some(Err(e)) => this.settlement.settle(Some(Err(e))),

@@ -103,6 +103,7 @@ impl From<BuildError> for Error {
 /// | `panic_mode` | on: with every route cooling, try the one that recovers first |
 /// | `min_budget` | 10 ms: no attempt starts with less time left, and the reserve for a fallback when its latency is unknown |
 /// | `attempt_timeout` | none: an attempt gets the remaining time minus a reserve for the next candidate |
+/// | `idle_timeout` | none: a streamed attempt may wait for its next chunk as long as its caller waits |
 /// | `usage` | none: calls are priced per call |
 /// | `seed` | random (set it for reproducible weighted routing) |
 #[must_use]
@@ -119,6 +120,7 @@ pub struct RouterBuilder<I, O> {
     panic_mode: bool,
     min_budget: Duration,
     attempt_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
     usage: Option<UsageFn<O>>,
     seed: Option<u64>,
     baseline: Option<String>,
@@ -150,6 +152,7 @@ impl<I, O> Default for RouterBuilder<I, O> {
             panic_mode: true,
             min_budget: Duration::from_millis(10),
             attempt_timeout: None,
+            idle_timeout: None,
             usage: None,
             seed: None,
             baseline: None,
@@ -276,6 +279,16 @@ impl<I, O> RouterBuilder<I, O> {
         self
     }
 
+    /// Bounds the wait for each next chunk of a streamed attempt: a stream that stalls
+    /// longer ends with an error item of kind timeout, and counts as its route's failure
+    /// (so a route that stalls opens its breaker). Set it at or below the idle limit of a
+    /// timeout around the router: a caller's limit that fires first drops the body, and
+    /// the route is not told.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// Reads a call's token usage from its output, to price it.
     pub fn usage(
         mut self,
@@ -365,6 +378,11 @@ impl<I, O> RouterBuilder<I, O> {
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
             return Err(BuildError::Setting(
                 "attempt_timeout must be greater than zero",
+            ));
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(BuildError::Setting(
+                "idle_timeout must be greater than zero",
             ));
         }
         let mut index = HashMap::new();
@@ -473,6 +491,7 @@ impl<I, O> RouterBuilder<I, O> {
             panic_mode: self.panic_mode,
             min_budget: self.min_budget,
             attempt_timeout: self.attempt_timeout,
+            idle_timeout: self.idle_timeout,
             usage: self.usage,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             usage_average: Mutex::new(None),

@@ -178,6 +178,8 @@ pub(crate) struct Core<I, O> {
     fallback_on: Option<FallbackFn>,
     min_budget: Duration,
     attempt_timeout: Option<Duration>,
+    /// The longest a streamed attempt may wait for its next chunk.
+    idle_timeout: Option<Duration>,
     auth_cooldown: Duration,
     panic_mode: bool,
     usage: Option<UsageFn<O>>,

@@ -230,14 +230,13 @@ async fn faults_after_the_first_chunk_end_the_stream_with_an_error_event() {
     .await;
     let cut = Faulty::scripted(|_, stream| broken(stream, End::Cut, false, "")).await;
     scenario("cut mid-answer", cut, false, Expect::Answered).await;
-    // The router does not see a stall as the route's failure (docs/reliability.md):
-    // each request meets it again, and is cut at the idle limit.
+    // Each stall is cut at the idle limit; three open the primary's breaker.
     let stalled = Faulty::scripted(|_, stream| broken(stream, End::Stall, false, "")).await;
     scenario(
         "stalled after the first chunk",
         stalled,
         true,
-        Expect::Failed("timeout"),
+        Expect::FailedUntilTheBreakerOpens("timeout"),
     )
     .await;
     let malformed = Faulty::scripted(|_, stream| {

@@ -100,6 +100,9 @@ fn invalid_routers_are_typed_build_errors() {
         router(&t)
             .route(p("a").route())
             .attempt_timeout(std::time::Duration::ZERO),
+        router(&t)
+            .route(p("a").route())
+            .idle_timeout(std::time::Duration::ZERO),
     ];
     for builder in settings {
         assert!(matches!(

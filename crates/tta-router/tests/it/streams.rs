@@ -41,6 +41,8 @@ enum Script {
     CutAfter { n: u32 },
     /// Fails before its first chunk.
     Refuses(ErrorClass),
+    /// `n` chunks 10 ms apart, then nothing, ever.
+    StallsAfter { n: u32 },
 }
 
 fn ms(n: u64) -> Duration {
@@ -62,6 +64,16 @@ fn streaming_route(
             let (first, n, cut) = match script {
                 Script::Full { first, n } => (first, n, false),
                 Script::CutAfter { n } => (10, n, true),
+                Script::StallsAfter { n } => {
+                    let chunks = futures_util::stream::iter(0..n).then(move |_| async move {
+                        tokio::time::sleep(ms(10)).await;
+                        Ok(Piece {
+                            route: name,
+                            usage: None,
+                        })
+                    });
+                    return Ok(chunks.chain(futures_util::stream::pending()).boxed());
+                }
                 Script::Refuses(class) => {
                     return Err(Error::msg("refused").with_class(class));
                 }
@@ -82,7 +94,8 @@ fn streaming_route(
                     }
                     _ => None,
                 }
-            }))
+            })
+            .boxed())
         }
     })
     .name(name)
@@ -450,4 +463,71 @@ async fn a_thousand_concurrent_streams_with_random_cuts_keep_the_ledgers_exact()
         1_000,
         "one entry per stream, never two"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_stalls_is_cut_at_the_idle_timeout_and_opens_its_routes_breaker() {
+    let (tt, t) = pipeline();
+    let (stall_calls, steady_calls) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let router = RouterPrimitive::builder()
+        .name("llm")
+        .route(streaming_route(
+            "stalls",
+            Script::StallsAfter { n: 1 },
+            &stall_calls,
+            &t,
+        ))
+        .route(streaming_route(
+            "steady",
+            Script::Full { first: 10, n: 3 },
+            &steady_calls,
+            &t,
+        ))
+        .idle_timeout(ms(200))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let pieces = collect(&router, &WorkflowContext::new()).await.unwrap();
+        assert_eq!(started.elapsed(), ms(10 + 200));
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+        assert_eq!(pieces[0].as_ref().unwrap().route, "stalls");
+        assert!(pieces[1].as_ref().unwrap_err().is_timeout(), "{pieces:?}");
+    }
+    // Three stalls in a row: the breaker holds the route, and the steady one answers.
+    let pieces = collect(&router, &WorkflowContext::new()).await.unwrap();
+    assert!(
+        pieces.iter().all(|p| p.as_ref().unwrap().route == "steady"),
+        "{pieces:?}"
+    );
+    assert_eq!(stall_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        tt.counter("tta.router.stream.interruptions", &[("route", "stalls")]),
+        3.0
+    );
+    assert_eq!(
+        tt.counter(
+            "tta.router.errors",
+            &[("route", "stalls"), ("error_class", "unavailable")]
+        ),
+        3.0
+    );
+    // A stream whose chunks keep coming within the limit is not cut, however long.
+    let slow = RouterPrimitive::builder()
+        .name("slow")
+        .route(streaming_route(
+            "steady",
+            Script::Full { first: 10, n: 50 },
+            &steady_calls,
+            &t,
+        ))
+        .idle_timeout(ms(20))
+        .telemetry(&t)
+        .build()
+        .unwrap();
+    let pieces = collect(&slow, &WorkflowContext::new()).await.unwrap();
+    assert_eq!(pieces.len(), 50);
+    assert!(pieces.iter().all(Result::is_ok));
 }
