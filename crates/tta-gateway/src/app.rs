@@ -188,6 +188,8 @@ impl Gateway {
                 .name(name)
                 .strategy(strategy(&m.strategy))
                 .idle_timeout(Duration::from_millis(t.idle_ms))
+                .failure_threshold(m.failure_threshold)
+                .cooldown(Duration::from_millis(m.cooldown_ms))
                 .usage_reported();
             if let Some(ms) = m.attempt_timeout_ms {
                 router = router.attempt_timeout(Duration::from_millis(ms));

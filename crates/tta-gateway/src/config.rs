@@ -171,6 +171,21 @@ pub struct ModelConfig {
     /// The most one attempt may take, in ms (default: no limit of its own).
     #[serde(default)]
     pub attempt_timeout_ms: Option<u64>,
+    /// Consecutive failures that take a route out (default 5).
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long a route that failed is left alone before one probe, in ms (default
+    /// 5,000; doubling for each failed probe, up to 10 minutes).
+    #[serde(default = "default_cooldown")]
+    pub cooldown_ms: u64,
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+
+fn default_cooldown() -> u64 {
+    5_000
 }
 
 fn default_strategy() -> String {
@@ -476,6 +491,18 @@ impl Config {
                 err(
                     format!("{at}.attempt_timeout_ms"),
                     "must be above zero".into(),
+                );
+            }
+            if m.failure_threshold == 0 {
+                err(
+                    format!("{at}.failure_threshold"),
+                    "must be above zero".into(),
+                );
+            }
+            if m.cooldown_ms == 0 || m.cooldown_ms > 600_000 {
+                err(
+                    format!("{at}.cooldown_ms"),
+                    "must be above zero and at most 600000 (10 minutes)".into(),
                 );
             }
             let mut seen = Vec::new();

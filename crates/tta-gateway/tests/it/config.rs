@@ -140,6 +140,8 @@ context_window = 0
 strategy = "random"
 routes = []
 attempt_timeout_ms = 0
+failure_threshold = 0
+cooldown_ms = 0
 [models.b]
 routes = [{ provider = "ok", model = "m", weight = -1.0 }, { provider = "ok", model = "m" }]
 [cache]
@@ -172,6 +174,8 @@ tenant_labels = ["ghost"]
         "models.a.strategy: unknown strategy \"random\"",
         "models.a.routes: no route",
         "models.a.attempt_timeout_ms: must be above zero",
+        "models.a.failure_threshold: must be above zero",
+        "models.a.cooldown_ms: must be above zero and at most 600000 (10 minutes)",
         "models.b.routes[0].weight: must be finite and non-negative",
         "models.b.routes[1]: the same route twice",
         "cache.store: redis needs a [redis] url",

@@ -57,6 +57,7 @@ context_window = 128000
 
 [models.chat]
 attempt_timeout_ms = 400
+failure_threshold = 3
 routes = [{{ provider = "primary", model = "primary-1" }}, {{ provider = "backup", model = "backup-1" }}]
 
 [timeouts]
