@@ -62,12 +62,60 @@ pub fn streams(request: &Recorded) -> bool {
 
 /// A healthy provider's reply, as asked (a whole answer, or a stream).
 pub fn healthy(model: &'static str) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    move |request| {
-        if streams(request) {
-            Reply::events(&chunks(model), ms(2), true, End::Close)
-        } else {
-            Reply::json(answer(model, "stop"))
+    move |request| good(model, streams(request))
+}
+
+/// A good reply of `model`: a whole stream (2 ms a chunk) or a whole answer.
+pub fn good(model: &str, stream: bool) -> Reply {
+    if stream {
+        Reply::events(&chunks(model), ms(2), true, End::Close)
+    } else {
+        Reply::json(answer(model, "stop"))
+    }
+}
+
+/// The primary's good reply, after `delay` (a slow first chunk).
+pub fn slow(stream: bool, delay: Duration) -> Reply {
+    Reply::After(delay, Box::new(good("primary-1", stream)))
+}
+
+/// A stream's first content chunk, then a chunk that is not JSON; a call's truncated
+/// JSON answer.
+pub fn malformed(stream: bool) -> Reply {
+    if stream {
+        let mut reply = Reply::events(&chunks("primary-1")[..2], ms(5), false, End::Close);
+        if let Reply::Events { frames, .. } = &mut reply {
+            frames.push((ms(5), "data: {\"choices\": [{\"delta\": \n\n".to_owned()));
         }
+        reply
+    } else {
+        Reply::status(
+            200,
+            &[("content-type", "application/json")],
+            "{\"choices\": [",
+        )
+    }
+}
+
+/// A flapping primary: 503 for its even requests, a good reply for its odd ones.
+pub fn flapping(n: usize, stream: bool) -> Reply {
+    if n.is_multiple_of(2) {
+        error(503, &[], "overloaded")
+    } else {
+        good("primary-1", stream)
+    }
+}
+
+/// An empty 200 for the even requests, a proxy's HTML error page with 502 for the odd.
+pub fn empty_or_html(n: usize) -> Reply {
+    if n.is_multiple_of(2) {
+        Reply::status(200, &[], "")
+    } else {
+        Reply::status(
+            502,
+            &[("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
     }
 }
 

@@ -33,37 +33,32 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free port, without persistence, and waits until it answers.
     pub fn start() -> Self {
-        let binary = crate::tools::find_or_install("redis-server", "redis-server");
-        let mut server = Self {
-            binary,
-            port: free_port(),
+        Self::start_on(free_port())
+    }
+
+    /// A server on `port`, with no options, not started yet.
+    fn unstarted(port: u16) -> Self {
+        Self {
+            binary: crate::tools::find_or_install("redis-server", "redis-server"),
+            port,
             child: None,
             persist: None,
             extra: Vec::new(),
             tls_port: None,
             files: None,
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// Starts a server on a free port that keeps its data in an append-only file synced
     /// on every write, so it survives [`Self::kill`] and [`Self::restart`] as a
     /// production Redis with `appendfsync always` does.
     pub fn start_persistent() -> Self {
-        let binary = crate::tools::find_or_install("redis-server", "redis-server");
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("tta-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
-        let mut server = Self {
-            binary,
-            port,
-            child: None,
-            persist: Some(dir.clone()),
-            extra: Vec::new(),
-            tls_port: None,
-            files: Some(dir),
-        };
+        let mut server = Self::unstarted(port);
+        server.persist = Some(dir.clone());
+        server.files = Some(dir);
         server.spawn();
         server
     }
@@ -76,16 +71,7 @@ impl RedisServer {
 
     /// Starts a server on `port`.
     pub fn start_on(port: u16) -> Self {
-        let binary = crate::tools::find_or_install("redis-server", "redis-server");
-        let mut server = Self {
-            binary,
-            port,
-            child: None,
-            persist: None,
-            extra: Vec::new(),
-            tls_port: None,
-            files: None,
-        };
+        let mut server = Self::unstarted(port);
         server.spawn();
         server
     }
@@ -156,7 +142,6 @@ impl RedisServer {
     /// in the returned path, for a client to trust (for example by `SSL_CERT_FILE`).
     /// The harness's own commands use a plain port beside it.
     pub fn start_tls() -> (Self, PathBuf) {
-        let binary = crate::tools::find_or_install("redis-server", "redis-server");
         let (port, tls_port) = (free_port(), free_port());
         let dir =
             std::env::temp_dir().join(format!("tta-redis-tls-{}-{tls_port}", std::process::id()));
@@ -175,15 +160,10 @@ impl RedisServer {
             "--tls-auth-clients".to_owned(),
             "no".to_owned(),
         ];
-        let mut server = Self {
-            binary,
-            port,
-            child: None,
-            persist: None,
-            extra,
-            tls_port: Some(tls_port),
-            files: Some(dir.clone()),
-        };
+        let mut server = Self::unstarted(port);
+        server.extra = extra;
+        server.tls_port = Some(tls_port);
+        server.files = Some(dir.clone());
         server.spawn();
         (server, dir.join("ca.pem"))
     }
@@ -292,7 +272,6 @@ impl RedisCluster {
     ///
     /// When a node does not start or the cluster does not form within 30 s (test support).
     pub fn start() -> Self {
-        let binary = crate::tools::find_or_install("redis-server", "redis-server");
         let cli = crate::tools::find_or_install("redis-cli", "redis-tools");
         let dir = std::env::temp_dir().join(format!(
             "tta-redis-cluster-{}-{}",
@@ -303,31 +282,24 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
                 let port = free_port();
-                let mut node = RedisServer {
-                    binary: binary.clone(),
-                    port,
-                    child: None,
-                    persist: None,
-                    extra: vec![
-                        "--cluster-enabled".into(),
-                        "yes".into(),
-                        "--cluster-config-file".into(),
-                        dir.join(format!("nodes-{port}.conf"))
-                            .to_string_lossy()
-                            .into_owned(),
-                        "--cluster-node-timeout".into(),
-                        "1000".into(),
-                        // A replica takes over however long ago it last heard from its
-                        // master (with the default factor, a 1 s node timeout makes a
-                        // freshly synced replica too stale to).
-                        "--cluster-replica-validity-factor".into(),
-                        "0".into(),
-                        "--dir".into(),
-                        dir.to_string_lossy().into_owned(),
-                    ],
-                    tls_port: None,
-                    files: None,
-                };
+                let mut node = RedisServer::unstarted(port);
+                node.extra = vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    dir.join(format!("nodes-{port}.conf"))
+                        .to_string_lossy()
+                        .into_owned(),
+                    "--cluster-node-timeout".into(),
+                    "1000".into(),
+                    // A replica takes over however long ago it last heard from its
+                    // master (with the default factor, a 1 s node timeout makes a
+                    // freshly synced replica too stale to).
+                    "--cluster-replica-validity-factor".into(),
+                    "0".into(),
+                    "--dir".into(),
+                    dir.to_string_lossy().into_owned(),
+                ];
                 node.spawn();
                 node
             })

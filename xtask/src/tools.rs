@@ -93,8 +93,14 @@ pub(crate) fn workspace_rust_version(sh: &Shell) -> anyhow::Result<String> {
 }
 
 /// The system programs the test suite runs for real, with the Debian package of each.
-const SYSTEM_PROGRAMS: &[(&str, &str)] =
-    &[("promtool", "prometheus"), ("redis-server", "redis-server")];
+const SYSTEM_PROGRAMS: &[(&str, &str)] = &[
+    ("promtool", "prometheus"),
+    ("redis-server", "redis-server"),
+    // The cluster tests join their nodes with it.
+    ("redis-cli", "redis-tools"),
+    // The TLS tests make their CA and certificate with it.
+    ("openssl", "openssl"),
+];
 
 fn program_exists(bin: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::time::Instant;
 use tta_observability_integration::llm::{ChatRequest, ChatResponse, Message, OpenAiCompatible};
 use tta_observability_integration::router::{Price, Route, RouterPrimitive};
@@ -17,9 +16,10 @@ use tta_observability_integration::{
     AttemptKind, Error, StreamPrimitive, Telemetry, Usd, WorkflowContext,
 };
 use tta_tests::faults::{
-    Faulty, answer, broken, chunks, error, filtered, healthy, refused, resetting,
+    Faulty, broken, chunks, empty_or_html, error, filtered, flapping, healthy, malformed, refused,
+    resetting, slow,
 };
-use tta_tests::llm_server::{End, LlmServer, Recorded, Reply};
+use tta_tests::llm_server::{End, LlmServer, Reply};
 use tta_tests::telemetry::PromTelemetry;
 
 const REQUESTS: usize = 6;
@@ -242,15 +242,7 @@ async fn a_provider_that_never_answers_is_cut_at_the_attempt_timeout_and_falls_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_first_chunk_falls_back_before_any_chunk_reached_the_caller() {
     for stream in [false, true] {
-        let primary = Faulty::scripted(|_, stream| {
-            let reply = if stream {
-                Reply::events(&chunks("primary-1"), ms(1), true, End::Close)
-            } else {
-                Reply::json(answer("primary-1", "stop"))
-            };
-            Reply::After(ms(1_000), Box::new(reply))
-        })
-        .await;
+        let primary = Faulty::scripted(|_, stream| slow(stream, ms(1_000))).await;
         let seen = scenario("slow first chunk", &primary, stream).await;
         all_answered("slow first chunk", &seen);
     }
@@ -278,32 +270,10 @@ async fn a_stream_stalled_after_its_first_chunk_is_cut_at_the_idle_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_chunk_is_an_error_of_the_stream_and_a_malformed_answer_falls_back() {
-    let primary = Faulty::scripted(|_, stream| {
-        if stream {
-            let mut reply = Reply::events(&chunks("primary-1")[..2], ms(5), false, End::Close);
-            if let Reply::Events { frames, .. } = &mut reply {
-                frames.push((ms(5), "data: {\"choices\": [{\"delta\": \n\n".to_owned()));
-            }
-            reply
-        } else {
-            Reply::status(
-                200,
-                &[("content-type", "application/json")],
-                "{\"choices\": [",
-            )
-        }
-    })
-    .await;
+    let primary = Faulty::scripted(|_, stream| malformed(stream)).await;
     let seen = scenario("malformed", &primary, true).await;
     failed_until_the_breaker_opens("malformed", &seen, "unavailable");
-    let primary = Faulty::scripted(|_, _| {
-        Reply::status(
-            200,
-            &[("content-type", "application/json")],
-            "{\"choices\": [",
-        )
-    })
-    .await;
+    let primary = Faulty::scripted(|_, _| malformed(false)).await;
     all_answered(
         "malformed call",
         &scenario("malformed call", &primary, false).await,
@@ -351,17 +321,7 @@ async fn a_content_filter_finish_reaches_the_caller_billed_and_does_not_fall_bac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_primary_is_used_when_it_answers_and_fallen_back_from_when_it_does_not() {
     for stream in [false, true] {
-        let primary = Faulty::scripted(|n, stream| {
-            if n % 2 == 0 {
-                error(503, &[], "overloaded")
-            } else {
-                healthy("primary-1")(&Recorded {
-                    headers: Vec::new(),
-                    body: json!({"stream": stream}),
-                })
-            }
-        })
-        .await;
+        let primary = Faulty::scripted(flapping).await;
         let seen = scenario("flapping", &primary, stream).await;
         all_answered("flapping", &seen);
     }
@@ -391,18 +351,7 @@ async fn a_billed_failure_then_its_fallback_bill_each_route_its_own_cost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_200_and_an_html_502_fall_back() {
     for stream in [false, true] {
-        let primary = Faulty::scripted(|n, _| {
-            if n % 2 == 0 {
-                Reply::status(200, &[], "")
-            } else {
-                Reply::status(
-                    502,
-                    &[("content-type", "text/html")],
-                    "<html><body><h1>502 Bad Gateway</h1></body></html>",
-                )
-            }
-        })
-        .await;
+        let primary = Faulty::scripted(|n, _| empty_or_html(n)).await;
         let seen = scenario("empty 200, html 502", &primary, stream).await;
         all_answered("empty 200, html 502", &seen);
     }

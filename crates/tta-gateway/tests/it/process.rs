@@ -8,6 +8,19 @@ use tta_tests::llm_server::{End, LlmServer, Reply};
 
 use crate::{ACME_KEY, Process, body, chunks, completion, config_for, ms};
 
+/// A stream of model `chat`, answered 200.
+async fn open_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let response = client
+        .post(url)
+        .bearer_auth(ACME_KEY)
+        .body(body(json!({"stream": true})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
     let server = LlmServer::start().await;
@@ -22,14 +35,7 @@ async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
     let url = gateway.url("/v1/chat/completions");
     let mut streams = Vec::new();
     for _ in 0..50 {
-        let response = client
-            .post(&url)
-            .bearer_auth(ACME_KEY)
-            .body(body(json!({"stream": true})))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let response = open_stream(&client, &url).await;
         streams.push(tokio::spawn(async move { response.text().await }));
     }
     gateway.terminate();
@@ -100,15 +106,7 @@ async fn a_provider_killed_under_fifty_open_streams_ends_each_with_an_error_even
         let client = client.clone();
         let url = url.clone();
         async move {
-            let response = client
-                .post(&url)
-                .bearer_auth(ACME_KEY)
-                .body(body(json!({"stream": true})))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let mut bytes = response.bytes_stream();
+            let mut bytes = open_stream(&client, &url).await.bytes_stream();
             let mut text = String::new();
             while !text.contains("w0 ") {
                 let chunk = bytes.next().await.expect("a first chunk").unwrap();

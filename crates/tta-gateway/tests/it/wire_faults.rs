@@ -9,7 +9,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tta_tests::faults::{Faulty, broken, chunks, error, filtered, healthy, refused, resetting};
+use tta_tests::faults::{
+    Faulty, broken, chunks, empty_or_html, error, filtered, flapping, good, malformed, refused,
+    resetting, slow,
+};
 use tta_tests::llm_server::{End, Reply};
 use tta_tests::telemetry::sample_sum;
 
@@ -106,13 +109,7 @@ async fn request(http: &reqwest::Client, url: &str, stream: bool, i: usize) -> R
 
 async fn scenario(name: &str, primary: Faulty, stream: bool, expect: Expect) {
     let name = format!("{name} ({})", if stream { "stream" } else { "call" });
-    let backup = Faulty::scripted(|_, stream| {
-        healthy("backup-1")(&tta_tests::llm_server::Recorded {
-            headers: Vec::new(),
-            body: json!({"stream": stream}),
-        })
-    })
-    .await;
+    let backup = Faulty::scripted(|_, stream| good("backup-1", stream)).await;
     let gateway = Process::start("faults", &config(&primary.url, &backup.url), &[]);
     let http = crate::http();
     let url = gateway.url("/v1/chat/completions");
@@ -206,15 +203,7 @@ async fn rate_limits_resets_silence_and_slow_starts_fall_back() {
         .await;
         let silent = Faulty::scripted(|_, _| Reply::Hang).await;
         scenario("never answers", silent, stream, Expect::Answered).await;
-        let slow = Faulty::scripted(|_, stream| {
-            let reply = if stream {
-                Reply::events(&chunks("primary-1"), ms(1), true, End::Close)
-            } else {
-                Reply::json(tta_tests::faults::answer("primary-1", "stop"))
-            };
-            Reply::After(ms(1_000), Box::new(reply))
-        })
-        .await;
+        let slow = Faulty::scripted(|_, stream| slow(stream, ms(1_000))).await;
         scenario("slow first chunk", slow, stream, Expect::Answered).await;
     }
 }
@@ -240,38 +229,22 @@ async fn faults_after_the_first_chunk_end_the_stream_with_an_error_event() {
         Expect::FailedUntilTheBreakerOpens("timeout"),
     )
     .await;
-    let malformed = Faulty::scripted(|_, stream| {
-        if stream {
-            let mut reply = Reply::events(&chunks("primary-1")[..2], ms(5), false, End::Close);
-            if let Reply::Events { frames, .. } = &mut reply {
-                frames.push((ms(5), "data: {\"choices\": [{\"delta\": \n\n".to_owned()));
-            }
-            reply
-        } else {
-            Reply::status(
-                200,
-                &[("content-type", "application/json")],
-                "{\"choices\": [",
-            )
-        }
-    })
-    .await;
+    let malformed_chunk = Faulty::scripted(|_, stream| malformed(stream)).await;
     scenario(
         "malformed chunk",
-        malformed,
+        malformed_chunk,
         true,
         Expect::FailedUntilTheBreakerOpens("unavailable"),
     )
     .await;
-    let malformed = Faulty::scripted(|_, _| {
-        Reply::status(
-            200,
-            &[("content-type", "application/json")],
-            "{\"choices\": [",
-        )
-    })
+    let malformed_answer = Faulty::scripted(|_, _| malformed(false)).await;
+    scenario(
+        "malformed answer",
+        malformed_answer,
+        false,
+        Expect::Answered,
+    )
     .await;
-    scenario("malformed answer", malformed, false, Expect::Answered).await;
     let unterminated =
         Faulty::scripted(|_, _| Reply::events(&chunks("primary-1"), ms(5), false, End::Close))
             .await;
@@ -297,30 +270,9 @@ async fn answers_the_provider_refuses_or_filters_and_broken_routes() {
             Expect::Failed("content_filter"),
         )
         .await;
-        let flapping = Faulty::scripted(move |n, stream| {
-            if n % 2 == 0 {
-                error(503, &[], "overloaded")
-            } else {
-                healthy("primary-1")(&tta_tests::llm_server::Recorded {
-                    headers: Vec::new(),
-                    body: json!({"stream": stream}),
-                })
-            }
-        })
-        .await;
+        let flapping = Faulty::scripted(flapping).await;
         scenario("flapping primary", flapping, stream, Expect::Answered).await;
-        let odd = Faulty::scripted(|n, _| {
-            if n % 2 == 0 {
-                Reply::status(200, &[], "")
-            } else {
-                Reply::status(
-                    502,
-                    &[("content-type", "text/html")],
-                    "<html><body><h1>502 Bad Gateway</h1></body></html>",
-                )
-            }
-        })
-        .await;
+        let odd = Faulty::scripted(|n, _| empty_or_html(n)).await;
         scenario("empty 200, HTML 502", odd, stream, Expect::Answered).await;
         scenario("connection refused", refused(), stream, Expect::Answered).await;
     }
