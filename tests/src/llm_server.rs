@@ -171,6 +171,8 @@ pub struct LlmServer {
     addr: SocketAddr,
     script: Arc<Script>,
     stop: Option<oneshot::Sender<()>>,
+    /// Connections accepted so far.
+    connections: Arc<AtomicUsize>,
 }
 
 impl LlmServer {
@@ -205,12 +207,16 @@ impl LlmServer {
         // Each frame leaves when it is written, as a provider's would: without
         // TCP_NODELAY, Nagle's algorithm holds small frames for the client's delayed ACK
         // (40 ms a frame on Linux).
-        let listener = listener.tap_io(|tcp| {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
+        let listener = listener.tap_io(move |tcp| {
+            accepted.fetch_add(1, Ordering::Relaxed);
             let _ = tcp.set_nodelay(true);
         });
         let stop = crate::serve_until_stopped(listener, app);
         Ok(Self {
             addr,
+            connections,
             script,
             stop: Some(stop),
         })
@@ -249,6 +255,11 @@ impl LlmServer {
     pub fn serve(&self, reply: Reply) -> &Self {
         self.script.record_always.store(true, Ordering::Relaxed);
         self.always(reply)
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The address it listens on.

@@ -214,7 +214,8 @@ impl Gateway {
                         let mut b = $client::builder(p.base_url.clone())
                             .name(&route_name)
                             .model(r.model.clone())
-                            .price(price);
+                            .price(price)
+                            .max_idle_connections(p.max_idle_connections);
                         if let Some(w) = pm.context_window {
                             b = b.context_window(w);
                         }

@@ -137,6 +137,9 @@ pub struct ProviderConfig {
     /// The environment variable holding its API key (none: no key is sent).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The most idle connections kept open to it, per model's route (default 64).
+    #[serde(default = "default_max_idle")]
+    pub max_idle_connections: usize,
     /// Its models, by name.
     pub models: BTreeMap<String, ProviderModel>,
 }
@@ -178,6 +181,10 @@ pub struct ModelConfig {
     /// 5,000; doubling for each failed probe, up to 10 minutes).
     #[serde(default = "default_cooldown")]
     pub cooldown_ms: u64,
+}
+
+fn default_max_idle() -> usize {
+    64
 }
 
 fn default_failure_threshold() -> u32 {

@@ -337,3 +337,33 @@ fn bad_settings_are_typed_build_errors_and_the_key_is_never_printed() {
     let client = builder.build().unwrap();
     assert!(!format!("{client:?}").contains("sk-hidden"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_idle_connections_bounds_the_connections_kept_between_bursts() {
+    let (_tt, t) = pipeline();
+    for (bound, kept) in [(Some(2), 2), (None, 8)] {
+        let server = LlmServer::start().await;
+        server.serve(Reply::After(
+            Duration::from_millis(50),
+            Box::new(Reply::json(completion("stop"))),
+        ));
+        let mut builder = OpenAiCompatible::builder(server.base_url())
+            .model("m")
+            .telemetry(&t);
+        if let Some(bound) = bound {
+            builder = builder.max_idle_connections(bound);
+        }
+        let llm = builder.build().unwrap();
+        let cx = WorkflowContext::new();
+        let burst = || futures_util::future::join_all((0..8).map(|_| llm.execute(request(), &cx)));
+        assert!(burst().await.iter().all(Result::is_ok));
+        assert_eq!(
+            server.connections(),
+            8,
+            "eight at once need eight connections"
+        );
+        assert!(burst().await.iter().all(Result::is_ok));
+        // The second burst reuses what the pool kept and opens the rest.
+        assert_eq!(server.connections(), 8 + (8 - kept), "bound {bound:?}");
+    }
+}
