@@ -130,13 +130,38 @@ impl Breaker {
     ///
     /// See [`Breaker`].
     pub fn admit(&self) -> Option<Permit<'_>> {
-        self.admit_when(|open, now| now >= open.until)
+        self.admit_at(Instant::now())
+    }
+
+    /// [`admit`](Self::admit) as of `now`, an instant the caller read just before (a
+    /// router reads the clock once to plan a request and admit its first route). The
+    /// permit's [`admitted`](Permit::admitted) instant is `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(1), Duration::from_secs(1));
+    /// let now = tokio::time::Instant::now();
+    /// let p = b.admit_at(now).expect("closed");
+    /// assert_eq!(p.admitted(), now);
+    /// p.failure(None);
+    /// assert!(b.admit_at(now).is_none());
+    /// assert!(b.admit_at(now + Duration::from_secs(1)).expect("the probe").is_probe());
+    /// # }
+    /// ```
+    pub fn admit_at(&self, now: Instant) -> Option<Permit<'_>> {
+        self.admit_when(now, |open, now| now >= open.until)
     }
 
     /// A permit when closed, or the probe when `ready` says an open breaker may be
     /// probed and no probe is in flight.
-    fn admit_when(&self, ready: impl Fn(&Open, Instant) -> bool) -> Option<Permit<'_>> {
-        let now = Instant::now();
+    fn admit_when(
+        &self,
+        now: Instant,
+        ready: impl Fn(&Open, Instant) -> bool,
+    ) -> Option<Permit<'_>> {
         let mut state = self.lock();
         let probe = match &mut state.open {
             None => false,
@@ -171,7 +196,7 @@ impl Breaker {
     /// # }
     /// ```
     pub fn admit_early(&self) -> Option<Permit<'_>> {
-        self.admit_when(|_, _| true)
+        self.admit_when(Instant::now(), |_, _| true)
     }
 
     /// The state now.

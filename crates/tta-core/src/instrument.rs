@@ -8,9 +8,9 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::future::{Either, select};
 use opentelemetry::KeyValue;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
@@ -264,14 +264,24 @@ impl Instrumentation {
         if token.is_cancelled() {
             return Err(self.core.cancelled());
         }
-        let work = pin!(f(exec.context().clone()));
-        let cancelled = pin!(token.cancelled());
-        // `select` polls the work first, so a ready result wins over a cancellation that
-        // arrives in the same poll.
-        match select(work, cancelled).await {
-            Either::Left((result, _)) => result,
-            Either::Right(((), _)) => Err(self.core.cancelled()),
-        }
+        let mut work = pin!(f(exec.context().clone()));
+        // The wait for a cancellation starts only when the work first waits: a call that
+        // completes in its first poll (a cache hit) registers no waiter with the token.
+        let mut cancelled = pin!(None);
+        std::future::poll_fn(|task| {
+            // The work first: a ready result wins over a cancellation in the same poll.
+            if let Poll::Ready(result) = work.as_mut().poll(task) {
+                return Poll::Ready(result);
+            }
+            if cancelled.is_none() {
+                cancelled.set(Some(token.cancelled()));
+            }
+            match cancelled.as_mut().as_pin_mut().map(|wait| wait.poll(task)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(self.core.cancelled())),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
@@ -340,7 +350,6 @@ impl<C> futures_util::Stream for InstrumentedBody<C> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
         let this = self.project();
         let Some(exec) = this.exec.as_ref() else {
             return Poll::Ready(None);

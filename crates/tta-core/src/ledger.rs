@@ -7,6 +7,8 @@ use std::fmt;
 use std::ops::{Add, AddAssign};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use smallvec::SmallVec;
+
 /// Input and output tokens of one model call.
 ///
 /// # Examples
@@ -419,7 +421,9 @@ pub struct CostLedger {
 #[derive(Debug, Default)]
 struct LedgerState {
     totals: CostTotals,
-    entries: Vec<CostEntry>,
+    /// Inline up to two: a request's ledger (one answer, or a failure and its fallback)
+    /// allocates nothing for its entries.
+    entries: SmallVec<[CostEntry; 2]>,
     overflowed: u64,
 }
 
@@ -520,10 +524,14 @@ impl CostLedger {
             totals.spent += entry.spent;
             totals.saved_usage += entry.saved_usage;
             totals.saved += entry.saved;
-            if state.entries.len() < self.capacity {
-                state.entries.push(entry.clone());
-            } else {
+            if state.entries.len() >= self.capacity {
                 state.overflowed += 1;
+            } else if self.parent.is_none() {
+                // Kept here and nowhere else: moved, not copied.
+                state.entries.push(entry);
+                return;
+            } else {
+                state.entries.push(entry.clone());
             }
         }
         if let Some(parent) = &self.parent {
@@ -550,7 +558,7 @@ impl CostLedger {
     /// assert!(tta_core::CostLedger::new().entries().is_empty());
     /// ```
     pub fn entries(&self) -> Vec<CostEntry> {
-        self.state().entries.clone()
+        self.state().entries.to_vec()
     }
 
     /// Entries counted in the totals but not kept in the list.
