@@ -132,18 +132,18 @@ where
         match &result {
             Ok(output) => {
                 let usage = core.usage.as_ref().and_then(|extract| extract(output));
-                core.bill(i, attempt.kind, usage, false, cx, &span);
+                core.bill(i, attempt.kind, usage, false, cx, span.as_ref());
                 core.metrics.attempt(i, AttemptOutcome::Ok, took, None);
                 route.health.observe(took);
                 attempt.permit.success();
             }
             Err(e) => {
-                let verdict = core.judge_failure(i, e, took, attempt.deadline, cx, &span);
+                let verdict = core.judge_failure(i, e, took, attempt.deadline, cx, span.as_ref());
                 settle(attempt.permit, verdict);
             }
         }
         core.metrics.state(i, route.health.state());
-        span.end();
+        end_span(span);
         result
     }
 }
@@ -184,15 +184,17 @@ where
         let streamed = match head {
             Ok(streamed) => streamed,
             Err(e) => {
-                let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, &span);
+                let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, span.as_ref());
                 settle(attempt.permit, verdict);
                 core.metrics.state(i, route.health.state());
-                span.end();
+                end_span(span);
                 return Err(e);
             }
         };
         core.metrics.first_chunk(i, ttft);
-        span.set_attribute(KeyValue::new(semconv::ATTR_TTFT, ttft.as_secs_f64()));
+        if let Some(span) = &span {
+            span.set_attribute(KeyValue::new(semconv::ATTR_TTFT, ttft.as_secs_f64()));
+        }
         let settlement = Settlement {
             core: Arc::clone(core),
             route: i,
@@ -228,17 +230,16 @@ where
     }
 }
 
-/// No span: what an attempt records when its tracer makes no spans of its own.
-static NO_SPAN: std::sync::LazyLock<opentelemetry::Context> =
-    std::sync::LazyLock::new(opentelemetry::Context::new);
+/// The attempt's span: its context's when the attempt started one, else none (never
+/// the caller's span, which is not the attempt's to annotate or end). Without a span,
+/// the attempt builds no attributes and reads no wall clock to end one.
+fn attempt_span_ref(cx: &WorkflowContext, own: bool) -> Option<SpanRef<'_>> {
+    own.then(|| cx.otel_context().span())
+}
 
-/// The attempt's span: its context's when the attempt started one, else a no-op one
-/// (never the caller's span, which is not the attempt's to annotate or end).
-fn attempt_span_ref(cx: &WorkflowContext, own: bool) -> SpanRef<'_> {
-    if own {
-        cx.otel_context().span()
-    } else {
-        NO_SPAN.span()
+fn end_span(span: Option<SpanRef<'_>>) {
+    if let Some(span) = span {
+        span.end();
     }
 }
 
@@ -301,7 +302,7 @@ impl<I, O> Core<I, O> {
         usage: Option<TokenUsage>,
         estimated: bool,
         cx: &WorkflowContext,
-        span: &SpanRef<'_>,
+        span: Option<&SpanRef<'_>>,
     ) -> Usd {
         let route = &self.routes[i];
         let cost = route.price.cost(usage);
@@ -323,15 +324,19 @@ impl<I, O> Core<I, O> {
             if !estimated && kind != AttemptKind::FailedBilled {
                 self.observe_usage(usage);
             }
-            span.set_attribute(KeyValue::new(
-                gen_ai::USAGE_INPUT_TOKENS,
-                usage.input as i64,
-            ));
-            if let Some(output) = output {
-                span.set_attribute(KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, output as i64));
+            if let Some(span) = span {
+                span.set_attribute(KeyValue::new(
+                    gen_ai::USAGE_INPUT_TOKENS,
+                    usage.input as i64,
+                ));
+                if let Some(output) = output {
+                    span.set_attribute(KeyValue::new(gen_ai::USAGE_OUTPUT_TOKENS, output as i64));
+                }
             }
         }
-        span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
+        if let Some(span) = span {
+            span.set_attribute(KeyValue::new(semconv::ATTR_COST, cost.dollars()));
+        }
         cost
     }
 
@@ -344,18 +349,20 @@ impl<I, O> Core<I, O> {
         took: Duration,
         own_deadline: Option<Instant>,
         cx: &WorkflowContext,
-        span: &SpanRef<'_>,
+        span: Option<&SpanRef<'_>>,
     ) -> Verdict {
         let route = &self.routes[i];
         let class = e.class();
         if let Some(usage) = e.billed_usage() {
             self.bill(i, AttemptKind::FailedBilled, Some(usage), false, cx, span);
         }
-        span.set_attributes([
-            KeyValue::new(semconv::ERROR_TYPE, class.as_str()),
-            KeyValue::new(semconv::ATTR_ERROR_CLASS, class.as_str()),
-        ]);
-        span.set_status(Status::error(class.as_str()));
+        if let Some(span) = span {
+            span.set_attributes([
+                KeyValue::new(semconv::ERROR_TYPE, class.as_str()),
+                KeyValue::new(semconv::ATTR_ERROR_CLASS, class.as_str()),
+            ]);
+            span.set_status(Status::error(class.as_str()));
+        }
         // Neither the caller's cancellation nor the caller's deadline is the route's
         // fault: the permit goes back unsettled. The attempt's own deadline (a timeout,
         // a reserve for the fallback) is.
@@ -444,7 +451,14 @@ impl<I, O> Settlement<I, O> {
         } else {
             AttemptKind::InterruptedStream
         };
-        core.bill(i, kind, Some(usage), estimated, &self.ledger_cx, &span);
+        core.bill(
+            i,
+            kind,
+            Some(usage),
+            estimated,
+            &self.ledger_cx,
+            span.as_ref(),
+        );
         if self.chunks > 1 {
             let per_chunk = took.saturating_sub(self.ttft) / (self.chunks - 1) as u32;
             core.metrics.per_chunk(i, per_chunk);
@@ -457,13 +471,13 @@ impl<I, O> Settlement<I, O> {
             }
             Some(Err(e)) => {
                 core.metrics.interrupted(i);
-                core.judge_failure(i, e, took, None, &self.ledger_cx, &span)
+                core.judge_failure(i, e, took, None, &self.ledger_cx, span.as_ref())
             }
             None => Verdict::Released,
         };
         route.health.settle(permit, verdict);
         core.metrics.state(i, route.health.state());
-        span.end();
+        end_span(span);
     }
 }
 

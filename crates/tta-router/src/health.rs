@@ -58,14 +58,14 @@ impl RouteHealth {
         self.breaker.state()
     }
 
-    /// Lets a call through the breaker; `early` also lets one through while it is open
-    /// (panic mode), as its probe.
-    pub(crate) fn admit(&self, early: bool) -> Option<Permit<'_>> {
-        if early {
-            self.breaker.admit_early()
-        } else {
-            self.breaker.admit()
-        }
+    /// Lets a call through the breaker as of `now`, an instant read just before.
+    pub(crate) fn admit_at(&self, now: Instant) -> Option<Permit<'_>> {
+        self.breaker.admit_at(now)
+    }
+
+    /// Lets a call through even while the breaker is open (panic mode), as its probe.
+    pub(crate) fn admit_early(&self) -> Option<Permit<'_>> {
+        self.breaker.admit_early()
     }
 
     /// Settles a permit detached for a stream, when its body ends.

@@ -259,7 +259,7 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.stats()[0].observations, 0);
     /// ```
     pub fn stats(&self) -> Vec<RouteStats> {
-        self.core.snapshot().0
+        self.core.snapshot_at(Instant::now()).0
     }
 
     /// What the router has done since it was built: attempts, fallbacks, outcomes, cost
@@ -467,6 +467,7 @@ where
         let mut stopped: Option<NoAttempt> = None;
         // After a context-length error: only routes with a larger window.
         let mut min_window: Option<u64> = None;
+        let mut fresh = Some(plan.at);
         while failures.len() < self.max_attempts {
             let Some(i) = declared.pop_front().or_else(|| {
                 let i = plan.order.get(cursor).copied();
@@ -493,8 +494,10 @@ where
                 stopped = Some(NoAttempt::OutOfTime);
                 continue;
             }
-            // Cooling, or another caller holds its single probe: skip it.
-            let Some(permit) = self.routes[i].health.admit(false) else {
+            // Cooling, or another caller holds its single probe: skip it. Until an
+            // attempt has run, the plan's instant is still now.
+            let now = fresh.unwrap_or_else(Instant::now);
+            let Some(permit) = self.routes[i].health.admit_at(now) else {
                 continue;
             };
             tried.set(i);
@@ -524,7 +527,9 @@ where
                 deadline: self.attempt_deadline(permit.admitted(), remaining, health, next),
                 permit,
             };
-            match M::attempt(self, attempt, input.clone(), child).await {
+            let result = M::attempt(self, attempt, input.clone(), child).await;
+            fresh = None;
+            match result {
                 Ok(output) => {
                     self.annotate(span.as_ref(), Some((i, reason)), failures.len() + 1);
                     return Ok(output);
@@ -569,7 +574,7 @@ where
                 .min_by_key(|&i| plan.health[i].breaker.retry_at);
             let retry_at = earliest.and_then(|i| plan.health[i].breaker.retry_at);
             if let Some(i) = earliest.filter(|_| self.panic_mode)
-                && let Some(permit) = self.routes[i].health.admit(true)
+                && let Some(permit) = self.routes[i].health.admit_early()
             {
                 let attempt = Attempt {
                     route: i,

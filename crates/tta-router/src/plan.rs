@@ -5,6 +5,7 @@ use std::sync::PoisonError;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 use tta_core::{TokenUsage, Usd, WorkflowContext};
 
@@ -16,19 +17,28 @@ const DEFAULT_USAGE: (f64, f64) = (1_000.0, 1_000.0);
 /// How much the newest call weighs in the average usage.
 const USAGE_ALPHA: f64 = 0.1;
 
+/// How many routes a plan holds inline: planning a router of at most this many
+/// routes allocates nothing.
+const INLINE_ROUTES: usize = 4;
+
+/// One entry per route, inline up to [`INLINE_ROUTES`].
+pub(crate) type PerRoute<T> = SmallVec<[T; INLINE_ROUTES]>;
+
 /// The routes of one request, in the order to try them, with what each looked like.
 pub(crate) struct Plan {
-    pub(crate) order: Vec<usize>,
-    pub(crate) health: Vec<HealthSnapshot>,
+    pub(crate) order: PerRoute<usize>,
+    pub(crate) health: PerRoute<HealthSnapshot>,
     /// Routes whose breaker would let a call through now.
     pub(crate) admissible: usize,
+    /// When the health was read: the first admission's instant too.
+    pub(crate) at: Instant,
 }
 
 impl<I, O> Core<I, O> {
-    /// Every route's statistics and health now, read once per route.
-    pub(crate) fn snapshot(&self) -> (Vec<RouteStats>, Vec<HealthSnapshot>) {
+    /// Every route's statistics and health as of `now`, read once per route.
+    pub(crate) fn snapshot_at(&self, now: Instant) -> (Vec<RouteStats>, PerRoute<HealthSnapshot>) {
         let usage = self.expected_usage();
-        let health = self.health_now();
+        let health = self.health_at(now);
         let stats = self
             .routes
             .iter()
@@ -50,9 +60,8 @@ impl<I, O> Core<I, O> {
         (stats, health)
     }
 
-    /// Every route's health now, read once per route.
-    fn health_now(&self) -> Vec<HealthSnapshot> {
-        let now = Instant::now();
+    /// Every route's health as of `now`, read once per route.
+    fn health_at(&self, now: Instant) -> PerRoute<HealthSnapshot> {
         self.routes
             .iter()
             .map(|r| r.health.snapshot_at(now))
@@ -69,18 +78,20 @@ impl<I, O> Core<I, O> {
         cx: &WorkflowContext,
         serves: impl Fn(usize) -> bool,
     ) -> Plan {
+        let at = Instant::now();
         if self.route_fn.is_none() && matches!(self.strategy, crate::Strategy::Ordered) {
             // The declared order needs no statistics: only the routes' health.
-            let health = self.health_now();
-            let order: Vec<usize> = (0..self.routes.len()).filter(|&i| serves(i)).collect();
+            let health = self.health_at(at);
+            let order: PerRoute<usize> = (0..self.routes.len()).filter(|&i| serves(i)).collect();
             let admissible = order.iter().filter(|&&i| health[i].breaker.admits).count();
             return Plan {
                 order,
                 health,
                 admissible,
+                at,
             };
         }
-        let (stats, health) = self.snapshot();
+        let (stats, health) = self.snapshot_at(at);
         let chosen = self.route_fn.as_ref().and_then(|route_fn| {
             match self.resolve(route_fn, input, cx, &stats) {
                 Ok(order) => Some(order),
@@ -97,14 +108,16 @@ impl<I, O> Core<I, O> {
                 }
             }
         });
-        let mut order =
-            chosen.unwrap_or_else(|| self.strategy.rank(&stats, cx.remaining(), &self.rng));
-        order.retain(|&i| serves(i));
+        let mut order = PerRoute::from_vec(
+            chosen.unwrap_or_else(|| self.strategy.rank(&stats, cx.remaining(), &self.rng)),
+        );
+        order.retain(|&mut i| serves(i));
         let admissible = order.iter().filter(|&&i| health[i].breaker.admits).count();
         Plan {
             order,
             health,
             admissible,
+            at,
         }
     }
 
