@@ -50,6 +50,8 @@ fn stream(c: &mut Criterion) {
     let call = from_fn(|q: String, _| async move { Ok::<_, Error>(Answer(q)) });
     let router = RouterPrimitive::builder()
         .route(Route::new("a", call).stream_with(provider))
+        // As the gateway and the demo build it: the router's idle limit is the timeout's.
+        .idle_timeout(Duration::from_secs(5))
         .build()
         .expect("a router");
     let stack = Stack::new()
