@@ -36,8 +36,10 @@ impl CacheKey {
     pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
         let namespace = namespace.into();
         let mut hasher = blake3::Hasher::new();
-        prefix(&mut hasher, &namespace, version);
-        hasher.update(input);
+        let mut writer = KeyWriter::new(&mut hasher);
+        writer.prefix(&namespace, version);
+        writer.push(input);
+        writer.flush_buffer();
         CacheKey {
             hash: *hasher.finalize().as_bytes(),
             namespace,
@@ -54,8 +56,11 @@ impl CacheKey {
         // The hasher stays in this frame and is only lent out: its 2 KiB state is never
         // copied.
         let mut hasher = blake3::Hasher::new();
-        prefix(&mut hasher, &namespace, version);
-        write(&mut KeyWriter(&mut hasher)).then(|| CacheKey {
+        let mut writer = KeyWriter::new(&mut hasher);
+        writer.prefix(&namespace, version);
+        let keyed = write(&mut writer);
+        writer.flush_buffer();
+        keyed.then(|| CacheKey {
             hash: *hasher.finalize().as_bytes(),
             namespace,
         })
@@ -109,21 +114,62 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Length-prefixed, so no (namespace, input) pair can collide with another by moving
-/// bytes across the boundary.
-fn prefix(hasher: &mut blake3::Hasher, namespace: &str, version: u32) {
-    hasher.update(&(namespace.len() as u64).to_le_bytes());
-    hasher.update(namespace.as_bytes());
-    hasher.update(&version.to_le_bytes());
+/// How many key bytes a [`KeyWriter`] gathers before it hashes them.
+const KEY_BUFFER: usize = 256;
+
+/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes: into the hash, so nothing
+/// is allocated. Small writes (a serializer writes a length, then the bytes) are gathered
+/// on the stack and hashed in one update: each BLAKE3 update has a fixed cost of its own,
+/// about as much as hashing a short prompt.
+pub struct KeyWriter<'a> {
+    hasher: &'a mut blake3::Hasher,
+    buffer: [u8; KEY_BUFFER],
+    len: usize,
 }
 
-/// Where a [`KeyFn`](crate::KeyFn) writes an input's key bytes: straight into the hash,
-/// so nothing is collected or allocated.
-pub struct KeyWriter<'a>(&'a mut blake3::Hasher);
+impl<'a> KeyWriter<'a> {
+    fn new(hasher: &'a mut blake3::Hasher) -> Self {
+        Self {
+            hasher,
+            buffer: [0; KEY_BUFFER],
+            len: 0,
+        }
+    }
+
+    /// Length-prefixed, so no (namespace, input) pair can collide with another by
+    /// moving bytes across the boundary.
+    fn prefix(&mut self, namespace: &str, version: u32) {
+        self.push(&(namespace.len() as u64).to_le_bytes());
+        self.push(namespace.as_bytes());
+        self.push(&version.to_le_bytes());
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > KEY_BUFFER {
+            self.flush_buffer();
+        }
+        match self.buffer.get_mut(self.len..self.len + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            // Larger than the whole buffer: hashed as it is.
+            None => {
+                self.hasher.update(bytes);
+            }
+        }
+    }
+
+    /// Hashes the gathered bytes.
+    fn flush_buffer(&mut self) {
+        self.hasher.update(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+}
 
 impl std::io::Write for KeyWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
+        self.push(buf);
         Ok(buf.len())
     }
 
@@ -163,7 +209,9 @@ mod tests {
     #[test]
     fn a_key_is_blake3_of_the_prefixed_stream_however_it_is_written() {
         // Around BLAKE3's 1 KiB chunk boundary (the prefix of "ns" is 14 bytes) and past it.
-        for len in [0, 1, 31, 1009, 1010, 1011, 1024, 4096, 100_000] {
+        for len in [
+            0, 1, 31, 241, 242, 243, 256, 1009, 1010, 1011, 1024, 4096, 100_000,
+        ] {
             let input: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let expected = reference("ns", 3, &input);
             assert_eq!(
@@ -172,7 +220,7 @@ mod tests {
                 "len {len}"
             );
             // Written in uneven pieces, some crossing a chunk boundary mid-write.
-            for piece in [1, 13, 700] {
+            for piece in [1, 13, 255, 256, 257, 700] {
                 let key = CacheKey::hashed(Arc::from("ns"), 3, |w| {
                     input.chunks(piece).all(|c| w.write_all(c).is_ok())
                 })
@@ -180,5 +228,21 @@ mod tests {
                 assert_eq!(key.hash(), &expected, "len {len}, pieces of {piece}");
             }
         }
+    }
+
+    #[test]
+    fn a_namespace_longer_than_the_buffer_is_hashed_whole() {
+        let namespace = "n".repeat(1_000);
+        let input = b"the prompt";
+        let expected = reference(&namespace, 7, input);
+        assert_eq!(
+            CacheKey::new(namespace.as_str(), 7, input).hash(),
+            &expected
+        );
+        let key = CacheKey::hashed(Arc::from(namespace.as_str()), 7, |w| {
+            w.write_all(input).is_ok()
+        })
+        .expect("keyed");
+        assert_eq!(key.hash(), &expected);
     }
 }
