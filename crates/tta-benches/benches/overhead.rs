@@ -129,6 +129,11 @@ fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
     let key = *CacheKey::new("tta", 1, prompt.as_bytes()).hash();
     moka.insert(key, bytes::Bytes::from(prompt.to_owned()));
     group.bench_function("moka_get", |b| b.iter(|| moka.get(black_box(&key))));
+    // The store's cache since moka: the same read, side by side (`MemoryStore` adds a
+    // clock read for the entry's TTL).
+    let quick = quick_cache::sync::Cache::<[u8; 32], bytes::Bytes>::new(10_000);
+    quick.insert(key, bytes::Bytes::from(prompt.to_owned()));
+    group.bench_function("quick_cache_get", |b| b.iter(|| quick.get(black_box(&key))));
     group.finish();
 }
 

@@ -1,10 +1,13 @@
-//! The in-memory store, on moka: bounded by entries or by bytes, with per-entry TTL.
+//! The in-memory store, on quick_cache: bounded by entries or by bytes, with per-entry
+//! TTL on tokio's clock.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use moka::Expiry;
-use moka::sync::Cache;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use tokio::time::Instant;
 
 use crate::store::{CacheStore, StoreError};
 use crate::{CacheKey, StoreBuildError};
@@ -12,40 +15,48 @@ use crate::{CacheKey, StoreBuildError};
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
-    ttl: Duration,
+    /// `None`: a TTL past the clock's range, so never.
+    expires: Option<Instant>,
 }
 
-/// Each entry expires after its own TTL.
-struct PerEntryTtl;
-
-impl Expiry<[u8; 32], Entry> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        entry: &Entry,
-        _created: Instant,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &[u8; 32],
-        entry: &Entry,
-        _updated: Instant,
-        _remaining: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
+impl Entry {
+    fn live_at(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| now < at)
     }
 }
 
-/// The default store: in process, bounded, per-entry TTL, on [moka].
+/// What an entry weighs: one each under an entry bound, its bytes and key under a byte
+/// bound.
+#[derive(Clone)]
+enum Weight {
+    Entries,
+    Bytes,
+}
+
+impl Weighter<[u8; 32], Entry> for Weight {
+    fn weight(&self, _key: &[u8; 32], entry: &Entry) -> u64 {
+        match self {
+            Weight::Entries => 1,
+            Weight::Bytes => entry.value.len() as u64 + 32,
+        }
+    }
+}
+
+/// The most entries a store sizes its table for up front; it grows past this as it
+/// fills. A bound of a billion entries allocates nothing for them until they come.
+const PREALLOCATED_ENTRIES: u64 = 16_384;
+
+/// The default store: in process, bounded, per-entry TTL, on [quick_cache].
 ///
 /// Bounded by entry count ([`MemoryStoreBuilder::max_entries`], default 10,000) or by
-/// bytes ([`MemoryStoreBuilder::max_bytes`]); the least recently used entries go first
-/// (moka's TinyLFU policy). Never fails.
+/// bytes ([`MemoryStoreBuilder::max_bytes`]); eviction is quick_cache's scan-resistant
+/// policy (a CLOCK-Pro variant close to S3-FIFO). The bound is kept per shard of the
+/// table, so one value larger than a shard's share of a byte bound is not kept. An
+/// entry's TTL runs on tokio's clock (paused in tests, like every timer of tta); an
+/// expired entry is a miss and is removed when it is read, or evicted in its turn. Never
+/// fails.
 ///
-/// [moka]: https://docs.rs/moka
+/// [quick_cache]: https://docs.rs/quick_cache
 ///
 /// # Examples
 ///
@@ -55,13 +66,13 @@ impl Expiry<[u8; 32], Entry> for PerEntryTtl {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<[u8; 32], Entry>,
+    cache: Arc<Cache<[u8; 32], Entry, Weight>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
+            .field("entries", &self.cache.len())
             .finish_non_exhaustive()
     }
 }
@@ -100,25 +111,18 @@ impl MemoryStoreBuilder {
     /// assert!(tta_cache::MemoryStore::builder().max_bytes(64 << 20).build().is_ok());
     /// ```
     pub fn build(self) -> Result<MemoryStore, StoreBuildError> {
-        let builder = Cache::builder().expire_after(PerEntryTtl);
-        let cache = match (self.max_entries, self.max_bytes) {
-            (Some(_), Some(_)) => {
-                return Err(StoreBuildError::Bound(
-                    "set max_entries or max_bytes, not both",
-                ));
+        match (self.max_entries, self.max_bytes) {
+            (Some(_), Some(_)) => Err(StoreBuildError::Bound(
+                "set max_entries or max_bytes, not both",
+            )),
+            (Some(0), _) | (_, Some(0)) => Err(StoreBuildError::Bound("a bound of zero")),
+            // A kilobyte an entry, for the table's first size only.
+            (_, Some(bytes)) => Ok(MemoryStore::with_bound(Weight::Bytes, bytes, bytes / 1024)),
+            (entries, None) => {
+                let entries = entries.unwrap_or(MemoryStore::DEFAULT_MAX_ENTRIES);
+                Ok(MemoryStore::with_bound(Weight::Entries, entries, entries))
             }
-            (Some(0), _) | (_, Some(0)) => return Err(StoreBuildError::Bound("a bound of zero")),
-            (_, Some(bytes)) => builder
-                .weigher(|_key: &[u8; 32], entry: &Entry| {
-                    u32::try_from(entry.value.len() + 32).unwrap_or(u32::MAX)
-                })
-                .max_capacity(bytes)
-                .build(),
-            (entries, None) => builder
-                .max_capacity(entries.unwrap_or(MemoryStore::DEFAULT_MAX_ENTRIES))
-                .build(),
-        };
-        Ok(MemoryStore { cache })
+        }
     }
 }
 
@@ -135,11 +139,23 @@ impl MemoryStore {
     /// assert_eq!(tta_cache::MemoryStore::new().kind(), "memory");
     /// ```
     pub fn new() -> Self {
+        Self::with_bound(
+            Weight::Entries,
+            Self::DEFAULT_MAX_ENTRIES,
+            Self::DEFAULT_MAX_ENTRIES,
+        )
+    }
+
+    fn with_bound(weight: Weight, capacity: u64, items: u64) -> Self {
+        let items = usize::try_from(items.clamp(1, PREALLOCATED_ENTRIES)).unwrap_or(1);
         Self {
-            cache: Cache::builder()
-                .expire_after(PerEntryTtl)
-                .max_capacity(Self::DEFAULT_MAX_ENTRIES)
-                .build(),
+            cache: Arc::new(Cache::with(
+                items,
+                capacity,
+                weight,
+                Default::default(),
+                Default::default(),
+            )),
         }
     }
 
@@ -152,17 +168,17 @@ impl MemoryStore {
         MemoryStoreBuilder::default()
     }
 
-    /// Entries currently held (approximate until pending maintenance runs).
+    /// Entries currently held, expired ones not yet read or evicted included.
     ///
     /// # Examples
     ///
     /// See [`MemoryStore`].
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
-    /// Runs moka's pending maintenance (evictions, expirations) now; tests use it to
-    /// observe bounds exactly.
+    /// Removes the expired entries now (reads and evictions remove them in their
+    /// turn otherwise).
     ///
     /// # Examples
     ///
@@ -170,7 +186,8 @@ impl MemoryStore {
     /// tta_cache::MemoryStore::new().run_pending_tasks();
     /// ```
     pub fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
+        let now = Instant::now();
+        self.cache.retain(|_, entry| entry.live_at(now));
     }
 }
 
@@ -190,13 +207,23 @@ impl CacheStore for MemoryStore {
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
-        // moka's sync cache: a lookup or an insert never waits on I/O, so it runs inline
-        // (its housekeeping is bounded batches of in-memory work).
-        Ok(self.cache.get(key.hash()).map(|e| e.value))
+        // A lookup or an insert never waits on I/O, so it runs inline.
+        let Some(entry) = self.cache.get(key.hash()) else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        if entry.live_at(now) {
+            return Ok(Some(entry.value));
+        }
+        // Unless another caller stored a fresh value in between.
+        self.cache
+            .remove_if(key.hash(), |entry| !entry.live_at(now));
+        Ok(None)
     }
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        self.cache.insert(*key.hash(), Entry { value, ttl });
+        let expires = Instant::now().checked_add(ttl);
+        self.cache.insert(*key.hash(), Entry { value, expires });
         Ok(())
     }
 }

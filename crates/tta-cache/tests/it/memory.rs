@@ -376,3 +376,81 @@ async fn the_tower_layer_caches_a_service() {
         Err(BuildError::Namespace(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_lives_for_its_ttl_on_tokios_clock() {
+    use tta_cache::{CacheKey, CacheStore};
+    let store = MemoryStore::new();
+    let (short, long) = (
+        CacheKey::new("t", 1, b"short"),
+        CacheKey::new("t", 1, b"long"),
+    );
+    let value = bytes::Bytes::from_static(b"v");
+    store
+        .set(&short, value.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    store
+        .set(&long, value.clone(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert_eq!(store.get(&short).await.unwrap(), Some(value.clone()));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(store.get(&short).await.unwrap(), None, "expired at its TTL");
+    assert_eq!(
+        store.entry_count(),
+        1,
+        "the expired entry was removed when read"
+    );
+    assert_eq!(store.get(&long).await.unwrap(), Some(value.clone()));
+    // A TTL past the clock's range never expires; sweeping removes only expired entries.
+    store
+        .set(&short, value.clone(), Duration::MAX)
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    store.run_pending_tasks();
+    assert_eq!(store.entry_count(), 1);
+    assert_eq!(store.get(&short).await.unwrap(), Some(value));
+    assert_eq!(store.get(&long).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_huge_bound_allocates_nothing_up_front_and_a_byte_bound_holds() {
+    use tta_cache::{CacheKey, CacheStore};
+    // A trillion entries or a petabyte: the table starts small and grows as it fills.
+    for store in [
+        MemoryStore::builder().max_entries(1 << 40).build().unwrap(),
+        MemoryStore::builder().max_bytes(1 << 50).build().unwrap(),
+    ] {
+        let key = CacheKey::new("t", 1, b"k");
+        store
+            .set(
+                &key,
+                bytes::Bytes::from_static(b"v"),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(store.get(&key).await.unwrap().is_some());
+    }
+    // 64 KiB of 1 KiB values (and their 32-byte keys): never more than the bound held.
+    let store = MemoryStore::builder().max_bytes(64 << 10).build().unwrap();
+    for i in 0..1_000u32 {
+        let key = CacheKey::new("t", 1, &i.to_le_bytes());
+        store
+            .set(
+                &key,
+                bytes::Bytes::from(vec![0u8; 1024]),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+    }
+    let held = store.entry_count();
+    assert!(
+        held > 0 && held * (1024 + 32) <= 64 << 10,
+        "{held} entries held"
+    );
+}
