@@ -10,7 +10,7 @@
 //! ([`CacheKey`]); no input ever reaches a store key, a span or a log. Entries are stored
 //! in one compact serde codec (postcard, see [`codec`](crate#entry-format)).
 //!
-//! The store is a [`CacheStore`]: [`MemoryStore`] (moka, the default) or, with feature
+//! The store is a [`CacheStore`]: [`MemoryStore`] (quick_cache, the default) or, with feature
 //! `redis`, `RedisStore` (fred) to share entries between replicas. **The cache never fails
 //! a request because of its store**: a store that is down, slow or returns junk is
 //! counted as an error and the request bypasses to the inner primitive.
