@@ -211,10 +211,7 @@ where
         };
         // The first chunk counts too: it goes through the same accounting as the rest.
         let (first, body) = streamed.into_parts();
-        let idle = core.idle_timeout.map(|limit| Idle {
-            limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-        });
+        let idle = core.idle_timeout.map(tta_core::IdleTimer::new);
         let mut body = RouteBody {
             body,
             settlement,
@@ -481,19 +478,13 @@ impl<I, O> Settlement<I, O> {
     }
 }
 
-/// The wait for a streamed attempt's next chunk.
-struct Idle {
-    limit: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
 pin_project_lite::pin_project! {
     /// A streamed attempt's body: it counts the chunks and their usage, and settles cost
     /// and health when it ends, errs, or is dropped.
     struct RouteBody<I, O, C> {
         body: Body<C>,
         settlement: Settlement<I, O>,
-        idle: Option<Idle>,
+        idle: Option<tta_core::IdleTimer>,
     }
 
     impl<I, O, C> PinnedDrop for RouteBody<I, O, C> {
@@ -516,12 +507,12 @@ impl<I, O, C: ReportsUsage> Stream for RouteBody<I, O, C> {
             Poll::Pending => {
                 // A stall: the route's failure, not only the caller's wait.
                 if let Some(idle) = this.idle.as_mut()
-                    && idle.sleep.as_mut().poll(cx).is_ready()
+                    && idle.poll_elapsed(cx).is_ready()
                 {
                     let name = this.settlement.core.routes[this.settlement.route]
                         .name
                         .to_arc();
-                    let e = Error::timeout(name, format!("no chunk within {:?}", idle.limit));
+                    let e = Error::timeout(name, format!("no chunk within {:?}", idle.limit()));
                     this.settlement.settle(Some(Err(&e)));
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -529,9 +520,7 @@ impl<I, O, C: ReportsUsage> Stream for RouteBody<I, O, C> {
             }
         };
         if let (Some(idle), Some(Ok(_))) = (this.idle.as_mut(), &item) {
-            idle.sleep
-                .as_mut()
-                .reset(tokio::time::Instant::now() + idle.limit);
+            idle.restart();
         }
         match &item {
             Some(Ok(chunk)) => this.settlement.observe(chunk),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tta_core::deadline::DeadlineReached;
-use tta_core::{Body, Error, PrimitiveName, StreamPrimitive, Streamed, WorkflowContext};
+use tta_core::{Body, Error, IdleTimer, PrimitiveName, StreamPrimitive, Streamed, WorkflowContext};
 
 use crate::metrics::{TimeoutMetrics, TimeoutOutcome};
 use crate::{Elapsed, NoFallback, TimeoutPrimitive, semconv};
@@ -113,7 +113,7 @@ pin_project_lite::pin_project! {
     struct TimeoutBody<C> {
         body: Body<C>,
         limits: Limits,
-        gap: Option<Pin<Box<Sleep>>>,
+        gap: Option<IdleTimer>,
         end: Option<Pin<Box<Sleep>>>,
         done: bool,
     }
@@ -122,9 +122,7 @@ pin_project_lite::pin_project! {
 impl<C> TimeoutBody<C> {
     fn new(body: Body<C>, limits: Limits) -> Self {
         Self {
-            gap: limits
-                .idle
-                .map(|idle| Box::pin(sleep_until(Instant::now() + idle))),
+            gap: limits.idle.map(IdleTimer::new),
             end: limits.end.map(|end| Box::pin(sleep_until(end))),
             body,
             limits,
@@ -148,8 +146,8 @@ impl<C> Stream for TimeoutBody<C> {
         // The body first: a chunk that is ready wins over a limit reached in the same poll.
         match this.body.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let (Some(gap), Some(idle)) = (this.gap.as_mut(), limits.idle) {
-                    gap.as_mut().reset(Instant::now() + idle);
+                if let Some(gap) = this.gap.as_mut() {
+                    gap.restart();
                 }
                 return Poll::Ready(Some(Ok(chunk)));
             }
@@ -178,7 +176,7 @@ impl<C> Stream for TimeoutBody<C> {
         } else if this
             .gap
             .as_mut()
-            .is_some_and(|gap| gap.as_mut().poll(cx).is_ready())
+            .is_some_and(|gap| gap.poll_elapsed(cx).is_ready())
         {
             Some(("no chunk within the idle limit", None, limits.idle))
         } else {
