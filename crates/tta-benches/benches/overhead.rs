@@ -8,9 +8,6 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{ServiceBuilder, ServiceExt};
 use tta_benches::{MokaCacheLayer, otel_peer};
-use tta_observability_integration::cache::CachePrimitive;
-use tta_observability_integration::router::{Price, Route, RouterPrimitive};
-use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 fn overhead(c: &mut Criterion) {
@@ -29,19 +26,7 @@ fn overhead(c: &mut Criterion) {
             .iter(|| instrumented.execute(black_box(7), &cx));
     });
 
-    let route = |name: &'static str| {
-        from_fn(move |q: String, _| async move { Ok::<_, Error>(format!("{name}: {q}")) })
-    };
-    let router = RouterPrimitive::builder()
-        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
-        .route(Route::new("b", route("b")).price(Price::per_call(0.001)))
-        .build()
-        .expect("a router");
-    let cache = CachePrimitive::builder(router).build().expect("a cache");
-    let stack = TimeoutPrimitive::builder(cache)
-        .timeout(Duration::from_secs(1))
-        .build()
-        .expect("a timeout");
+    let stack = tta_benches::hit_stack();
     let prompt = "What is the capital of France?".to_owned();
     rt.block_on(stack.execute(prompt.clone(), &cx))
         .expect("the fill");

@@ -64,15 +64,7 @@ fn call(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a runtime");
-    let route = |name: &'static str| {
-        from_fn(move |x: u64, _| async move { Ok::<_, Error>(x + name.len() as u64) })
-    };
-    let router = RouterPrimitive::builder()
-        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
-        .route(Route::new("b", route("bb")).price(Price::per_call(0.001)))
-        .build()
-        .expect("a router");
-    let direct = route("a");
+    let (router, direct) = tta_benches::two_routes();
     let cx = WorkflowContext::new();
     let mut group = c.benchmark_group("router");
     group.bench_function("direct", |b| {

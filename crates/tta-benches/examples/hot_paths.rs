@@ -13,11 +13,7 @@
 //! - `router_call`, `router_direct`: as `router/call` and `router/direct`, no telemetry.
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use tta_observability_integration::cache::CachePrimitive;
-use tta_observability_integration::router::{Price, Route, RouterPrimitive};
-use tta_observability_integration::timeout::TimeoutPrimitive;
 use tta_observability_integration::{Error, WorkflowContext, WorkflowPrimitive, from_fn};
 
 const USAGE: &str =
@@ -61,19 +57,7 @@ fn instrumented_call(n: u64) -> u64 {
 
 fn stack_memory_hit(n: u64) -> u64 {
     let (rt, _guard) = tta_benches::runtime_with_telemetry();
-    let route = |name: &'static str| {
-        from_fn(move |q: String, _| async move { Ok::<_, Error>(format!("{name}: {q}")) })
-    };
-    let router = RouterPrimitive::builder()
-        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
-        .route(Route::new("b", route("b")).price(Price::per_call(0.001)))
-        .build()
-        .expect("a router");
-    let cache = CachePrimitive::builder(router).build().expect("a cache");
-    let stack = TimeoutPrimitive::builder(cache)
-        .timeout(Duration::from_secs(1))
-        .build()
-        .expect("a timeout");
+    let stack = tta_benches::hit_stack();
     let prompt = "What is the capital of France?".to_owned();
     let cx = WorkflowContext::new();
     rt.block_on(async {
@@ -91,15 +75,7 @@ fn router(n: u64, routed: bool) -> u64 {
         .enable_all()
         .build()
         .expect("a runtime");
-    let route = |name: &'static str| {
-        from_fn(move |x: u64, _| async move { Ok::<_, Error>(x + name.len() as u64) })
-    };
-    let router = RouterPrimitive::builder()
-        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
-        .route(Route::new("b", route("bb")).price(Price::per_call(0.001)))
-        .build()
-        .expect("a router");
-    let direct = route("a");
+    let (router, direct) = tta_benches::two_routes();
     rt.block_on(async {
         let mut ok = 0;
         for _ in 0..n {

@@ -30,6 +30,59 @@ use tower::{Layer, Service};
 
 pub mod otel_peer;
 
+/// The stack of `overhead/stack_memory_hit`: a timeout (1 s) around a memory cache around
+/// a router over two `from_fn` routes that answer `"{route}: {prompt}"`.
+///
+/// # Panics
+///
+/// Never with these settings (bench setup).
+pub fn hit_stack() -> impl tta_observability_integration::WorkflowPrimitive<String, Output = String>
+{
+    use std::time::Duration;
+    use tta_observability_integration::cache::CachePrimitive;
+    use tta_observability_integration::router::{Price, Route, RouterPrimitive};
+    use tta_observability_integration::timeout::TimeoutPrimitive;
+    use tta_observability_integration::{Error, from_fn};
+
+    let route = |name: &'static str| {
+        from_fn(move |q: String, _| async move { Ok::<_, Error>(format!("{name}: {q}")) })
+    };
+    let router = RouterPrimitive::builder()
+        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
+        .route(Route::new("b", route("b")).price(Price::per_call(0.001)))
+        .build()
+        .expect("a router");
+    let cache = CachePrimitive::builder(router).build().expect("a cache");
+    TimeoutPrimitive::builder(cache)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("a timeout")
+}
+
+/// `router/call` and `router/direct`: a router over two `from_fn` routes (`a`, then
+/// `bb`, each adding its name's length), and route `a` alone.
+///
+/// # Panics
+///
+/// Never with these settings (bench setup).
+pub fn two_routes() -> (
+    tta_observability_integration::router::RouterPrimitive<u64, u64>,
+    impl tta_observability_integration::WorkflowPrimitive<u64, Output = u64>,
+) {
+    use tta_observability_integration::router::{Price, Route, RouterPrimitive};
+    use tta_observability_integration::{Error, from_fn};
+
+    let route = |name: &'static str| {
+        from_fn(move |x: u64, _| async move { Ok::<_, Error>(x + name.len() as u64) })
+    };
+    let router = RouterPrimitive::builder()
+        .route(Route::new("a", route("a")).price(Price::per_call(0.002)))
+        .route(Route::new("b", route("bb")).price(Price::per_call(0.001)))
+        .build()
+        .expect("a router");
+    (router, route("a"))
+}
+
 use tta_observability_integration::apm::{self, ApmConfig, ApmGuard};
 
 /// A one-worker tokio runtime with telemetry installed as an application would
