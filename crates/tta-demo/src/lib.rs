@@ -158,7 +158,6 @@ pub fn rss_mb() -> Option<f64> {
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
-/// A duration scaled by the latency scale, never below `floor`.
 /// How long a stream may go without a chunk: the request timeout's and the router's.
 fn idle_limit(scale: f64) -> Duration {
     scaled(
@@ -168,6 +167,7 @@ fn idle_limit(scale: f64) -> Duration {
     )
 }
 
+/// A duration scaled by the latency scale, never below `floor`.
 fn scaled(base: Duration, scale: f64, floor: Duration) -> Duration {
     base.mul_f64(scale).max(floor)
 }
