@@ -1,5 +1,6 @@
 //! The circuit breaker shared by route health and the remote stores.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ const MIN_HINTED_COOLDOWN: Duration = Duration::from_millis(1);
 /// Every call goes through a [`Permit`]; a permit dropped unsettled (its caller was
 /// cancelled) counts as neither, and a dropped probe lets the next caller probe at once.
 ///
+/// A healthy breaker (closed, no failure counted) admits, settles a success and
+/// answers [`snapshot`](Self::snapshot) and [`state`](Self::state) without taking its
+/// lock: every change of state is made under the lock, which also publishes whether the
+/// breaker is healthy.
+///
 /// # Examples
 ///
 /// ```
@@ -60,6 +66,10 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     max_cooldown: Duration,
+    /// Whether `state` is closed with no failure counted. Written under the lock after
+    /// every change of `state`; read without it by the paths that change nothing in
+    /// that state (a closed breaker's admission, a success that finds nothing to reset).
+    healthy: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -69,6 +79,20 @@ struct State {
     /// `Some` while open or half-open.
     open: Option<Open>,
 }
+
+impl State {
+    fn is_healthy(&self) -> bool {
+        self.open.is_none() && self.consecutive_failures == 0
+    }
+}
+
+/// What a healthy breaker looks like, whatever the time.
+const HEALTHY: BreakerSnapshot = BreakerSnapshot {
+    state: BreakerState::Closed,
+    consecutive_failures: 0,
+    retry_at: None,
+    admits: true,
+};
 
 #[derive(Clone, Copy, Debug)]
 struct Open {
@@ -111,6 +135,7 @@ impl Breaker {
             threshold: threshold.max(1),
             cooldown,
             max_cooldown: max_cooldown.max(cooldown),
+            healthy: AtomicBool::new(true),
             state: Mutex::new(State {
                 consecutive_failures: 0,
                 open: None,
@@ -121,6 +146,13 @@ impl Breaker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few assignments: a poisoned lock holds a valid state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the breaker is closed with no failure counted, read without the lock. A
+    /// change made concurrently may not be seen yet: the caller then acts as if it came
+    /// just before that change, as it would have had it taken the lock first.
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
     }
 
     /// Lets a call through: `None` while open (cooling, or its one probe in flight).
@@ -162,6 +194,16 @@ impl Breaker {
         now: Instant,
         ready: impl Fn(&Open, Instant) -> bool,
     ) -> Option<Permit<'_>> {
+        if self.is_healthy() {
+            // Closed: a permit changes nothing.
+            return Some(Permit {
+                breaker: self,
+                probe: false,
+                admitted: now,
+                settled: false,
+            });
+        }
+        // Only an open breaker's `probing` changes here, which leaves it unhealthy.
         let mut state = self.lock();
         let probe = match &mut state.open {
             None => false,
@@ -205,6 +247,9 @@ impl Breaker {
     ///
     /// See [`Breaker`].
     pub fn state(&self) -> BreakerState {
+        if self.is_healthy() {
+            return BreakerState::Closed;
+        }
         // The state does not depend on the time (only whether an open breaker admits).
         match self.lock().open {
             None => BreakerState::Closed,
@@ -242,6 +287,9 @@ impl Breaker {
     /// # }
     /// ```
     pub fn snapshot_at(&self, now: Instant) -> BreakerSnapshot {
+        if self.is_healthy() {
+            return HEALTHY;
+        }
         let state = *self.lock();
         let (kind, retry_at, admits) = match state.open {
             None => (BreakerState::Closed, None, true),
@@ -281,8 +329,21 @@ impl Breaker {
     }
 
     fn settle_parts(&self, probe: bool, admitted: Instant, verdict: Verdict) {
-        // A success needs no clock read (the common case, on every call).
+        match verdict {
+            // Only a probe's release changes anything.
+            Verdict::Released if !probe => return,
+            // Nothing to reset or close (a probe is admitted only while open, so it
+            // always takes the lock).
+            Verdict::Success if !probe && self.is_healthy() => return,
+            _ => {}
+        }
         let mut state = self.lock();
+        self.settle_locked(&mut state, probe, admitted, verdict);
+        self.healthy.store(state.is_healthy(), Ordering::Release);
+    }
+
+    fn settle_locked(&self, state: &mut State, probe: bool, admitted: Instant, verdict: Verdict) {
+        // A success needs no clock read (the common case, on every call).
         match verdict {
             Verdict::Released => {
                 if probe && let Some(open) = &mut state.open {

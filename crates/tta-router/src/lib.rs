@@ -328,7 +328,7 @@ impl<I, O> RouterPrimitive<I, O> {
     /// assert_eq!(r.plan(&0, &WorkflowContext::new()), ["cheap", "dear"]);
     /// ```
     pub fn plan(&self, input: &I, cx: &WorkflowContext) -> Vec<&str> {
-        let plan = self.core.plan_for(input, cx, |_| true);
+        let plan = self.core.plan_for(Instant::now(), input, cx, |_| true);
         plan.order
             .into_iter()
             .filter(|&i| plan.health[i].breaker.admits)
@@ -394,8 +394,8 @@ where
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<O, Error> {
         self.core
             .inst
-            .run(cx, |child| async move {
-                self.core.serve::<Calls>(input, &child).await
+            .run_started(cx, |child, started| async move {
+                self.core.serve::<Calls>(input, &child, started).await
             })
             .await
     }
@@ -425,8 +425,8 @@ where
     ) -> Result<tta_core::Streamed<O::Chunk>, Error> {
         self.core
             .inst
-            .run_stream(cx, |child| async move {
-                self.core.serve::<Streams>(input, &child).await
+            .run_stream_started(cx, |child, started| async move {
+                self.core.serve::<Streams>(input, &child, started).await
             })
             .await
     }
@@ -438,11 +438,13 @@ where
     O: Send + 'static,
 {
     /// The request loop of calls and streams alike: the plan, each attempt in order with
-    /// its fallbacks, panic mode, and the error of a request that got no value.
+    /// its fallbacks, panic mode, and the error of a request that got no value. `now` is
+    /// the instant the router's execution started: the plan's.
     async fn serve<M: Mode<I, O>>(
         self: &Arc<Self>,
         input: I,
         child: &WorkflowContext,
+        now: Instant,
     ) -> Result<M::Value, Error> {
         let span = child.primitive_span();
         if let Some(span) = &span {
@@ -456,7 +458,7 @@ where
                 .with_class(ErrorClass::InvalidRequest)
                 .with_primitive(self.inst.name().to_arc()));
         }
-        let plan = self.plan_for(&input, child, |i| M::serves(&self.routes[i]));
+        let plan = self.plan_for(now, &input, child, |i| M::serves(&self.routes[i]));
         // What is left to try: the failed routes' declared fallbacks (first), then the
         // plan's order from `cursor`. Neither allocates on a request that needs no
         // fallback.

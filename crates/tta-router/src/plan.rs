@@ -72,13 +72,14 @@ impl<I, O> Core<I, O> {
     /// known routes, else the strategy's. Cooling routes stay in the order (the request
     /// loop skips them, and panic mode needs them).
     /// Only the routes `serves` accepts are planned (a stream needs routes that stream).
+    /// The health is read as of `at`, an instant the caller read just before.
     pub(crate) fn plan_for(
         &self,
+        at: Instant,
         input: &I,
         cx: &WorkflowContext,
         serves: impl Fn(usize) -> bool,
     ) -> Plan {
-        let at = Instant::now();
         if self.route_fn.is_none() && matches!(self.strategy, crate::Strategy::Ordered) {
             // The declared order needs no statistics: only the routes' health.
             let health = self.health_at(at);

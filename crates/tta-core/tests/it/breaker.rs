@@ -150,3 +150,46 @@ async fn a_failed_probe_after_a_short_hint_waits_twice_the_hint_not_twice_the_co
     advance(secs(1)).await;
     assert!(b.admit().is_some(), "twice the 30 s cooldown");
 }
+
+/// A healthy breaker admits and settles successes without its lock. After threads race
+/// successes against failures, what the lock-free path reads must still agree with the
+/// state: one success resets the count, and `threshold` failures open it.
+#[test]
+fn the_lock_free_healthy_path_agrees_with_the_state_after_racing_threads() {
+    // Outside a runtime, tokio's clock is the system's.
+    for round in 0..20 {
+        let b = Breaker::new(1_000_000, secs(1), secs(1));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let b = &b;
+                s.spawn(move || {
+                    for i in 0..2_000 {
+                        let permit = b.admit().expect("never opens: the threshold is a million");
+                        if (i + t + round) % 7 == 0 {
+                            permit.failure(None);
+                        } else {
+                            permit.success();
+                        }
+                        let _ = b.snapshot();
+                    }
+                });
+            }
+        });
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.admit().unwrap().success();
+        assert_eq!(b.snapshot().consecutive_failures, 0, "round {round}");
+        let b = Breaker::new(3, secs(1), secs(1));
+        b.admit().unwrap().failure(None);
+        b.admit().unwrap().success();
+        assert_eq!(
+            b.snapshot().consecutive_failures,
+            0,
+            "a success after a failure takes the lock"
+        );
+        for _ in 0..3 {
+            b.admit().unwrap().failure(None);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.admit().is_none() && !b.snapshot().admits);
+    }
+}
