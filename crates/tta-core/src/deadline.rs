@@ -157,7 +157,6 @@ impl WorkflowContext {
     /// # }
     /// ```
     pub fn claim_deadline(&self, deadline: Option<Instant>) -> (WorkflowContext, DeadlineScope) {
-        let claim = DeadlineClaim::next();
         let (effective, owned) = match (self.deadline(), deadline) {
             (None, None) => (None, false),
             (Some(current), Some(own)) if own < current => (Some(own), true),
@@ -165,7 +164,9 @@ impl WorkflowContext {
             (None, Some(own)) => (Some(own), true),
         };
         let child = match effective {
-            Some(at) if owned => self.with_deadline_claimed(at, claim),
+            // A claim is numbered only when made: a race without a deadline of its own
+            // touches no shared counter.
+            Some(at) if owned => self.with_deadline_claimed(at, DeadlineClaim::next()),
             Some(at) => self.with_deadline(at),
             None => self.clone(),
         };

@@ -119,8 +119,12 @@ where
     ) -> Result<O, Error> {
         let i = attempt.route;
         let route = &core.routes[i];
-        let (spanned, own) = core.attempt_span(&attempt, cx);
-        let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
+        let spanned = core.attempt_span(&attempt, cx);
+        let own = spanned.is_some();
+        let (attempt_cx, scope) = spanned
+            .as_ref()
+            .unwrap_or(cx)
+            .claim_deadline(attempt.deadline);
         // Admitted just now: the permit's instant saves a clock read.
         let started = attempt.permit.admitted();
         let result = scope
@@ -172,8 +176,12 @@ where
             // Only routes that stream are planned for a stream.
             return Err(Error::no_route("the route does not stream"));
         };
-        let (spanned, own) = core.attempt_span(&attempt, cx);
-        let (attempt_cx, scope) = spanned.claim_deadline(attempt.deadline);
+        let spanned = core.attempt_span(&attempt, cx);
+        let own = spanned.is_some();
+        let (attempt_cx, scope) = spanned
+            .as_ref()
+            .unwrap_or(cx)
+            .claim_deadline(attempt.deadline);
         let started = Instant::now();
         let head = scope
             .race(stream.open(input, &attempt_cx))
@@ -250,10 +258,10 @@ fn settle(permit: Permit<'_>, verdict: Verdict) {
 
 impl<I, O> Core<I, O> {
     /// Starts the attempt's client span (GenAI conventions) and counts the decision.
-    /// Returns the attempt's context and whether it has a span of its own: none when
-    /// the tracer makes no spans (no provider installed), where building one would only
-    /// allocate a no-op span and a context for it.
-    fn attempt_span(&self, attempt: &Attempt<'_>, cx: &WorkflowContext) -> (WorkflowContext, bool) {
+    /// Returns the context of the attempt's span: none when the tracer makes no spans
+    /// (no provider installed), where building one would only allocate a no-op span and
+    /// a context for it.
+    fn attempt_span(&self, attempt: &Attempt<'_>, cx: &WorkflowContext) -> Option<WorkflowContext> {
         let i = attempt.route;
         let route = &self.routes[i];
         self.metrics.decision(i, attempt.reason);
@@ -261,7 +269,7 @@ impl<I, O> Core<I, O> {
             self.metrics.state(i, tta_core::BreakerState::HalfOpen);
         }
         if !self.tracer.starts_spans() {
-            return (cx.clone(), false);
+            return None;
         }
         let builder = SpanBuilder::from_name(route.span_name.clone())
             .with_kind(SpanKind::Client)
@@ -276,10 +284,7 @@ impl<I, O> Core<I, O> {
             .tracer
             .tracer()
             .build_with_context(builder, cx.otel_context());
-        (
-            cx.with_otel_context(cx.otel_context().with_span(span)),
-            true,
-        )
+        Some(cx.with_otel_context(cx.otel_context().with_span(span)))
     }
 
     fn attempt_timed_out(&self, i: usize) -> Error {
