@@ -120,19 +120,21 @@ where
         let i = attempt.route;
         let route = &core.routes[i];
         let spanned = core.attempt_span(&attempt, cx);
-        let own = spanned.is_some();
-        let (attempt_cx, scope) = spanned
-            .as_ref()
-            .unwrap_or(cx)
-            .claim_deadline(attempt.deadline);
+        let base = spanned.as_ref().unwrap_or(cx);
         // Admitted just now: the permit's instant saves a clock read.
         let started = attempt.permit.admitted();
-        let result = scope
-            .race(route.primitive.execute(input, &attempt_cx))
-            .await
-            .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)));
+        let result = if attempt.deadline.is_none() && base.deadline().is_none() {
+            // No deadline to race: the attempt runs on its context as it is.
+            route.primitive.execute(input, base).await
+        } else {
+            let (attempt_cx, scope) = base.claim_deadline(attempt.deadline);
+            scope
+                .race(route.primitive.execute(input, &attempt_cx))
+                .await
+                .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)))
+        };
         let took = started.elapsed();
-        let span = attempt_span_ref(&attempt_cx, own);
+        let span = attempt_span_ref(base, spanned.is_some());
         match &result {
             Ok(output) => {
                 let usage = core.usage.as_ref().and_then(|extract| extract(output));
