@@ -63,8 +63,9 @@ pub(crate) struct RouterMetrics {
 
 /// The router's totals since it was built, in the units of its metrics.
 #[derive(Default)]
+/// One atomic add per record, on counters every request of the router shares: the
+/// attempts are the decisions' sum, and a zero cost or saving adds nothing.
 struct Totals {
-    attempts: AtomicU64,
     /// Per [`Reason`].
     decisions: [AtomicU64; Reason::COUNT],
     /// Per [`AttemptOutcome`].
@@ -263,7 +264,7 @@ impl RouterMetrics {
         let t = &self.totals;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RouterTotals {
-            attempts: load(&t.attempts),
+            attempts: t.decisions.iter().map(load).sum(),
             fallbacks: load(&t.decisions[Reason::Fallback.index()]),
             ok: load(&t.outcomes[AttemptOutcome::Ok.index()]),
             errors: load(&t.outcomes[AttemptOutcome::Error.index()]),
@@ -291,7 +292,6 @@ impl RouterMetrics {
 
     pub(crate) fn decision(&self, route: usize, reason: Reason) {
         self.routes[route].decisions[reason.index()].add(1);
-        self.totals.attempts.fetch_add(1, Ordering::Relaxed);
         self.totals.decisions[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -343,15 +343,19 @@ impl RouterMetrics {
 
     pub(crate) fn cost(&self, route: usize, cost: Usd) {
         self.routes[route].cost.add(cost.dollars());
-        self.totals
-            .cost_picos
-            .fetch_add(cost.picos(), Ordering::Relaxed);
+        if cost.picos() != 0 {
+            self.totals
+                .cost_picos
+                .fetch_add(cost.picos(), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn savings(&self, saved: Usd) {
         self.savings.add(saved.dollars());
-        self.totals
-            .savings_picos
-            .fetch_add(saved.picos(), Ordering::Relaxed);
+        if saved.picos() != 0 {
+            self.totals
+                .savings_picos
+                .fetch_add(saved.picos(), Ordering::Relaxed);
+        }
     }
 }

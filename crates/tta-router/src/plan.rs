@@ -81,10 +81,20 @@ impl<I, O> Core<I, O> {
         serves: impl Fn(usize) -> bool,
     ) -> Plan {
         if self.route_fn.is_none() && matches!(self.strategy, crate::Strategy::Ordered) {
-            // The declared order needs no statistics: only the routes' health.
-            let health = self.health_at(at);
-            let order: PerRoute<usize> = (0..self.routes.len()).filter(|&i| serves(i)).collect();
-            let admissible = order.iter().filter(|&&i| health[i].breaker.admits).count();
+            // The declared order needs no statistics: only the routes' health, read in
+            // the same pass that lists the routes (pushes: no iterator adapters to
+            // collect through).
+            let mut order = PerRoute::new();
+            let mut health = PerRoute::new();
+            let mut admissible = 0;
+            for (i, route) in self.routes.iter().enumerate() {
+                let h = route.health.snapshot_at(at);
+                if serves(i) {
+                    order.push(i);
+                    admissible += usize::from(h.breaker.admits);
+                }
+                health.push(h);
+            }
             return Plan {
                 order,
                 health,
