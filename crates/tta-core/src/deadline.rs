@@ -96,25 +96,31 @@ impl DeadlineScope {
     /// # }
     /// ```
     pub fn race<F: Future>(&self, work: F) -> Race<F> {
-        let sleep = self.deadline.map(|at| {
-            let at = if self.owned {
+        let at = self.deadline.map(|at| {
+            if self.owned {
                 at
             } else {
                 at.checked_add(BACKSTOP).unwrap_or(at)
-            };
-            Box::pin(sleep_until(at))
+            }
         });
-        Race { work, sleep }
+        Race {
+            work,
+            at,
+            sleep: None,
+        }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`DeadlineScope::race`].
+    /// The future of [`DeadlineScope::race`]. Its timer is made when the work first
+    /// waits: work that is ready at once (a cache hit) allocates no timer.
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct Race<F> {
         #[pin]
         work: F,
+        // The deadline, until its timer is made.
+        at: Option<Instant>,
         sleep: Option<Pin<Box<Sleep>>>,
     }
 }
@@ -126,6 +132,9 @@ impl<F: Future> Future for Race<F> {
         let this = self.project();
         if let Poll::Ready(out) = this.work.poll(cx) {
             return Poll::Ready(Ok(out));
+        }
+        if let Some(at) = this.at.take() {
+            *this.sleep = Some(Box::pin(sleep_until(at)));
         }
         match this.sleep {
             Some(sleep) => sleep.as_mut().poll(cx).map(|()| Err(DeadlineReached)),
