@@ -442,6 +442,23 @@ pub struct Detached {
     admitted: Instant,
 }
 
+impl Detached {
+    /// Whether this call is the breaker's single probe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tta_core::Breaker::new(1, Duration::from_secs(1), Duration::from_secs(1));
+    /// let detached = b.admit().unwrap().detach();
+    /// assert!(!detached.is_probe(), "closed: not a probe");
+    /// b.settle_detached(detached, tta_core::Verdict::Success);
+    /// ```
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
 /// Permission for one call through a [`Breaker`]. Settle it with [`success`](Self::success)
 /// or [`failure`](Self::failure); dropped unsettled, it counts as neither.
 #[derive(Debug)]

@@ -118,6 +118,7 @@ where
         cx: &'a WorkflowContext,
     ) -> Result<O, Error> {
         let i = attempt.route;
+        let probe = attempt.permit.is_probe();
         let route = &core.routes[i];
         let spanned = core.attempt_span(&attempt, cx);
         let base = spanned.as_ref().unwrap_or(cx);
@@ -148,7 +149,7 @@ where
                 settle(attempt.permit, verdict);
             }
         }
-        core.metrics.state(i, route.health.state());
+        core.state_after(i, probe);
         end_span(span);
         result
     }
@@ -195,8 +196,9 @@ where
             Ok(streamed) => streamed,
             Err(e) => {
                 let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, span.as_ref());
+                let probe = attempt.permit.is_probe();
                 settle(attempt.permit, verdict);
-                core.metrics.state(i, route.health.state());
+                core.state_after(i, probe);
                 end_span(span);
                 return Err(e);
             }
@@ -287,6 +289,22 @@ impl<I, O> Core<I, O> {
             .tracer()
             .build_with_context(builder, cx.otel_context());
         Some(cx.with_otel_context(cx.otel_context().with_span(span)))
+    }
+
+    /// Records a route's breaker state after an attempt settled, when it differs from
+    /// the state the attempt was admitted in: a permit other than the probe is granted
+    /// only while the breaker is closed, and the probe's half-open state was recorded at
+    /// its admission. An attempt that changes nothing records nothing.
+    fn state_after(&self, i: usize, probe: bool) {
+        let admitted_in = if probe {
+            tta_core::BreakerState::HalfOpen
+        } else {
+            tta_core::BreakerState::Closed
+        };
+        let now = self.routes[i].health.state();
+        if now != admitted_in {
+            self.metrics.state(i, now);
+        }
     }
 
     fn attempt_timed_out(&self, i: usize) -> Error {
@@ -479,8 +497,9 @@ impl<I, O> Settlement<I, O> {
             }
             None => Verdict::Released,
         };
+        let probe = permit.is_probe();
         route.health.settle(permit, verdict);
-        core.metrics.state(i, route.health.state());
+        core.state_after(i, probe);
         end_span(span);
     }
 }

@@ -69,6 +69,17 @@ async fn after_the_cooldown_exactly_one_of_fifty_concurrent_callers_probes() {
     }
     assert!(r.stats()[0].cooling);
     assert_eq!(primary.calls(), 3);
+    let state = |route| {
+        tt.counter(
+            "tta.router.route.state",
+            &[("router", "llm"), ("route", route)],
+        )
+    };
+    assert_eq!(
+        (state("primary"), state("backup")),
+        (1.0, 0.0),
+        "open, closed"
+    );
     healthy.store(true, Ordering::SeqCst);
     tokio::time::advance(Duration::from_secs(10)).await;
 
@@ -98,12 +109,13 @@ async fn after_the_cooldown_exactly_one_of_fifty_concurrent_callers_probes() {
     );
     // The probe succeeded: the route is healthy again and takes traffic.
     assert!(!r.stats()[0].cooling);
+    assert_eq!(state("primary"), 0.0, "the gauge follows the probe: closed");
     assert_eq!(ask(&r, &WorkflowContext::new()).await.unwrap(), "primary");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_cools_the_route_again_and_a_cancelled_probe_frees_the_slot() {
-    let (_tt, t) = pipeline();
+    let (tt, t) = pipeline();
     let a = Provider::new(
         "a",
         Arc::new(|n| {
@@ -133,6 +145,14 @@ async fn a_failed_probe_cools_the_route_again_and_a_cancelled_probe_frees_the_sl
     );
     assert!(r.stats()[0].cooling, "a failed probe cools the route again");
     assert_eq!(a.calls(), 4);
+    assert_eq!(
+        tt.counter(
+            "tta.router.route.state",
+            &[("router", "llm"), ("route", "a")]
+        ),
+        1.0,
+        "half-open while probing, then open again"
+    );
     tokio::time::advance(Duration::from_secs(5)).await;
     ask(&r, &WorkflowContext::new()).await.unwrap();
     assert_eq!(
