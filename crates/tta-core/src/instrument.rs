@@ -201,11 +201,15 @@ impl Instrumentation {
     /// let exec = i.start(&WorkflowContext::new());
     /// exec.finish(Outcome::Ok);
     /// ```
-    pub fn start(&self, cx: &WorkflowContext) -> Execution<'_> {
+    pub fn start<'a>(&'a self, cx: &'a WorkflowContext) -> Execution<'a> {
         let (child, recording) = match &self.core.tracer {
-            Some(tracer) => self.core.child_with_span(tracer, cx),
-            // No tracer: the span would be a no-op carrying the parent's span context.
-            None => (cx.clone(), false),
+            Some(tracer) => {
+                let (child, recording) = self.core.child_with_span(tracer, cx);
+                (Cow::Owned(child), recording)
+            }
+            // No tracer: the span would be a no-op carrying the parent's span context,
+            // so the execution runs on its caller's context, borrowed.
+            None => (Cow::Borrowed(cx), false),
         };
         Execution {
             inst: CoreRef::Borrowed(&self.core),
@@ -525,7 +529,8 @@ impl std::fmt::Debug for Instrumentation {
 pub struct Execution<'a> {
     inst: CoreRef<'a>,
     started: Instant,
-    cx: WorkflowContext,
+    /// The execution's own context (with its span), or its caller's when it has none.
+    cx: Cow<'a, WorkflowContext>,
     /// Whether this execution's span records (and so needs its status and its end).
     recording: bool,
     finished: bool,
@@ -651,7 +656,7 @@ impl Execution<'_> {
         Execution {
             inst: CoreRef::Owned(core),
             started: self.started,
-            cx: self.cx.clone(),
+            cx: Cow::Owned(self.cx.as_ref().clone()),
             recording: self.recording,
             finished: false,
         }
