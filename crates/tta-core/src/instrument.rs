@@ -198,7 +198,8 @@ impl Instrumentation {
     /// ```
     /// # use tta_core::*;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::new());
+    /// let cx = WorkflowContext::new();
+    /// let exec = i.start(&cx);
     /// exec.finish(Outcome::Ok);
     /// ```
     pub fn start<'a>(&'a self, cx: &'a WorkflowContext) -> Execution<'a> {
@@ -272,7 +273,8 @@ impl Instrumentation {
     /// # use tta_core::*;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let r = i.run_started(&WorkflowContext::new(), |_, started| async move {
+    /// let cx = WorkflowContext::new();
+    /// let r = i.run_started(&cx, |_, started| async move {
     ///     Ok::<_, Error>(started <= tokio::time::Instant::now())
     /// });
     /// assert!(r.await.unwrap());
@@ -345,10 +347,7 @@ impl Instrumentation {
         F: FnOnce(WorkflowContext) -> Fut,
         Fut: Future<Output = Result<Streamed<C>, Error>>,
     {
-        tokio::task::coop::consume_budget().await;
-        let exec = self.start(cx);
-        let head = self.until_cancelled(&exec, f).await;
-        Self::with_body(exec, head)
+        self.run_stream_started(cx, |child, _| f(child)).await
     }
 
     /// [`run_stream`](Self::run_stream), handing `f` the instant the execution started
@@ -370,17 +369,7 @@ impl Instrumentation {
         tokio::task::coop::consume_budget().await;
         let exec = self.start(cx);
         let started = exec.started();
-        let head = self.until_cancelled(&exec, |child| f(child, started)).await;
-        Self::with_body(exec, head)
-    }
-
-    /// A stream's execution once its head is known: ended with an error, or kept open
-    /// in the body until it ends.
-    fn with_body<C: Send + 'static>(
-        exec: Execution<'_>,
-        head: Result<Streamed<C>, Error>,
-    ) -> Result<Streamed<C>, Error> {
-        let streamed = match head {
+        let streamed = match self.until_cancelled(&exec, |child| f(child, started)).await {
             Ok(streamed) => streamed,
             Err(e) => {
                 exec.finish(Outcome::of::<()>(&Err(e.clone())));
@@ -544,7 +533,8 @@ impl Execution<'_> {
     /// ```
     /// # use tta_core::*;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::builder().workflow_id("wf-9").build().unwrap());
+    /// let cx = WorkflowContext::builder().workflow_id("wf-9").build().unwrap();
+    /// let exec = i.start(&cx);
     /// assert_eq!(exec.context().workflow_id(), "wf-9");
     /// exec.finish(Outcome::Ok);
     /// ```
@@ -559,7 +549,8 @@ impl Execution<'_> {
     /// ```
     /// # use tta_core::*;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::new());
+    /// let cx = WorkflowContext::new();
+    /// let exec = i.start(&cx);
     /// assert!(exec.started() <= tokio::time::Instant::now());
     /// exec.finish(Outcome::Ok);
     /// ```
@@ -592,7 +583,8 @@ impl Execution<'_> {
     /// ```
     /// # use tta_core::*;
     /// let i = Instrumentation::new("fn", PrimitiveName::new("f").unwrap(), &Telemetry::global());
-    /// let exec = i.start(&WorkflowContext::new());
+    /// let cx = WorkflowContext::new();
+    /// let exec = i.start(&cx);
     /// let elapsed = exec.started().elapsed();
     /// exec.finish_after(Outcome::Ok, elapsed);
     /// ```

@@ -7,7 +7,7 @@ use tokio::time::{Instant, advance};
 use tta_core::{Error, ErrorClass, ErrorKind, WorkflowContext};
 use tta_router::Route;
 
-use crate::{Behaviour, Provider, ask, ok_after, pipeline, router};
+use crate::{Behaviour, Provider, ask, ok_after, pipeline, route_state, router};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -137,12 +137,7 @@ async fn unavailable_auth_and_rate_limited_fall_back_and_count_against_health() 
         let expected = if class == ErrorClass::Auth { 1 } else { 2 };
         assert_eq!(primary.calls(), expected, "{class}: cooled");
         assert!(r.stats()[0].cooling);
-        let state = |route| {
-            tt.counter(
-                "tta.router.route.state",
-                &[("router", "llm"), ("route", route)],
-            )
-        };
+        let state = |route| route_state(&tt, route);
         assert_eq!(
             (state("primary"), state("backup")),
             (1.0, 0.0),

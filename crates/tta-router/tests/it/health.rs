@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tta_core::{Error, WorkflowContext};
 
-use crate::{Provider, always_fails, ask, ok_after, pipeline, router};
+use crate::{Provider, always_fails, ask, ok_after, pipeline, route_state, router};
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_route_cools_down_and_without_panic_mode_the_router_fails_fast() {
@@ -69,12 +69,7 @@ async fn after_the_cooldown_exactly_one_of_fifty_concurrent_callers_probes() {
     }
     assert!(r.stats()[0].cooling);
     assert_eq!(primary.calls(), 3);
-    let state = |route| {
-        tt.counter(
-            "tta.router.route.state",
-            &[("router", "llm"), ("route", route)],
-        )
-    };
+    let state = |route| route_state(&tt, route);
     assert_eq!(
         (state("primary"), state("backup")),
         (1.0, 0.0),

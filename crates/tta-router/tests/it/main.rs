@@ -110,6 +110,15 @@ impl Provider {
     }
 }
 
+/// The `tta.router.route.state` gauge of a route of the router `llm` (0 closed, 1 open,
+/// 2 half-open).
+pub(crate) fn route_state(tt: &TestTelemetry, route: &str) -> f64 {
+    tt.counter(
+        "tta.router.route.state",
+        &[("router", "llm"), ("route", route)],
+    )
+}
+
 pub(crate) fn pipeline() -> (TestTelemetry, Telemetry) {
     let tt = TestTelemetry::new();
     let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
