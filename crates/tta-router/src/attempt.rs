@@ -118,12 +118,18 @@ where
         cx: &'a WorkflowContext,
     ) -> Result<O, Error> {
         let i = attempt.route;
-        let probe = attempt.permit.is_probe();
         let route = &core.routes[i];
         let spanned = core.attempt_span(&attempt, cx);
+        // Before the permit: dropped after it, even when the caller goes away mid-call.
+        let _state = StateOnDrop {
+            core,
+            route: i,
+            probe: attempt.permit.is_probe(),
+        };
+        let permit = attempt.permit;
         let base = spanned.as_ref().unwrap_or(cx);
         // Admitted just now: the permit's instant saves a clock read.
-        let started = attempt.permit.admitted();
+        let started = permit.admitted();
         let result = if attempt.deadline.is_none() && base.deadline().is_none() {
             // No deadline to race: the attempt runs on its context as it is.
             route.primitive.execute(input, base).await
@@ -142,14 +148,13 @@ where
                 core.bill(i, attempt.kind, usage, false, cx, span.as_ref());
                 core.metrics.attempt(i, AttemptOutcome::Ok, took, None);
                 route.health.observe(took);
-                attempt.permit.success();
+                permit.success();
             }
             Err(e) => {
                 let verdict = core.judge_failure(i, e, took, attempt.deadline, cx, span.as_ref());
-                settle(attempt.permit, verdict);
+                settle(permit, verdict);
             }
         }
-        core.state_after(i, probe);
         end_span(span);
         result
     }
@@ -180,6 +185,14 @@ where
             return Err(Error::no_route("the route does not stream"));
         };
         let spanned = core.attempt_span(&attempt, cx);
+        // Before the permit: dropped after it, even when the caller goes away before
+        // the first chunk. (Once detached, the permit is the body's to settle.)
+        let _state = StateOnDrop {
+            core,
+            route: i,
+            probe: attempt.permit.is_probe(),
+        };
+        let permit = attempt.permit;
         let own = spanned.is_some();
         let (attempt_cx, scope) = spanned
             .as_ref()
@@ -196,9 +209,7 @@ where
             Ok(streamed) => streamed,
             Err(e) => {
                 let verdict = core.judge_failure(i, &e, ttft, attempt.deadline, cx, span.as_ref());
-                let probe = attempt.permit.is_probe();
-                settle(attempt.permit, verdict);
-                core.state_after(i, probe);
+                settle(permit, verdict);
                 end_span(span);
                 return Err(e);
             }
@@ -211,7 +222,7 @@ where
             core: Arc::clone(core),
             route: i,
             kind: attempt.kind,
-            permit: Some(attempt.permit.detach()),
+            permit: Some(permit.detach()),
             cx: attempt_cx,
             own_span: own,
             ledger_cx: cx.clone(),
@@ -249,6 +260,22 @@ fn attempt_span_ref(cx: &WorkflowContext, own: bool) -> Option<SpanRef<'_>> {
 fn end_span(span: Option<SpanRef<'_>>) {
     if let Some(span) = span {
         span.end();
+    }
+}
+
+/// Records its route's breaker state when dropped ([`Core::state_after`]): at the end of
+/// an attempt, or when its caller went away mid-call. An attempt declares it before its
+/// permit, so it drops after the permit: a probe released unsettled leaves the breaker
+/// open for the next probe, and the state gauge must not stay at half-open.
+struct StateOnDrop<'a, I, O> {
+    core: &'a Core<I, O>,
+    route: usize,
+    probe: bool,
+}
+
+impl<I, O> Drop for StateOnDrop<'_, I, O> {
+    fn drop(&mut self) {
+        self.core.state_after(self.route, self.probe);
     }
 }
 

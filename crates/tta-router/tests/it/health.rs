@@ -162,6 +162,11 @@ async fn a_failed_probe_cools_the_route_again_and_a_cancelled_probe_frees_the_sl
     assert!(gave_up.is_err());
     assert_eq!(a.calls(), 5);
     assert_eq!(
+        route_state(&tt, "a"),
+        1.0,
+        "the abandoned probe is released: open again, not half-open"
+    );
+    assert_eq!(
         r.plan(&Default::default(), &WorkflowContext::new()),
         ["a", "b"],
         "the next caller may probe"
