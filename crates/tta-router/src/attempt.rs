@@ -121,11 +121,7 @@ where
         let route = &core.routes[i];
         let spanned = core.attempt_span(&attempt, cx);
         // Before the permit: dropped after it, even when the caller goes away mid-call.
-        let _state = StateOnDrop {
-            core,
-            route: i,
-            probe: attempt.permit.is_probe(),
-        };
+        let _state = StateOnDrop::new(core, &attempt);
         let permit = attempt.permit;
         let base = spanned.as_ref().unwrap_or(cx);
         // Admitted just now: the permit's instant saves a clock read.
@@ -185,13 +181,9 @@ where
             return Err(Error::no_route("the route does not stream"));
         };
         let spanned = core.attempt_span(&attempt, cx);
-        // Before the permit: dropped after it, even when the caller goes away before
-        // the first chunk. (Once detached, the permit is the body's to settle.)
-        let _state = StateOnDrop {
-            core,
-            route: i,
-            probe: attempt.permit.is_probe(),
-        };
+        // Before the permit, as for a call, until the first chunk; a detached permit is
+        // the body's to settle.
+        let _state = StateOnDrop::new(core, &attempt);
         let permit = attempt.permit;
         let own = spanned.is_some();
         let (attempt_cx, scope) = spanned
@@ -271,6 +263,16 @@ struct StateOnDrop<'a, I, O> {
     core: &'a Core<I, O>,
     route: usize,
     probe: bool,
+}
+
+impl<'a, I, O> StateOnDrop<'a, I, O> {
+    fn new(core: &'a Core<I, O>, attempt: &Attempt<'_>) -> Self {
+        Self {
+            core,
+            route: attempt.route,
+            probe: attempt.permit.is_probe(),
+        }
+    }
 }
 
 impl<I, O> Drop for StateOnDrop<'_, I, O> {
