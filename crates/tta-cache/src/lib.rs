@@ -275,11 +275,12 @@ impl<P, S, K> CachePrimitive<P, S, K>
 where
     S: CacheStore,
 {
-    /// Reads and decodes an entry; every failure is counted.
-    async fn lookup<O: Decode>(&self, key: &CacheKey) -> Lookup<O> {
+    /// Reads and decodes an entry as of `now` (for a store that checks its entries' time
+    /// to live itself); every failure is counted.
+    async fn lookup<O: Decode>(&self, key: &CacheKey, now: Instant) -> Lookup<O> {
         let store = &self.config.store;
         let started = store.is_timed().then(Instant::now);
-        let found = store.get(key).await;
+        let found = store.get_at(key, now).await;
         let op = |op: Op| {
             if let Some(started) = started {
                 self.metrics.op(op, started.elapsed());
@@ -353,7 +354,7 @@ where
                 Ok(Lease::Held) => {}
                 Ok(Lease::Granted(token)) => {
                     // The value may have landed between the lookup and the lease.
-                    return match self.lookup::<O>(key).await {
+                    return match self.lookup::<O>(key, Instant::now()).await {
                         Lookup::Hit(value, cost) => {
                             store.release(key, &token).await;
                             Remote::Hit(value, cost)
@@ -364,7 +365,7 @@ where
                 Ok(Lease::Unshared) | Err(_) => return Remote::Lead(None),
             }
             tokio::time::sleep(LEASE_POLL).await;
-            match self.lookup::<O>(key).await {
+            match self.lookup::<O>(key, Instant::now()).await {
                 Lookup::Hit(value, cost) => return Remote::Hit(value, cost),
                 Lookup::Failed => return Remote::Lead(None),
                 Lookup::Miss | Lookup::Junk => {}
@@ -405,6 +406,63 @@ impl<P, S, K> CachePrimitive<P, S, K> {
 }
 
 impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
+    /// After a miss: claims the key's flight, to lead its fill or follow the one in
+    /// flight. In its own allocation: the fill's future (the inner primitive's among it)
+    /// is kilobytes, and kept inline it would make every hit's future as large, to be
+    /// moved on every call.
+    fn claim<'a, I>(
+        &'a self,
+        key: CacheKey,
+        input: I,
+        cx: &'a WorkflowContext,
+        write: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<P::Output, Error>> + Send + 'a>>
+    where
+        P: WorkflowPrimitive<I>,
+        P::Output: Cacheable,
+        K: Send + Sync,
+        I: Send + 'a,
+    {
+        Box::pin(async move {
+            let span = cx.primitive_span();
+            let mut takeovers = 0;
+            let mut pending = PendingLookup::new(&self.metrics);
+            loop {
+                let mut rx = match self.flights.join::<P::Output>(key.hash()) {
+                    Role::Leader(leader) => {
+                        // The leader counts its miss.
+                        pending.counted();
+                        return self.lead(leader, &key, input, cx, write).await;
+                    }
+                    Role::Follower(rx) => rx,
+                };
+                match flight::follow(&mut rx).await {
+                    Some(Ok((value, cost))) => {
+                        pending.counted();
+                        self.metrics.coalesced();
+                        self.record_hit(cx, cost, "coalesced");
+                        return Ok(value);
+                    }
+                    // The leader hit a blip: one of its followers fills instead.
+                    Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
+                        takeovers += 1;
+                    }
+                    Some(Err(e)) => {
+                        pending.counted();
+                        self.metrics.coalesced();
+                        self.metrics.lookup(false);
+                        if let Some(span) = &span {
+                            span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "coalesced"));
+                        }
+                        return Err(e);
+                    }
+                    // The leader was cancelled before it finished: claim again.
+                    None => {}
+                }
+            }
+        })
+    }
+
     /// Runs the fill as the flight's leader: publishes the value (or the error) to the
     /// followers, and stores the value unless the store failed this request's lookup.
     async fn lead<I>(
@@ -440,7 +498,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         // A ledger scope learns what the fill cost, for future hits.
         let (fill_cx, scope) = cx.with_ledger_scope();
         // A fill cancelled here leaves its lease to lapse: other processes then take over.
-        let value = match self.run_inner(input, &fill_cx).await {
+        let value = match self.inner.execute(input, &fill_cx).await {
             Ok(value) => value,
             Err(e) => {
                 leader.fail(e.clone());
@@ -484,7 +542,7 @@ where
     /// one in flight for the same key.
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<P::Output, Error> {
         self.inst
-            .run(cx, |child| async move {
+            .run_started(cx, |child, started| async move {
                 let span = child.primitive_span();
                 if let Some(span) = &span {
                     span.set_attribute(KeyValue::new(
@@ -507,7 +565,7 @@ where
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
 
-                let write = match self.lookup::<Whole<P::Output>>(&key).await {
+                let write = match self.lookup::<Whole<P::Output>>(&key, started).await {
                     Lookup::Hit(Whole(value), cost) => {
                         self.record_hit(&child, cost, "hit");
                         return Ok(value);
@@ -517,44 +575,7 @@ where
                     // command timeout.
                     Lookup::Failed => false,
                 };
-                let mut takeovers = 0;
-                let mut pending = PendingLookup::new(&self.metrics);
-                loop {
-                    let mut rx = match self.flights.join::<P::Output>(key.hash()) {
-                        Role::Leader(leader) => {
-                            // The leader counts its miss.
-                            pending.counted();
-                            return self.lead(leader, &key, input, &child, write).await;
-                        }
-                        Role::Follower(rx) => rx,
-                    };
-                    match flight::follow(&mut rx).await {
-                        Some(Ok((value, cost))) => {
-                            pending.counted();
-                            self.metrics.coalesced();
-                            self.record_hit(&child, cost, "coalesced");
-                            return Ok(value);
-                        }
-                        // The leader hit a blip: one of its followers fills instead.
-                        Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
-                            takeovers += 1;
-                        }
-                        Some(Err(e)) => {
-                            pending.counted();
-                            self.metrics.coalesced();
-                            self.metrics.lookup(false);
-                            if let Some(span) = &span {
-                                span.set_attribute(KeyValue::new(
-                                    semconv::ATTR_RESULT,
-                                    "coalesced",
-                                ));
-                            }
-                            return Err(e);
-                        }
-                        // The leader was cancelled before it finished: claim again.
-                        None => {}
-                    }
-                }
+                self.claim(key, input, &child, write).await
             })
             .await
     }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures_util::Stream;
 use opentelemetry::KeyValue;
+use tokio::time::Instant;
 use tta_core::{Body, CostEntry, CostLedger, Error, StreamPrimitive, Streamed, WorkflowContext};
 
 use crate::codec::{self, Chunks, FillCost};
@@ -54,86 +55,89 @@ where
         input: I,
         cx: &WorkflowContext,
     ) -> impl Future<Output = Result<Streamed<P::Chunk>, Error>> + Send {
-        self.inst.run_stream(cx, move |child| async move {
-            let span = child.primitive_span();
-            let config = &self.config;
-            let Some(key) = CacheKey::hashed(Arc::clone(&config.namespace), config.version, |w| {
-                std::io::Write::write_all(w, STREAM_KEY_MARK).is_ok()
-                    && config.key.write_key(&input, w)
-            }) else {
-                self.metrics.error("key", "encode");
-                return self.inner.stream(input, &child).await;
-            };
-            if let Some(span) = &span {
-                span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
-            }
-            let write = match self.lookup::<Chunks<P::Chunk>>(&key).await {
-                Lookup::Hit(chunks, cost) => {
-                    self.record_hit(&child, cost, "hit");
-                    return Ok(self.replay(chunks, key));
-                }
-                // An empty list is no answer either: fill it again.
-                Lookup::Miss | Lookup::Junk => true,
-                Lookup::Failed => false,
-            };
-            let mut takeovers = 0;
-            let mut pending = PendingLookup::new(&self.metrics);
-            loop {
-                let mut rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
-                    Role::Leader(leader) => {
-                        // The leader counts its miss.
-                        pending.counted();
-                        return self.lead_stream(leader, key, input, &child, write).await;
-                    }
-                    Role::Follower(rx) => rx,
+        self.inst
+            .run_stream_started(cx, move |child, started| async move {
+                let span = child.primitive_span();
+                let config = &self.config;
+                let Some(key) =
+                    CacheKey::hashed(Arc::clone(&config.namespace), config.version, |w| {
+                        std::io::Write::write_all(w, STREAM_KEY_MARK).is_ok()
+                            && config.key.write_key(&input, w)
+                    })
+                else {
+                    self.metrics.error("key", "encode");
+                    return self.inner.stream(input, &child).await;
                 };
-                match flight::follow(&mut rx).await {
-                    Some(Ok((tee, _))) => {
-                        // The leader's tee, unless every consumer of it is already gone.
-                        if let Some(tee) = tee.upgrade() {
-                            // Counted a hit or a miss when its stream ends (a follower
-                            // of a fill that fails was not answered from the cache).
-                            self.metrics.coalesced();
-                            if let Some(span) = &span {
-                                span.set_attribute(KeyValue::new(
-                                    semconv::ATTR_RESULT,
-                                    "coalesced",
-                                ));
-                            }
-                            // Its consumer counts it when its stream ends.
-                            pending.counted();
-                            let saver = Saver {
-                                cx: child.clone(),
-                                cache: self.inst.name().to_arc(),
-                                metrics: Arc::clone(&self.metrics),
-                            };
-                            return Tee::follow(tee, Some(saver)).await;
-                        }
-                        // Every consumer of the fill is gone: it ended, and its write
-                        // holds the flight. Once that lands, the store has the answer
-                        // (a fill here would pay for it twice).
-                        flight::landed(rx).await;
-                        if let Lookup::Hit(chunks, cost) =
-                            self.lookup::<Chunks<P::Chunk>>(&key).await
-                        {
-                            pending.counted();
-                            self.record_hit(&child, cost, "hit");
-                            return Ok(self.replay(chunks, key));
-                        }
-                    }
-                    Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
-                        takeovers += 1;
-                    }
-                    Some(Err(e)) => {
-                        pending.counted();
-                        self.metrics.coalesced();
-                        self.metrics.lookup(false);
-                        return Err(e);
-                    }
-                    None => {}
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
-            }
-        })
+                let write = match self.lookup::<Chunks<P::Chunk>>(&key, started).await {
+                    Lookup::Hit(chunks, cost) => {
+                        self.record_hit(&child, cost, "hit");
+                        return Ok(self.replay(chunks, key));
+                    }
+                    // An empty list is no answer either: fill it again.
+                    Lookup::Miss | Lookup::Junk => true,
+                    Lookup::Failed => false,
+                };
+                let mut takeovers = 0;
+                let mut pending = PendingLookup::new(&self.metrics);
+                loop {
+                    let mut rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
+                        Role::Leader(leader) => {
+                            // The leader counts its miss.
+                            pending.counted();
+                            return self.lead_stream(leader, key, input, &child, write).await;
+                        }
+                        Role::Follower(rx) => rx,
+                    };
+                    match flight::follow(&mut rx).await {
+                        Some(Ok((tee, _))) => {
+                            // The leader's tee, unless every consumer of it is already gone.
+                            if let Some(tee) = tee.upgrade() {
+                                // Counted a hit or a miss when its stream ends (a follower
+                                // of a fill that fails was not answered from the cache).
+                                self.metrics.coalesced();
+                                if let Some(span) = &span {
+                                    span.set_attribute(KeyValue::new(
+                                        semconv::ATTR_RESULT,
+                                        "coalesced",
+                                    ));
+                                }
+                                // Its consumer counts it when its stream ends.
+                                pending.counted();
+                                let saver = Saver {
+                                    cx: child.clone(),
+                                    cache: self.inst.name().to_arc(),
+                                    metrics: Arc::clone(&self.metrics),
+                                };
+                                return Tee::follow(tee, Some(saver)).await;
+                            }
+                            // Every consumer of the fill is gone: it ended, and its write
+                            // holds the flight. Once that lands, the store has the answer
+                            // (a fill here would pay for it twice).
+                            flight::landed(rx).await;
+                            if let Lookup::Hit(chunks, cost) =
+                                self.lookup::<Chunks<P::Chunk>>(&key, Instant::now()).await
+                            {
+                                pending.counted();
+                                self.record_hit(&child, cost, "hit");
+                                return Ok(self.replay(chunks, key));
+                            }
+                        }
+                        Some(Err(e)) if e.class().is_retryable() && takeovers < MAX_TAKEOVERS => {
+                            takeovers += 1;
+                        }
+                        Some(Err(e)) => {
+                            pending.counted();
+                            self.metrics.coalesced();
+                            self.metrics.lookup(false);
+                            return Err(e);
+                        }
+                        None => {}
+                    }
+                }
+            })
     }
 }
 

@@ -207,11 +207,14 @@ impl CacheStore for MemoryStore {
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
+        self.get_at(key, Instant::now()).await
+    }
+
+    async fn get_at(&self, key: &CacheKey, now: Instant) -> Result<Option<Bytes>, StoreError> {
         // A lookup or an insert never waits on I/O, so it runs inline.
         let Some(entry) = self.cache.get(key.hash()) else {
             return Ok(None);
         };
-        let now = Instant::now();
         if entry.live_at(now) {
             return Ok(Some(entry.value));
         }

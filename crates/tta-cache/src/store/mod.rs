@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use tokio::time::Instant;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
@@ -170,6 +171,19 @@ pub trait CacheStore: Send + Sync + 'static {
     fn get(&self, key: &CacheKey)
     -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
 
+    /// [`get`](Self::get) as of `now`, the instant the cache's execution started: a
+    /// store that checks its entries' time to live in this process compares them with
+    /// `now` instead of reading the clock again (the memory store does: a hit reads the
+    /// clock once fewer). The default ignores `now` and calls `get`.
+    fn get_at(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
+        let _ = now;
+        self.get(key)
+    }
+
     /// Stores `value` under `key` for `ttl`, replacing any older entry.
     fn set(
         &self,
@@ -223,6 +237,14 @@ impl<S: CacheStore> CacheStore for std::sync::Arc<S> {
         (**self).get(key)
     }
 
+    fn get_at(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
+        (**self).get_at(key, now)
+    }
+
     fn set(
         &self,
         key: &CacheKey,
@@ -260,6 +282,11 @@ trait DynCacheStore: Send + Sync + 'static {
     fn dyn_is_timed(&self) -> bool;
     fn dyn_get<'a>(&'a self, key: &'a CacheKey)
     -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
+    fn dyn_get_at<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        now: Instant,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
     fn dyn_set<'a>(
         &'a self,
         key: &'a CacheKey,
@@ -292,6 +319,14 @@ impl<S: CacheStore> DynCacheStore for S {
         key: &'a CacheKey,
     ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         Box::pin(self.get(key))
+    }
+
+    fn dyn_get_at<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        now: Instant,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        Box::pin(self.get_at(key, now))
     }
 
     fn dyn_set<'a>(
@@ -361,6 +396,10 @@ impl CacheStore for BoxStore {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, StoreError> {
         self.0.dyn_get(key).await
+    }
+
+    async fn get_at(&self, key: &CacheKey, now: Instant) -> Result<Option<Bytes>, StoreError> {
+        self.0.dyn_get_at(key, now).await
     }
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), StoreError> {

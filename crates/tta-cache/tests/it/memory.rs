@@ -394,6 +394,25 @@ async fn an_entry_lives_for_its_ttl_on_tokios_clock() {
         .set(&long, value.clone(), Duration::from_secs(3600))
         .await
         .unwrap();
+    // As of a given instant (the cache passes its execution's start): live before it,
+    // gone at it, without reading the clock.
+    let set_at = tokio::time::Instant::now();
+    let at = |ms: u64| set_at + Duration::from_millis(ms);
+    assert_eq!(
+        store.get_at(&short, at(9_999)).await.unwrap(),
+        Some(value.clone())
+    );
+    assert_eq!(
+        store.get_at(&long, at(10_000)).await.unwrap(),
+        Some(value.clone())
+    );
+    // A boxed store hands the instant on.
+    let boxed = tta_cache::BoxStore::new(store.clone());
+    assert_eq!(
+        boxed.get_at(&short, at(9_999)).await.unwrap(),
+        Some(value.clone())
+    );
+    assert_eq!(store.entry_count(), 2);
     tokio::time::advance(Duration::from_millis(9_999)).await;
     assert_eq!(store.get(&short).await.unwrap(), Some(value.clone()));
     tokio::time::advance(Duration::from_millis(1)).await;
@@ -412,8 +431,15 @@ async fn an_entry_lives_for_its_ttl_on_tokios_clock() {
     tokio::time::advance(Duration::from_secs(3600)).await;
     store.run_pending_tasks();
     assert_eq!(store.entry_count(), 1);
-    assert_eq!(store.get(&short).await.unwrap(), Some(value));
+    assert_eq!(store.get(&short).await.unwrap(), Some(value.clone()));
     assert_eq!(store.get(&long).await.unwrap(), None);
+    // Expired as of the instant given, though not yet on the clock.
+    store
+        .set(&long, value, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let ten_s_on = tokio::time::Instant::now() + Duration::from_secs(10);
+    assert_eq!(store.get_at(&long, ten_s_on).await.unwrap(), None);
 }
 
 #[tokio::test]
