@@ -85,7 +85,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 use tta_core::deadline::DeadlineReached;
 use tta_core::{
     Around, Error, Execution, Instrumentation, Outcome, WorkflowContext, WorkflowPrimitive,
@@ -265,9 +265,8 @@ where
         let (child, scope) = exec.context().claim_deadline(Some(own_deadline));
         let hard = scope.deadline().unwrap_or(own_deadline);
         let shrunk = hard < own_deadline;
-        let late_at = (started + self.timeout).min(hard);
-        let effective = hard.saturating_duration_since(started);
         if let Some(span) = exec.context().primitive_span() {
+            let effective = hard.saturating_duration_since(started);
             span.set_attributes([
                 KeyValue::new(semconv::ATTR_TIMEOUT, self.timeout.as_secs_f64()),
                 KeyValue::new(semconv::ATTR_GRACE, self.grace.as_secs_f64()),
@@ -277,7 +276,7 @@ where
         }
         let kept = self.fallback.keep(&input);
 
-        let race = if effective.is_zero() && scope.owns_deadline() {
+        let race = if hard <= started && scope.owns_deadline() {
             // The caller's budget is already spent: starting the call would only waste it.
             Race::HardLimit
         } else {
@@ -300,8 +299,9 @@ where
             // A result that is ready at once (a cache hit, say) needs no timer at all.
             if let Poll::Ready(raced) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
                 let race = finished(raced, false);
-                return self.settle(exec, race, kept, effective, shrunk).await;
+                return self.settle(exec, race, kept, hard, shrunk).await;
             }
+            let late_at = (started + self.timeout).min(hard);
             let mut cancelled = pin!(child.cancellation_token().cancelled());
             // `biased`: a result that is ready wins over a timer that fires in the same poll.
             let first = tokio::select! {
@@ -327,7 +327,7 @@ where
             // `work` is dropped here: a call past its hard limit stops before any fallback.
         };
 
-        self.settle(exec, race, kept, effective, shrunk).await
+        self.settle(exec, race, kept, hard, shrunk).await
     }
 }
 
@@ -338,7 +338,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
         exec: Execution<'_>,
         race: Race<P::Output>,
         kept: Option<I>,
-        effective: Duration,
+        hard: Instant,
         shrunk: bool,
     ) -> Result<P::Output, Error>
     where
@@ -399,7 +399,7 @@ impl<P, F> TimeoutPrimitive<P, F> {
                     None => {
                         let err = Error::timeout(self.inst.name().to_arc(), "hard limit reached")
                             .with_source(Elapsed {
-                                limit: effective,
+                                limit: hard.saturating_duration_since(started),
                                 shrunk,
                             });
                         (Err(err), Some(TimeoutOutcome::Timeout), Outcome::Timeout)
