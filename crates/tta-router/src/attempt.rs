@@ -53,12 +53,15 @@ pub(crate) trait Mode<I, O>: Send + Sync {
     /// Whether a route can serve this mode.
     fn serves(route: &BuiltRoute<I, O>) -> bool;
 
+    /// Runs the attempt; beside its result, the instant it ended when the attempt read
+    /// the clock there and nothing waits after it (a call; not a stream, whose body
+    /// goes on): the router's execution then ends at that instant.
     fn attempt<'a>(
         core: &'a Arc<Core<I, O>>,
         attempt: Attempt<'a>,
         input: I,
         cx: &'a WorkflowContext,
-    ) -> impl Future<Output = Result<Self::Value, Error>> + Send + 'a;
+    ) -> impl Future<Output = (Result<Self::Value, Error>, Option<Instant>)> + Send + 'a;
 }
 
 /// Requests served by calling routes.
@@ -116,7 +119,7 @@ where
         attempt: Attempt<'a>,
         input: I,
         cx: &'a WorkflowContext,
-    ) -> Result<O, Error> {
+    ) -> (Result<O, Error>, Option<Instant>) {
         let i = attempt.route;
         let route = &core.routes[i];
         let spanned = core.attempt_span(&attempt, cx);
@@ -136,7 +139,8 @@ where
                 .await
                 .unwrap_or_else(|DeadlineReached| Err(core.attempt_timed_out(i)))
         };
-        let took = started.elapsed();
+        let ended = Instant::now();
+        let took = ended.saturating_duration_since(started);
         let span = attempt_span_ref(base, spanned.is_some());
         match &result {
             Ok(output) => {
@@ -152,7 +156,7 @@ where
             }
         }
         end_span(span);
-        result
+        (result, Some(ended))
     }
 }
 
@@ -173,7 +177,24 @@ where
         attempt: Attempt<'a>,
         input: I,
         cx: &'a WorkflowContext,
-    ) -> Result<Streamed<O::Chunk>, Error> {
+    ) -> (Result<Streamed<O::Chunk>, Error>, Option<Instant>) {
+        (Self::open(core, attempt, input, cx).await, None)
+    }
+}
+
+impl Streams {
+    /// A stream's attempt, until its first chunk.
+    async fn open<'a, I, O>(
+        core: &'a Arc<Core<I, O>>,
+        attempt: Attempt<'a>,
+        input: I,
+        cx: &'a WorkflowContext,
+    ) -> Result<Streamed<O::Chunk>, Error>
+    where
+        I: Send + 'static,
+        O: Streamable + Send + 'static,
+        O::Chunk: ReportsUsage,
+    {
         let i = attempt.route;
         let route = &core.routes[i];
         let Some(stream) = &route.stream else {

@@ -394,7 +394,7 @@ where
     async fn execute(&self, input: I, cx: &WorkflowContext) -> Result<O, Error> {
         self.core
             .inst
-            .run_started(cx, |child, started| async move {
+            .run_timed(cx, |child, started| async move {
                 self.core.serve::<Calls>(input, &child, started).await
             })
             .await
@@ -426,7 +426,7 @@ where
         self.core
             .inst
             .run_stream_started(cx, |child, started| async move {
-                self.core.serve::<Streams>(input, &child, started).await
+                self.core.serve::<Streams>(input, &child, started).await.0
             })
             .await
     }
@@ -439,13 +439,14 @@ where
 {
     /// The request loop of calls and streams alike: the plan, each attempt in order with
     /// its fallbacks, panic mode, and the error of a request that got no value. `now` is
-    /// the instant the router's execution started: the plan's.
+    /// the instant the router's execution started: the plan's. Beside the result, the
+    /// instant its last attempt ended, when the result came straight from it.
     async fn serve<M: Mode<I, O>>(
         self: &Arc<Self>,
         input: I,
         child: &WorkflowContext,
         now: Instant,
-    ) -> Result<M::Value, Error> {
+    ) -> (Result<M::Value, Error>, Option<Instant>) {
         let span = child.primitive_span();
         if let Some(span) = &span {
             span.set_attribute(KeyValue::new(
@@ -454,9 +455,10 @@ where
             ));
         }
         if !self.routes.iter().any(M::serves) {
-            return Err(Error::no_route("no route of this router streams")
+            let err = Error::no_route("no route of this router streams")
                 .with_class(ErrorClass::InvalidRequest)
-                .with_primitive(self.inst.name().to_arc()));
+                .with_primitive(self.inst.name().to_arc());
+            return (Err(err), None);
         }
         let plan = self.plan_for(now, &input, child, |i| M::serves(&self.routes[i]));
         // What is left to try: the failed routes' declared fallbacks (first), then the
@@ -529,12 +531,12 @@ where
                 deadline: self.attempt_deadline(permit.admitted(), remaining, health, next),
                 permit,
             };
-            let result = M::attempt(self, attempt, input.clone(), child).await;
+            let (result, ended) = M::attempt(self, attempt, input.clone(), child).await;
             fresh = None;
             match result {
                 Ok(output) => {
                     self.annotate(span.as_ref(), Some((i, reason)), failures.len() + 1);
-                    return Ok(output);
+                    return (Ok(output), ended);
                 }
                 Err(e) => {
                     let fall_back = self.falls_back(&e);
@@ -542,7 +544,7 @@ where
                     failures.push(AttemptError::new(self.routes[i].name.to_arc(), e.clone()));
                     if !fall_back {
                         self.annotate(span.as_ref(), None, failures.len());
-                        return Err(e);
+                        return (Err(e), ended);
                     }
                     if class == ErrorClass::ContextLength {
                         match self.routes[i].context_window {
@@ -553,7 +555,7 @@ where
                             // would fail again.
                             None => {
                                 self.annotate(span.as_ref(), None, failures.len());
-                                return Err(e);
+                                return (Err(e), ended);
                             }
                         }
                     }
@@ -590,17 +592,17 @@ where
                         None,
                     ),
                 };
-                let result = M::attempt(self, attempt, input, child).await;
+                let (result, ended) = M::attempt(self, attempt, input, child).await;
                 match &result {
                     Ok(_) => self.annotate(span.as_ref(), Some((i, Reason::Panic)), 1),
                     Err(_) => self.annotate(span.as_ref(), None, 1),
                 }
-                return result;
+                return (result, ended);
             }
             stopped = Some(NoAttempt::Cooling { retry_at });
         }
         self.annotate(span.as_ref(), None, failures.len());
-        Err(self.no_value(stopped, failures))
+        (Err(self.no_value(stopped, failures)), None)
     }
 }
 

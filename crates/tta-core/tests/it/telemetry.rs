@@ -301,3 +301,67 @@ async fn without_a_tracer_primitives_skip_spans_and_children_keep_the_parent_spa
     .unwrap();
     assert_eq!(seen.execute((), &cx).await.unwrap(), root_id);
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_timed_ends_the_execution_at_the_instant_its_work_hands_back() {
+    use tokio::time::{Instant, sleep};
+    use tta_core::{Instrumentation, PrimitiveName};
+
+    let tt = TestTelemetry::new();
+    let t = Telemetry::new(tt.meter_provider(), tt.tracer_provider());
+    let inst = Instrumentation::new("fn", PrimitiveName::new("timed").unwrap(), &t);
+    let cx = WorkflowContext::new();
+    // Work that ends after 1 s, then spends 2 s more before it returns: 1 s is recorded.
+    let answer = inst
+        .run_timed(&cx, |_, started| async move {
+            sleep(Duration::from_secs(1)).await;
+            let ended = Instant::now();
+            assert_eq!(ended - started, Duration::from_secs(1));
+            sleep(Duration::from_secs(2)).await;
+            (Ok::<_, Error>(7), Some(ended))
+        })
+        .await;
+    assert_eq!(answer.unwrap(), 7);
+    // Without an instant the execution reads the clock: 0.5 s.
+    let failed = inst
+        .run_timed(&cx, |_, _| async {
+            sleep(Duration::from_millis(500)).await;
+            (Err::<u8, _>(Error::msg("boom")), None)
+        })
+        .await;
+    assert!(failed.is_err());
+    let sum_of = |outcome: &str| {
+        let point = tt.points_matching(
+            semconv::PRIMITIVE_DURATION,
+            &[("primitive", "timed"), ("outcome", outcome)],
+        );
+        let [point] = point.as_slice() else {
+            panic!("one point for {outcome}: {point:?}");
+        };
+        let PointValue::Histogram { count, sum, .. } = &point.value else {
+            panic!("not a histogram: {point:?}");
+        };
+        (*count, *sum)
+    };
+    assert_eq!(sum_of("ok"), (1, 1.0));
+    assert_eq!(sum_of("error"), (1, 0.5));
+
+    // A cancelled context runs no work, and records the execution as cancelled.
+    cx.cancel();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let cancelled = inst
+        .run_timed(&cx, |_, _| async {
+            ran.store(true, std::sync::atomic::Ordering::Relaxed);
+            (Ok::<_, Error>(()), Some(Instant::now()))
+        })
+        .await;
+    assert!(cancelled.unwrap_err().is_cancelled());
+    assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(
+        tt.counter(
+            semconv::PRIMITIVE_EXECUTIONS,
+            &[("primitive", "timed"), ("outcome", "cancelled")]
+        ),
+        1.0
+    );
+}
