@@ -62,12 +62,17 @@ impl<const WORDS: usize> OutcomeWindow<WORDS> {
         let slot = i % Self::SLOTS;
         let word = &self.bits[(slot / 64) as usize];
         let mask = 1u64 << (slot % 64);
-        let was_set = if yes {
-            word.fetch_or(mask, Ordering::Relaxed)
+        // Most pushes repeat what their slot already holds (a steady hit ratio): a load
+        // then, not a read-modify-write. Every flip is still a read-modify-write that
+        // sees the bit it replaced, so `ones` stays the count of set bits.
+        let held = word.load(Ordering::Relaxed) & mask != 0;
+        let was_set = if held == yes {
+            held
+        } else if yes {
+            word.fetch_or(mask, Ordering::Relaxed) & mask != 0
         } else {
-            word.fetch_and(!mask, Ordering::Relaxed)
-        } & mask
-            != 0;
+            word.fetch_and(!mask, Ordering::Relaxed) & mask != 0
+        };
         let ones = match (was_set, yes) {
             (false, true) => self.ones.fetch_add(1, Ordering::Relaxed) + 1,
             (true, false) => self.ones.fetch_sub(1, Ordering::Relaxed) - 1,
@@ -115,5 +120,34 @@ mod tests {
         }
         assert_eq!(w.push(false), 64.0 / 128.0);
         assert_eq!(w.share(), 64.0 / 128.0);
+    }
+
+    #[test]
+    fn racing_pushes_keep_the_count_of_set_bits_exact() {
+        use std::sync::Barrier;
+        use std::sync::atomic::Ordering;
+        const THREADS: u64 = 4;
+        const PUSHES: u64 = 50_000;
+        for round in 0..10u64 {
+            // One word: four threads share 64 slots, so pushes to one slot race.
+            let w = OutcomeWindow::<1>::new();
+            let start = Barrier::new(THREADS as usize);
+            std::thread::scope(|scope| {
+                for t in 0..THREADS {
+                    let (w, start) = (&w, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        for i in 0..PUSHES {
+                            // Runs of one outcome and flips, different per thread.
+                            w.push((i / (t + 1) + round) % 3 == 0);
+                        }
+                    });
+                }
+            });
+            let set = u64::from(w.bits[0].load(Ordering::Relaxed).count_ones());
+            assert_eq!(w.ones.load(Ordering::Relaxed), set, "round {round}");
+            assert_eq!(w.seen.load(Ordering::Relaxed), THREADS * PUSHES);
+            assert_eq!(w.share(), set as f64 / 64.0);
+        }
     }
 }
