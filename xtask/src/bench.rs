@@ -120,6 +120,50 @@ pub(crate) fn table(sh: &Shell) {
             floor / tower
         );
     }
+    // What each execution runs besides its records (a budget unit and a cancellation
+    // check, both required: see docs/performance.md), and what a hit does with its
+    // entry (a ledger entry of its savings, the decode). `floor/budget_unit` is measured
+    // in criterion's async loop, whose own cost is `overhead/bare_call`.
+    let bare = m("overhead/bare_call");
+    let budget = m("floor/budget_unit")
+        .zip(bare)
+        .map(|(unit, bare)| unit - bare);
+    let machinery = [
+        ("cancel_check", 2.0, m("floor/cancel_check")),
+        ("budget_unit - bare_call", 2.0, budget),
+        ("ledger_record", 1.0, m("floor/ledger_record")),
+        ("entry_decode", 1.0, m("floor/entry_decode")),
+    ];
+    let mut whole = floor;
+    for (part, times, ns) in machinery {
+        match ns {
+            Some(ns) => {
+                whole += ns * times;
+                println!("| floor/{part} | {ns:.1} ns (x{times}) | report | |");
+            }
+            None => whole = f64::NAN,
+        }
+    }
+    if let Some(tower) = m("overhead/tower_moka_hit") {
+        println!(
+            "| floor of a hit with its machinery / tower_moka_hit | {:.2}x ({whole:.0} ns / {tower:.0} ns) | report | |",
+            whole / tower
+        );
+    }
+    // `instrumented_call - bare_call`: 2 clock reads, 1 histogram record, 1 counter add,
+    // 1 cancellation check and 1 budget unit.
+    let one = [
+        m("floor/clock_read").map(|ns| 2.0 * ns),
+        m("floor/histogram_record"),
+        m("floor/counter_add"),
+        m("floor/cancel_check"),
+        budget,
+    ];
+    if let Some(sum) = one.into_iter().sum::<Option<f64>>() {
+        println!(
+            "| floor of instrumented_call - bare_call (2 clock reads, a histogram record, a counter add, a cancellation check, a budget unit) | {sum:.0} ns | report | |"
+        );
+    }
     // `stream/*` measure 256 chunks each.
     if let (Some(stack), Some(bare)) = (m("stream/stack_miss"), m("stream/bare_iter")) {
         let added = (stack - bare) / 256.0;

@@ -119,7 +119,57 @@ fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
     let quick = quick_cache::sync::Cache::<[u8; 32], bytes::Bytes>::new(10_000);
     quick.insert(key, bytes::Bytes::from(prompt.to_owned()));
     group.bench_function("quick_cache_get", |b| b.iter(|| quick.get(black_box(&key))));
+
+    // The machinery each execution runs whatever it records, one part at a time: the
+    // parts of `overhead/instrumented_call` and of a hit beyond its telemetry and its
+    // store read (see `cargo xtask bench --table`).
+    let cx = WorkflowContext::new();
+    group.bench_function("cancel_check", |b| b.iter(|| black_box(&cx).is_cancelled()));
+    // One unit of tokio's cooperative budget, as each execution consumes it; criterion's
+    // async loop around it is the `overhead/bare_call` of this run.
+    group.bench_function("budget_unit", |b| {
+        b.to_async(rt).iter(tokio::task::coop::consume_budget);
+    });
+    // A hit's savings entry, into a context's ledger reused as the hit benches reuse it.
+    let source: std::sync::Arc<str> = "cache".into();
+    let usage = tta_observability_integration::TokenUsage::new(12, 30);
+    let saved = tta_observability_integration::Usd::from_picos(2_000_000_000);
+    group.bench_function("ledger_record", |b| {
+        b.iter(|| {
+            cx.ledger()
+                .record(tta_observability_integration::CostEntry::saved(
+                    std::sync::Arc::clone(&source),
+                    black_box(usage),
+                    saved,
+                ));
+        });
+    });
+    // The decode of a hit's stored entry: postcard, in the layout tta-cache stores (its
+    // `codec`), of the answer `overhead/stack_memory_hit` reads back, and the drop of
+    // the `String` it allocates.
+    let answer = format!("a: {prompt}");
+    let entry = postcard::to_allocvec(&Entry {
+        format: 1,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_picos: 2_000_000_000,
+        value: answer,
+    })
+    .expect("an entry");
+    group.bench_function("entry_decode", |b| {
+        b.iter(|| postcard::from_bytes::<Entry>(black_box(&entry)).map(|e| e.value.len()));
+    });
     group.finish();
+}
+
+/// tta-cache's stored entry layout (`codec::Envelope`) for a `String` answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    format: u8,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_picos: u64,
+    value: String,
 }
 
 criterion_group!(benches, overhead);
