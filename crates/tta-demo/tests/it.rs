@@ -689,10 +689,9 @@ async fn providers_only_serves_the_simulated_providers_until_stopped() {
     );
 }
 
-/// `histogram_quantile(q, sum by (le) (rate(family_bucket{matchers}[..])))` over a scrape
-/// of counters from zero: Prometheus' linear interpolation within the bucket the rank
-/// falls in (the first bucket starts at 0; the `+Inf` bucket answers its lower bound).
-fn histogram_quantile(scrape: &str, family: &str, matcher: (&str, &str), q: f64) -> f64 {
+/// The cumulative buckets `(le, count)` of a histogram family's series matching
+/// `matcher` in a scrape, summed by `le` and sorted by bound (`+Inf` last).
+fn histogram_buckets(scrape: &str, family: &str, matcher: (&str, &str)) -> Vec<(f64, f64)> {
     let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
     let bucket = format!("{family}_bucket");
     for (name, labels, value) in scrape.lines().filter_map(parse_series) {
@@ -709,10 +708,18 @@ fn histogram_quantile(scrape: &str, family: &str, matcher: (&str, &str), q: f64)
     }
     let mut sorted: Vec<(f64, f64)> = buckets.into_values().collect();
     sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = sorted.last().unwrap().1;
+    sorted
+}
+
+/// `histogram_quantile(q, sum by (le) (rate(family_bucket{matchers}[..])))` over
+/// buckets of counters from zero: Prometheus' linear interpolation within the bucket the
+/// rank falls in (the first bucket starts at 0; the `+Inf` bucket answers its lower
+/// bound).
+fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().unwrap().1;
     let rank = q * total;
     let mut lower = (0.0, 0.0);
-    for (bound, count) in sorted {
+    for &(bound, count) in buckets {
         if count >= rank {
             if bound.is_infinite() {
                 return lower.0;
@@ -724,8 +731,39 @@ fn histogram_quantile(scrape: &str, family: &str, matcher: (&str, &str), q: f64)
     lower.0
 }
 
+/// The bounds `(lower, upper)` of the bucket a value falls in (`lower < value <= upper`).
+fn bucket_of(buckets: &[(f64, f64)], value: f64) -> (f64, f64) {
+    let mut lower = 0.0;
+    for &(bound, _) in buckets {
+        if value <= bound {
+            return (lower, bound);
+        }
+        lower = bound;
+    }
+    (lower, f64::INFINITY)
+}
+
 #[test]
-fn the_scraped_latency_quantiles_match_the_demos_own_within_ten_percent() {
+fn histogram_quantile_interpolates_in_the_bucket_of_the_rank() {
+    // 10 at or under 1, 30 at or under 2, 40 in all.
+    let buckets = [(1.0, 10.0), (2.0, 30.0), (f64::INFINITY, 40.0)];
+    assert_eq!(histogram_quantile(&buckets, 0.25), 1.0);
+    assert_eq!(histogram_quantile(&buckets, 0.5), 1.5);
+    assert_eq!(histogram_quantile(&buckets, 0.9), 2.0);
+    assert_eq!(bucket_of(&buckets, 0.5), (0.0, 1.0));
+    assert_eq!(bucket_of(&buckets, 1.0), (0.0, 1.0));
+    assert_eq!(bucket_of(&buckets, 1.2), (1.0, 2.0));
+    assert_eq!(bucket_of(&buckets, 9.0), (2.0, f64::INFINITY));
+}
+
+/// A histogram's quantile is only as exact as its buckets: Prometheus interpolates
+/// linearly inside the bucket the rank falls in, so an exact quantile just above a bound
+/// (0.203 ms over 0.2 ms, say, with most of the bucket below it near its top) can come
+/// out a bucket's width away. The test asserts what the catalogue promises: buckets at
+/// most 28% wide where the demo's quantiles fall, and each scraped quantile within the
+/// width of the exact one's bucket.
+#[test]
+fn the_scraped_latency_quantiles_match_the_demos_own_within_a_bucket() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -765,26 +803,33 @@ fn the_scraped_latency_quantiles_match_the_demos_own_within_ten_percent() {
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_file(&json);
+    let buckets = histogram_buckets(
+        &scrape,
+        "tta_primitive_duration_seconds",
+        ("primitive", "request_timeout"),
+    );
     for (q, own) in [
         (0.50, summary.latency_ms.p50),
         (0.95, summary.latency_ms.p95),
         (0.99, summary.latency_ms.p99),
     ] {
-        let scraped = 1_000.0
-            * histogram_quantile(
-                &scrape,
-                "tta_primitive_duration_seconds",
-                ("primitive", "request_timeout"),
-                q,
-            );
+        let scraped = 1_000.0 * histogram_quantile(&buckets, q);
+        let (lower, upper) = bucket_of(&buckets, own / 1_000.0);
+        let (lower, upper) = (1_000.0 * lower, 1_000.0 * upper);
         eprintln!(
-            "p{}: the demo {own:.4} ms, histogram_quantile {scraped:.4} ms",
+            "p{}: the demo {own:.4} ms, histogram_quantile {scraped:.4} ms, its bucket ({lower}, {upper}] ms",
             q * 100.0
         );
         assert!(
-            (scraped - own).abs() <= 0.10 * own,
-            "p{}: the demo measured {own} ms, histogram_quantile gives {scraped} ms",
+            lower > 0.0 && upper <= 1.281 * lower,
+            "p{}: the demo's {own} ms falls in the bucket ({lower}, {upper}] ms, wider than 28%",
             q * 100.0
+        );
+        assert!(
+            (scraped - own).abs() <= upper - lower,
+            "p{}: the demo measured {own} ms, histogram_quantile gives {scraped} ms, more than the {} ms of its bucket away",
+            q * 100.0,
+            upper - lower
         );
     }
 }
