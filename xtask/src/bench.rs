@@ -37,6 +37,22 @@ pub(crate) fn run(sh: &Shell, flags: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints each `floor/*` part with how many times a hit pays it, and returns their sum
+/// (NaN when one did not run).
+fn priced(parts: &[(&str, f64, Option<f64>)]) -> f64 {
+    let mut sum = 0.0;
+    for &(part, times, ns) in parts {
+        match ns {
+            Some(ns) => {
+                sum += ns * times;
+                println!("| floor/{part} | {ns:.1} ns (x{times}) | report | |");
+            }
+            None => sum = f64::NAN,
+        }
+    }
+    sum
+}
+
 /// The table of each ratio against its target, from criterion's last estimates.
 pub(crate) fn table(sh: &Shell) {
     let m = |id: &str| median_ns(sh, id);
@@ -94,27 +110,19 @@ pub(crate) fn table(sh: &Shell) {
     // (`tta.primitive.duration` of each), 5 counter adds (gauges not counted), one key
     // and one read of the store's table (quick_cache; `floor/moka_get` is printed beside
     // it, the peer's cache).
-    let parts = [
-        ("clock_read", 4.0),
-        ("histogram_record", 2.0),
-        ("counter_add", 5.0),
-        ("cache_key", 1.0),
-        ("quick_cache_get", 1.0),
+    let records = [
+        ("clock_read", 4.0, m("floor/clock_read")),
+        ("histogram_record", 2.0, m("floor/histogram_record")),
+        ("counter_add", 5.0, m("floor/counter_add")),
+        ("cache_key", 1.0, m("floor/cache_key")),
+        ("quick_cache_get", 1.0, m("floor/quick_cache_get")),
     ];
     if let Some(ns) = m("floor/moka_get") {
         println!("| floor/moka_get (the peer's cache, not in the floor) | {ns:.1} ns | report | |");
     }
-    let mut floor = 0.0;
-    for (part, times) in parts {
-        match m(&format!("floor/{part}")) {
-            Some(ns) => {
-                floor += ns * times;
-                println!("| floor/{part} | {ns:.1} ns (x{times}) | report | |");
-            }
-            None => floor = f64::NAN,
-        }
-    }
-    if let Some(tower) = m("overhead/tower_moka_hit") {
+    let floor = priced(&records);
+    let tower = m("overhead/tower_moka_hit");
+    if let Some(tower) = tower {
         println!(
             "| floor of a telemetered hit / tower_moka_hit | {:.2}x ({floor:.0} ns / {tower:.0} ns) | report | |",
             floor / tower
@@ -125,9 +133,8 @@ pub(crate) fn table(sh: &Shell) {
     // runs neither on a hit), and what a hit does with its entry (a ledger entry of its
     // savings, the decode). `floor/budget_unit` is measured in criterion's async loop,
     // whose own cost is `overhead/bare_call`.
-    let bare = m("overhead/bare_call");
     let budget = m("floor/budget_unit")
-        .zip(bare)
+        .zip(m("overhead/bare_call"))
         .map(|(unit, bare)| unit - bare);
     let machinery = [
         ("cancel_check", 1.0, m("floor/cancel_check")),
@@ -135,17 +142,8 @@ pub(crate) fn table(sh: &Shell) {
         ("ledger_record", 1.0, m("floor/ledger_record")),
         ("entry_decode", 1.0, m("floor/entry_decode")),
     ];
-    let mut whole = floor;
-    for (part, times, ns) in machinery {
-        match ns {
-            Some(ns) => {
-                whole += ns * times;
-                println!("| floor/{part} | {ns:.1} ns (x{times}) | report | |");
-            }
-            None => whole = f64::NAN,
-        }
-    }
-    if let Some(tower) = m("overhead/tower_moka_hit") {
+    let whole = floor + priced(&machinery);
+    if let Some(tower) = tower {
         println!(
             "| floor of a hit with its machinery / tower_moka_hit | {:.2}x ({whole:.0} ns / {tower:.0} ns) | report | |",
             whole / tower
