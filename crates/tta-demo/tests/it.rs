@@ -760,8 +760,8 @@ fn histogram_quantile_interpolates_in_the_bucket_of_the_rank() {
 /// linearly inside the bucket the rank falls in, so an exact quantile just above a bound
 /// (0.203 ms over 0.2 ms, say, with most of the bucket below it near its top) can come
 /// out a bucket's width away. The test asserts what the catalogue promises: buckets at
-/// most 28% wide where the demo's quantiles fall, and each scraped quantile within the
-/// width of the exact one's bucket.
+/// most 28% wide where the demo's quantiles fall, and each scraped quantile within a
+/// bucket's width of the exact one.
 #[test]
 fn the_scraped_latency_quantiles_match_the_demos_own_within_a_bucket() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -825,11 +825,14 @@ fn the_scraped_latency_quantiles_match_the_demos_own_within_a_bucket() {
             "p{}: the demo's {own} ms falls in the bucket ({lower}, {upper}] ms, wider than 28%",
             q * 100.0
         );
+        // The primitive's own quantile may sit across the bound from the demo's (which
+        // times a little more): the estimate may then land in the next bucket up, at most
+        // 28% wider than this one.
+        let width = 1.281 * (upper - lower);
         assert!(
-            (scraped - own).abs() <= upper - lower,
-            "p{}: the demo measured {own} ms, histogram_quantile gives {scraped} ms, more than the {} ms of its bucket away",
-            q * 100.0,
-            upper - lower
+            (scraped - own).abs() <= width,
+            "p{}: the demo measured {own} ms, histogram_quantile gives {scraped} ms, more than a bucket ({width} ms) away",
+            q * 100.0
         );
     }
 }
