@@ -77,7 +77,8 @@ fn overhead(c: &mut Criterion) {
 /// `docs/performance.md`). Recorded into the SDK installed above.
 fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
     use tta_observability_integration::bound::{BoundCounter, BoundHistogram};
-    use tta_observability_integration::cache::CacheKey;
+    use tta_observability_integration::cache::{CacheKey, CachePrimitive, CacheStore};
+    use tta_observability_integration::router::{Price, Route, RouterPrimitive};
     use tta_observability_integration::{Telemetry, semconv};
 
     let mut group = c.benchmark_group("floor");
@@ -144,26 +145,59 @@ fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
                 ));
         });
     });
-    // The decode of a hit's stored entry: postcard, in the layout tta-cache stores (its
-    // `codec`), of the answer `overhead/stack_memory_hit` reads back, and the drop of
-    // the `String` it allocates.
+    // The decode of a hit's stored entry, and the drop of the `String` it allocates: the
+    // bytes a cache stored for the answer `overhead/stack_memory_hit` reads back, read
+    // from its store, decoded as tta-cache's codec decodes them (postcard, into `Entry`).
     let answer = format!("a: {prompt}");
-    let entry = postcard::to_allocvec(&Entry {
-        format: 1,
-        input_tokens: 0,
-        output_tokens: 0,
-        cost_picos: 2_000_000_000,
-        value: answer,
-    })
-    .expect("an entry");
+    // Filled by route `a` at its price, as `tta_benches::hit_stack`'s entry is.
+    let router = RouterPrimitive::builder()
+        .route(
+            Route::new(
+                "a",
+                from_fn(|q: String, _| async move { Ok::<_, Error>(format!("a: {q}")) }),
+            )
+            .price(Price::per_call(0.002)),
+        )
+        .build()
+        .expect("a router");
+    let cache = CachePrimitive::builder(router).build().expect("a cache");
+    let entry = rt.block_on(async {
+        cache
+            .execute(prompt.to_owned(), &cx)
+            .await
+            .expect("the fill");
+        // The builder's default namespace and version, and its key: the input's postcard.
+        let input = postcard::to_allocvec(prompt).expect("a key");
+        let key = CacheKey::new("default", 1, &input);
+        cache
+            .store()
+            .get(&key)
+            .await
+            .expect("a read")
+            .expect("the entry")
+    });
+    let decoded: Entry = postcard::from_bytes(&entry).expect("the entry's layout");
+    // A `from_fn` route reports no usage; its call costs $0.002.
+    assert_eq!(
+        (
+            decoded.format,
+            decoded.input_tokens,
+            decoded.output_tokens,
+            decoded.cost_picos
+        ),
+        (1, 0, 0, 2_000_000_000),
+        "`Entry` is tta-cache's entry layout"
+    );
+    assert_eq!(decoded.value, answer, "`Entry` is tta-cache's entry layout");
     group.bench_function("entry_decode", |b| {
         b.iter(|| postcard::from_bytes::<Entry>(black_box(&entry)).map(|e| e.value.len()));
     });
     group.finish();
 }
 
-/// tta-cache's stored entry layout (`codec::Envelope`) for a `String` answer.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// tta-cache's stored entry layout (`codec::Envelope`, private to it) for a `String`
+/// answer; the setup of `floor/entry_decode` checks it against an entry the cache wrote.
+#[derive(serde::Deserialize)]
 struct Entry {
     format: u8,
     input_tokens: u64,
