@@ -35,13 +35,12 @@ impl CacheKey {
     /// See [`CacheKey`].
     pub fn new(namespace: impl Into<Arc<str>>, version: u32, input: &[u8]) -> Self {
         let namespace = namespace.into();
-        let mut hasher = blake3::Hasher::new();
+        let mut hasher = None;
         let mut writer = KeyWriter::new(&mut hasher);
         writer.prefix(&namespace, version);
         writer.push(input);
-        writer.flush_buffer();
         CacheKey {
-            hash: *hasher.finalize().as_bytes(),
+            hash: writer.finish(),
             namespace,
         }
     }
@@ -54,14 +53,15 @@ impl CacheKey {
         write: impl FnOnce(&mut KeyWriter<'_>) -> bool,
     ) -> Option<Self> {
         // The hasher stays in this frame and is only lent out: its 2 KiB state is never
-        // copied.
-        let mut hasher = blake3::Hasher::new();
+        // copied. It is made only when the key bytes outgrow the writer's buffer.
+        let mut hasher = None;
         let mut writer = KeyWriter::new(&mut hasher);
         writer.prefix(&namespace, version);
-        let keyed = write(&mut writer);
-        writer.flush_buffer();
-        keyed.then(|| CacheKey {
-            hash: *hasher.finalize().as_bytes(),
+        if !write(&mut writer) {
+            return None;
+        }
+        Some(CacheKey {
+            hash: writer.finish(),
             namespace,
         })
     }
@@ -122,13 +122,15 @@ const KEY_BUFFER: usize = 256;
 /// on the stack and hashed in one update: each BLAKE3 update has a fixed cost of its own,
 /// about as much as hashing a short prompt.
 pub struct KeyWriter<'a> {
-    hasher: &'a mut blake3::Hasher,
+    /// Made only when the key bytes outgrow the buffer; until then the key is hashed from
+    /// the buffer in one call, which skips the incremental hasher's setup and bookkeeping.
+    hasher: &'a mut Option<blake3::Hasher>,
     buffer: [u8; KEY_BUFFER],
     len: usize,
 }
 
 impl<'a> KeyWriter<'a> {
-    fn new(hasher: &'a mut blake3::Hasher) -> Self {
+    fn new(hasher: &'a mut Option<blake3::Hasher>) -> Self {
         Self {
             hasher,
             buffer: [0; KEY_BUFFER],
@@ -144,26 +146,54 @@ impl<'a> KeyWriter<'a> {
         self.push(&version.to_le_bytes());
     }
 
+    #[inline]
     fn push(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > KEY_BUFFER {
-            self.flush_buffer();
-        }
-        match self.buffer.get_mut(self.len..self.len + bytes.len()) {
+        let end = self.len + bytes.len();
+        match self.buffer.get_mut(self.len..end) {
             Some(room) => {
                 room.copy_from_slice(bytes);
-                self.len += bytes.len();
+                self.len = end;
+            }
+            None => self.spill(bytes),
+        }
+    }
+
+    /// `bytes` do not fit in what is left of the buffer.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        self.flush_buffer();
+        match self.buffer.get_mut(..bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len = bytes.len();
             }
             // Larger than the whole buffer: hashed as it is.
             None => {
-                self.hasher.update(bytes);
+                self.hasher().update(bytes);
             }
         }
     }
 
     /// Hashes the gathered bytes.
     fn flush_buffer(&mut self) {
-        self.hasher.update(&self.buffer[..self.len]);
+        let hasher = self.hasher.get_or_insert_with(blake3::Hasher::new);
+        hasher.update(&self.buffer[..self.len]);
         self.len = 0;
+    }
+
+    fn hasher(&mut self) -> &mut blake3::Hasher {
+        self.hasher.get_or_insert_with(blake3::Hasher::new)
+    }
+
+    /// The hash of everything written: the same BLAKE3 either way, one-shot when the
+    /// whole stream fit in the buffer.
+    fn finish(mut self) -> [u8; 32] {
+        if self.hasher.is_none() {
+            return *blake3::hash(&self.buffer[..self.len]).as_bytes();
+        }
+        self.flush_buffer();
+        *self.hasher().finalize().as_bytes()
     }
 }
 
