@@ -82,7 +82,7 @@ impl std::fmt::Debug for AnthropicBuilder {
 impl std::fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Anthropic")
-            .field("url", &self.inner.conn.url)
+            .field("url", &self.inner.conn.url.as_str())
             .field("model", &self.inner.conn.default_model)
             .finish_non_exhaustive()
     }

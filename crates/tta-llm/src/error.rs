@@ -13,8 +13,9 @@ const MAX_MESSAGE: usize = 300;
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The base URL is not an `http://` or `https://` URL.
-    #[error("invalid base URL {0:?}: expected http:// or https://")]
+    /// The base URL is not an `http://` or `https://` URL, or the endpoint under it
+    /// does not parse as a URL.
+    #[error("invalid base URL {0:?}: expected an http:// or https:// URL")]
     BaseUrl(String),
     /// The API key's environment variable is not set (or not UTF-8).
     #[error("the API key variable {0} is not set")]

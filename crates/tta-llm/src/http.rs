@@ -150,6 +150,9 @@ impl Settings {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(BuildError::BaseUrl(self.base_url.clone()));
         }
+        // Parsed once here: a request clones it instead of parsing a string each time.
+        let url = reqwest::Url::parse(&format!("{base}{path}"))
+            .map_err(|_| BuildError::BaseUrl(self.base_url.clone()))?;
         let name = PrimitiveName::new(&self.name).map_err(BuildError::Name)?;
         self.price
             .validate()
@@ -181,7 +184,7 @@ impl Settings {
         let telemetry = self.telemetry.unwrap_or_default();
         Ok(Conn {
             http: http_client(headers, self.max_idle)?,
-            url: format!("{base}{path}"),
+            url,
             default_model: self.model.map(Arc::from),
             provider: Arc::from(self.provider),
             price: self.price,
@@ -195,7 +198,8 @@ impl Settings {
 /// A built client's connection: pool, endpoint, headers, defaults, instrumentation.
 pub(crate) struct Conn {
     http: reqwest::Client,
-    pub(crate) url: String,
+    /// The endpoint, parsed when the client was built.
+    pub(crate) url: reqwest::Url,
     /// Shared, so a span's attributes clone no string per request.
     pub(crate) default_model: Option<Arc<str>>,
     pub(crate) provider: Arc<str>,
@@ -249,7 +253,7 @@ impl Conn {
         stream: bool,
         cx: &WorkflowContext,
     ) -> Result<reqwest::Response, Error> {
-        let mut builder = self.http.post(&self.url).json(body);
+        let mut builder = self.http.post(self.url.clone()).json(body);
         if !stream && let Some(left) = cx.remaining() {
             builder = builder.timeout(left);
         }

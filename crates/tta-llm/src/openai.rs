@@ -115,7 +115,7 @@ impl OpenAiBuilder {
 impl std::fmt::Debug for OpenAiCompatible {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiCompatible")
-            .field("url", &self.inner.url)
+            .field("url", &self.inner.url.as_str())
             .field("model", &self.inner.default_model)
             .finish_non_exhaustive()
     }

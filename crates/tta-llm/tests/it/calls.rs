@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tta_core::{ErrorClass, WorkflowContext, WorkflowPrimitive};
-use tta_llm::{BuildError, FinishReason, OpenAiCompatible, Usage};
+use tta_llm::{Anthropic, BuildError, FinishReason, OpenAiCompatible, Usage};
 use tta_tests::llm_server::{LlmServer, Reply};
 
 use crate::{client, pipeline, request};
@@ -318,6 +318,23 @@ fn bad_settings_are_typed_build_errors_and_the_key_is_never_printed() {
         OpenAiCompatible::builder("ftp://x").build(),
         Err(BuildError::BaseUrl(_))
     ));
+    // An http:// prefix with a host that cannot be one: at build time, not per request.
+    for bad in ["http://exa mple.com", "https://", "http://[::1"] {
+        assert!(
+            matches!(
+                OpenAiCompatible::builder(bad).build(),
+                Err(BuildError::BaseUrl(url)) if url == bad
+            ),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                Anthropic::builder(bad).build(),
+                Err(BuildError::BaseUrl(url)) if url == bad
+            ),
+            "{bad}"
+        );
+    }
     assert!(matches!(
         OpenAiCompatible::builder("http://x").api_key_env("TTA_LLM_TEST_KEY_THAT_IS_NOT_SET").build(),
         Err(BuildError::MissingKey(var)) if var == "TTA_LLM_TEST_KEY_THAT_IS_NOT_SET"
