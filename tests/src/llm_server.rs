@@ -115,6 +115,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// Its body, as JSON (`Null` when it was not JSON).
     pub body: serde_json::Value,
+    /// Its body as it was received.
+    pub text: String,
 }
 
 impl Recorded {
@@ -298,6 +300,7 @@ async fn reply(State(script): State<Arc<Script>>, headers: HeaderMap, body: Stri
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        text: body.clone(),
     };
     let next = match (queued, always, responder) {
         (queued, None, None) => {

@@ -10,7 +10,7 @@ use tta_core::{
 };
 
 use crate::error::BuildError;
-use crate::http::{Conn, Settings, passthrough, sampling, settings_setters, text};
+use crate::http::{Conn, Settings, json_bytes, passthrough, sampling, settings_setters, text};
 use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolCallDelta, Usage,
@@ -142,7 +142,12 @@ impl AnthropicBuilder {
 }
 
 /// The request body of the Messages API.
-fn body(client: &Client, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
+fn body(client: &Client, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, Error> {
+    json_bytes(&body_value(client, request, stream)?)
+}
+
+/// [`body`] as a JSON value: the tools are reshaped in it.
+fn body_value(client: &Client, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
     let mut body = Map::new();
     for (name, text) in &request.extra {
         body.insert(name.clone(), passthrough(name, text)?);
@@ -196,8 +201,11 @@ fn body(client: &Client, request: &ChatRequest, stream: bool) -> Result<Value, E
     if let Some(choice) = body.get_mut("tool_choice") {
         anthropic_tool_choice(choice);
     }
+    // Whether it streams is the client's to say, never an extra field's.
     if stream {
         body.insert("stream".into(), json!(true));
+    } else {
+        body.remove("stream");
     }
     Ok(Value::Object(body))
 }
@@ -420,7 +428,7 @@ impl WorkflowPrimitive<ChatRequest> for Anthropic {
         conn.inst
             .run(cx, |child| async move {
                 conn.annotate_request(&child, &request);
-                conn.complete(&body(inner, &request, false)?, answer_of, &child)
+                conn.complete(body(inner, &request, false)?, answer_of, &child)
                     .await
             })
             .await
@@ -447,7 +455,7 @@ impl StreamPrimitive<ChatRequest> for Anthropic {
                 let conn = &inner.conn;
                 conn.annotate_request(&child, &request);
                 let body = body(&inner, &request, true)?;
-                conn.open_stream(&body, parser(), child).await
+                conn.open_stream(body, parser(), child).await
             })
             .await
     }

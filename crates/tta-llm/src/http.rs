@@ -5,7 +5,9 @@ use std::sync::{Arc, Once};
 
 use eventsource_stream::Eventsource;
 use opentelemetry::KeyValue;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tta_core::semconv::gen_ai;
 use tta_core::{
@@ -195,6 +197,9 @@ impl Settings {
     }
 }
 
+/// The content type of every request body.
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// A built client's connection: pool, endpoint, headers, defaults, instrumentation.
 pub(crate) struct Conn {
     http: reqwest::Client,
@@ -249,11 +254,15 @@ impl Conn {
     /// timeout's idle and total limits).
     pub(crate) async fn post(
         &self,
-        body: &Value,
+        body: Vec<u8>,
         stream: bool,
         cx: &WorkflowContext,
     ) -> Result<reqwest::Response, Error> {
-        let mut builder = self.http.post(self.url.clone()).json(body);
+        let mut builder = self
+            .http
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, JSON)
+            .body(body);
         if !stream && let Some(left) = cx.remaining() {
             builder = builder.timeout(left);
         }
@@ -273,7 +282,7 @@ impl Conn {
     /// finish is an error of its class, billed with the usage the provider reported.
     pub(crate) async fn complete(
         &self,
-        body: &Value,
+        body: Vec<u8>,
         parse: fn(&[u8]) -> Result<ChatResponse, &'static str>,
         cx: &WorkflowContext,
     ) -> Result<ChatResponse, Error> {
@@ -298,7 +307,7 @@ impl Conn {
     /// A stream: posts `body` and reads its events with `parse`, up to the first chunk.
     pub(crate) async fn open_stream<F>(
         &self,
-        body: &Value,
+        body: Vec<u8>,
         parse: F,
         cx: WorkflowContext,
     ) -> Result<Streamed<ChatChunk>, Error>
@@ -408,8 +417,23 @@ mod semconv {
 /// A JSON text of the request (tools, tool choice, extra fields) as a value; a text that
 /// is not JSON is the request's fault.
 pub(crate) fn passthrough(field: &str, text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(|_| {
-        Error::msg(format!("the request's {field} is not JSON"))
+    serde_json::from_str(text).map_err(|_| not_json(field))
+}
+
+/// A passthrough text checked to be one JSON value, borrowed to be sent as it is.
+pub(crate) fn raw_json<'a>(field: &str, text: &'a str) -> Result<&'a RawValue, Error> {
+    serde_json::from_str(text).map_err(|_| not_json(field))
+}
+
+fn not_json(field: &str) -> Error {
+    Error::msg(format!("the request's {field} is not JSON")).with_class(ErrorClass::InvalidRequest)
+}
+
+/// A request body as JSON bytes.
+pub(crate) fn json_bytes(body: &impl Serialize) -> Result<Vec<u8>, Error> {
+    // Writing to a `Vec` cannot fail, and every map key of a body is a string.
+    serde_json::to_vec(body).map_err(|e| {
+        Error::msg(format!("the request cannot be written as JSON: {e}"))
             .with_class(ErrorClass::InvalidRequest)
     })
 }

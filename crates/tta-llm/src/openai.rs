@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use eventsource_stream::Event;
 use reqwest::header::AUTHORIZATION;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use tta_core::{
     Error, ModelInfo, Price, StreamPrimitive, Streamed, WorkflowContext, WorkflowPrimitive,
 };
 
 use crate::error::{BuildError, malformed};
-use crate::http::{Conn, Settings, passthrough, sampling, settings_setters};
+use crate::http::{Conn, Settings, json_bytes, raw_json, settings_setters};
 use crate::sse::{self, Step};
 use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, ToolCall, ToolCallDelta,
@@ -121,47 +123,168 @@ impl std::fmt::Debug for OpenAiCompatible {
     }
 }
 
-fn message_json(message: &Message) -> Value {
-    let mut out = Map::new();
-    out.insert("role".into(), json!(message.role));
-    out.insert("content".into(), json!(message.content));
-    if let Some(id) = &message.tool_call_id {
-        out.insert("tool_call_id".into(), json!(id));
-    }
-    if !message.tool_calls.is_empty() {
-        let calls: Vec<Value> = message
-            .tool_calls
-            .iter()
-            .map(|c| {
-                json!({"id": c.id, "type": "function",
-                       "function": {"name": c.name, "arguments": c.arguments}})
-            })
-            .collect();
-        out.insert("tool_calls".into(), Value::Array(calls));
-    }
-    Value::Object(out)
+/// The request body of the chat completions API, written straight to JSON bytes (no
+/// `Value` tree in between). The passthrough texts (tools, tool choice, extra fields)
+/// are checked to be JSON here, and sent as they are.
+fn body(conn: &Conn, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, Error> {
+    let extra = request
+        .extra
+        .iter()
+        .map(|(name, text)| Ok((name.as_str(), raw_json(name, text)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let body = Body {
+        model: conn.model(request),
+        request,
+        tools: request
+            .tools
+            .as_deref()
+            .map(|t| raw_json("tools", t))
+            .transpose()?,
+        tool_choice: request
+            .tool_choice
+            .as_deref()
+            .map(|t| raw_json("tool_choice", t))
+            .transpose()?,
+        extra,
+        stream,
+    };
+    json_bytes(&body)
 }
 
-/// The request body of the chat completions API.
-fn body(conn: &Conn, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
-    let mut body = Map::new();
-    for (name, text) in &request.extra {
-        body.insert(name.clone(), passthrough(name, text)?);
+/// A chat completions request body (see [`body`]).
+struct Body<'a> {
+    model: &'a str,
+    request: &'a ChatRequest,
+    tools: Option<&'a RawValue>,
+    tool_choice: Option<&'a RawValue>,
+    extra: Vec<(&'a str, &'a RawValue)>,
+    stream: bool,
+}
+
+impl Body<'_> {
+    /// Whether the body sets `field` itself: an extra field of that name is then left
+    /// out (a request's own settings win over its extra fields). Whether it streams is
+    /// the client's to say, so `stream` and `stream_options` are never taken from them.
+    fn sets(&self, field: &str) -> bool {
+        let r = self.request;
+        match field {
+            "model" | "messages" | "stream" | "stream_options" => true,
+            "max_tokens" => r.max_tokens.is_some(),
+            "temperature" => r.temperature.is_some(),
+            "top_p" => r.top_p.is_some(),
+            "stop" => !r.stop.is_empty(),
+            "tools" => self.tools.is_some(),
+            "tool_choice" => self.tool_choice.is_some(),
+            _ => false,
+        }
     }
-    body.insert("model".into(), json!(conn.model(request)));
-    body.insert(
-        "messages".into(),
-        Value::Array(request.messages.iter().map(message_json).collect()),
-    );
-    if let Some(max) = request.max_tokens {
-        body.insert("max_tokens".into(), json!(max));
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.request;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", self.model)?;
+        map.serialize_entry("messages", &Messages(&r.messages))?;
+        if let Some(max) = r.max_tokens {
+            map.serialize_entry("max_tokens", &max)?;
+        }
+        if let Some(t) = r.temperature {
+            map.serialize_entry("temperature", &t)?;
+        }
+        if let Some(p) = r.top_p {
+            map.serialize_entry("top_p", &p)?;
+        }
+        if !r.stop.is_empty() {
+            map.serialize_entry("stop", &r.stop)?;
+        }
+        if let Some(tools) = self.tools {
+            map.serialize_entry("tools", tools)?;
+        }
+        if let Some(choice) = self.tool_choice {
+            map.serialize_entry("tool_choice", choice)?;
+        }
+        if self.stream {
+            map.serialize_entry("stream", &true)?;
+            map.serialize_entry("stream_options", &IncludeUsage)?;
+        }
+        for &(name, value) in &self.extra {
+            if !self.sets(name) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
     }
-    sampling(&mut body, request, "stop")?;
-    if stream {
-        body.insert("stream".into(), json!(true));
-        body.insert("stream_options".into(), json!({"include_usage": true}));
+}
+
+/// `{"include_usage": true}`.
+struct IncludeUsage;
+
+impl Serialize for IncludeUsage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("include_usage", &true)?;
+        map.end()
     }
-    Ok(Value::Object(body))
+}
+
+/// The messages in the API's shape.
+struct Messages<'a>(&'a [Message]);
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(WireMessage))
+    }
+}
+
+/// One message: role, content, the call a tool's result answers, the calls an
+/// assistant made.
+struct WireMessage<'a>(&'a Message);
+
+impl Serialize for WireMessage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", &m.role)?;
+        map.serialize_entry("content", &m.content)?;
+        if let Some(id) = &m.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        if !m.tool_calls.is_empty() {
+            let calls: Vec<WireToolCall<'_>> = m.tool_calls.iter().map(Into::into).collect();
+            map.serialize_entry("tool_calls", &calls)?;
+        }
+        map.end()
+    }
+}
+
+/// An assistant's tool call: `{"id", "type": "function", "function": {"name",
+/// "arguments"}}`, the arguments as the JSON text they are.
+#[derive(Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+impl<'a> From<&'a ToolCall> for WireToolCall<'a> {
+    fn from(call: &'a ToolCall) -> Self {
+        Self {
+            id: &call.id,
+            kind: "function",
+            function: WireFunction {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }
+    }
 }
 
 /// The answer of a chat completions response body.
@@ -369,7 +492,7 @@ impl WorkflowPrimitive<ChatRequest> for OpenAiCompatible {
             .run(cx, |child| async move {
                 inner.annotate_request(&child, &request);
                 inner
-                    .complete(&body(inner, &request, false)?, answer_of, &child)
+                    .complete(body(inner, &request, false)?, answer_of, &child)
                     .await
             })
             .await
@@ -394,7 +517,7 @@ impl StreamPrimitive<ChatRequest> for OpenAiCompatible {
             .run_stream(cx, |child| async move {
                 inner.annotate_request(&child, &request);
                 let body = body(&inner, &request, true)?;
-                inner.open_stream(&body, parse_event, child).await
+                inner.open_stream(body, parse_event, child).await
             })
             .await
     }

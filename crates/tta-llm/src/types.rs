@@ -86,7 +86,10 @@ pub struct ToolCall {
 }
 
 /// A chat request. Tools and tool choice are passed through as JSON; `extra` fields are
-/// sent verbatim (a provider's own parameters are never rejected). It is the input of a
+/// sent verbatim (a provider's own parameters are never rejected), except where the
+/// request sets a field of the same name itself (its model, messages, `max_tokens`...)
+/// and `stream`, which is the client's to set. A passthrough text that is not JSON fails
+/// the request, before it is sent, with an `invalid_request` error. It is the input of a
 /// cache too: its serialization is its key.
 ///
 /// # Examples

@@ -49,6 +49,7 @@ async fn a_call_maps_system_tools_and_tool_results_and_reads_the_blocks_and_usag
     req.max_tokens = None;
     req.messages.extend([assistant, result]);
     req.stop = vec!["END".to_owned()];
+    req = req.extra("stream", true).extra("top_k", 5);
     let answer = client(&server, &t)
         .execute(req, &WorkflowContext::new())
         .await
@@ -83,6 +84,12 @@ async fn a_call_maps_system_tools_and_tool_results_and_reads_the_blocks_and_usag
         "the required max_tokens has a default"
     );
     assert_eq!(sent.body["stop_sequences"], json!(["END"]));
+    assert_eq!(sent.body["top_k"], 5, "extra fields are sent");
+    assert!(
+        sent.body.get("stream").is_none(),
+        "a call is never turned into a stream by an extra field"
+    );
+    assert_eq!(sent.header("content-type"), Some("application/json"));
     let messages = sent.body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 3, "no system message among the messages");
     assert_eq!(messages[0]["role"], "user");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tta_core::{ErrorClass, WorkflowContext, WorkflowPrimitive};
-use tta_llm::{Anthropic, BuildError, FinishReason, OpenAiCompatible, Usage};
+use tta_llm::{Anthropic, BuildError, ChatRequest, FinishReason, OpenAiCompatible, Usage};
 use tta_tests::llm_server::{LlmServer, Reply};
 
 use crate::{client, pipeline, request};
@@ -310,6 +310,92 @@ async fn a_refused_connection_and_a_silent_provider_are_unavailable_within_the_d
         started.elapsed() < Duration::from_secs(2),
         "bounded by the context's deadline"
     );
+}
+
+/// The keys of a JSON object text, in order, duplicates kept (a `serde_json::Map` keeps
+/// only the last of each).
+fn top_level_keys(text: &str) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut de, Keys).unwrap()
+}
+
+#[tokio::test]
+async fn extra_fields_never_override_the_requests_own_and_passthrough_json_is_checked() {
+    let server = LlmServer::start().await;
+    let (_tt, t) = pipeline();
+    let llm = client(&server, &t);
+    server.push(Reply::json(completion("stop")));
+    let mut req = request()
+        .extra("max_tokens", 999)
+        .extra("model", "other")
+        .extra("stream", true)
+        .extra("temperature", 0.25)
+        .extra("seed", 7);
+    req.tools = Some(r#"[ {"type": "function", "function": {"name": "lookup"}} ]"#.into());
+    llm.execute(req, &WorkflowContext::new()).await.unwrap();
+    let sent = &server.requests()[0];
+    assert_eq!(sent.body["max_tokens"], 32, "the request's own max_tokens");
+    assert_eq!(sent.body["model"], "test-model", "the client's model");
+    assert!(
+        sent.body.get("stream").is_none(),
+        "a call is never turned into a stream by an extra field: {}",
+        sent.text
+    );
+    assert_eq!(
+        sent.body["temperature"], 0.25,
+        "an extra the request leaves unset"
+    );
+    assert_eq!(sent.body["seed"], 7);
+    assert_eq!(sent.body["tools"][0]["function"]["name"], "lookup");
+    let mut keys = top_level_keys(&sent.text);
+    let all = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(all, keys.len(), "no key twice: {}", sent.text);
+    assert!(all >= 6, "{}", sent.text);
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+
+    // A passthrough text that is not JSON fails the call before anything is sent.
+    let before = server.requests().len();
+    for (field, set) in [
+        (
+            "tools",
+            (|r: &mut ChatRequest| r.tools = Some("[{".into())) as fn(&mut ChatRequest),
+        ),
+        ("tool_choice", |r| r.tool_choice = Some("auto".into())),
+        ("seed", |r| {
+            r.extra.insert("seed".into(), "7 8".into());
+        }),
+    ] {
+        let mut req = request();
+        set(&mut req);
+        let err = llm.execute(req, &WorkflowContext::new()).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::InvalidRequest, "{field}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("the request's {field} is not JSON")),
+            "{err}"
+        );
+    }
+    assert_eq!(server.requests().len(), before, "nothing was sent");
 }
 
 #[test]
