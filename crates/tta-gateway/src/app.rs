@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tta_cache::{BoxStore, CachePrimitive, MemoryStore};
@@ -698,30 +699,37 @@ impl Sse {
             }
             None => {
                 self.done = true;
-                let mut tail = String::new();
+                let mut tail = Vec::new();
                 if self.include_usage
                     && let Some(u) = &self.usage
                 {
-                    tail.push_str(&sse_text(&wire::usage_chunk(
-                        &self.model,
-                        &self.id,
-                        u,
-                        self.created,
-                    )));
+                    let usage = wire::usage_chunk(&self.model, &self.id, u, self.created);
+                    write_sse(&mut tail, &usage);
                 }
-                tail.push_str("data: [DONE]\n\n");
+                tail.extend_from_slice(b"data: [DONE]\n\n");
                 Bytes::from(tail)
             }
         })
     }
 }
 
-fn sse_text(v: &Value) -> String {
-    format!("data: {v}\n\n")
+/// Appends one server-sent event of `v`'s JSON to `out`.
+fn write_sse(out: &mut Vec<u8>, v: &impl Serialize) {
+    out.extend_from_slice(b"data: ");
+    let start = out.len();
+    // Writing to a `Vec` cannot fail, and every key the gateway writes is a string; were
+    // it to fail all the same, the client gets an error event, not half a JSON text.
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(br#"{"error":{"message":"the gateway could not write this event","type":"server_error","code":null,"param":null}}"#);
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
-fn sse(v: &Value) -> Bytes {
-    Bytes::from(sse_text(v))
+fn sse(v: &impl Serialize) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    write_sse(&mut out, v);
+    Bytes::from(out)
 }
 
 fn too_large(max: usize) -> Response {

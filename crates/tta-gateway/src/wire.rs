@@ -1,10 +1,9 @@
 //! OpenAI's chat completions wire format: requests in, answers, chunks and errors out.
 
-use std::collections::BTreeMap;
-
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 use tta_core::{Error, ErrorClass, ErrorKind};
-use tta_llm::{ChatChunk, ChatRequest, ChatResponse, Message, Role, ToolCall};
+use tta_llm::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, ToolCall};
 
 /// A parsed request: the neutral request, and how to answer it.
 #[derive(Debug)]
@@ -346,104 +345,205 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
     })
 }
 
-fn usage_json(u: &tta_llm::Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-    })
+/// Usage as OpenAI writes it.
+#[derive(Serialize)]
+pub(crate) struct WireUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+impl From<&tta_llm::Usage> for WireUsage {
+    fn from(u: &tta_llm::Usage) -> Self {
+        Self {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+        }
+    }
+}
+
+/// An answer as OpenAI writes it (see [`completion`]). The answers, chunks and usage
+/// chunks borrow what they write and serialize straight to JSON, with no `Value` tree.
+#[derive(Serialize)]
+pub(crate) struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [AnswerChoice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Serialize)]
+struct AnswerChoice<'a> {
+    index: u32,
+    message: AnswerMessage<'a>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AnswerMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<AnswerToolCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct AnswerToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: AnswerFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct AnswerFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 /// An answer as OpenAI writes it, under the model name the client asked for.
-pub(crate) fn completion(model: &str, r: &ChatResponse, created: u64) -> Value {
-    let mut message = Map::new();
-    message.insert("role".into(), "assistant".into());
-    message.insert("content".into(), r.content.clone().into());
-    if !r.tool_calls.is_empty() {
-        message.insert(
-            "tool_calls".into(),
-            r.tool_calls
-                .iter()
-                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    }
-    let mut out = json!({
-        "id": r.id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": r.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
+pub(crate) fn completion<'a>(model: &'a str, r: &'a ChatResponse, created: u64) -> Completion<'a> {
+    Completion {
+        id: &r.id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [AnswerChoice {
+            index: 0,
+            message: AnswerMessage {
+                role: "assistant",
+                content: &r.content,
+                tool_calls: r
+                    .tool_calls
+                    .iter()
+                    .map(|c| AnswerToolCall {
+                        id: &c.id,
+                        kind: "function",
+                        function: AnswerFunction {
+                            name: &c.name,
+                            arguments: &c.arguments,
+                        },
+                    })
+                    .collect(),
+            },
+            finish_reason: r.finish_reason.as_ref().map(FinishReason::as_str),
         }],
-    });
-    if let Some(u) = &r.usage {
-        out["usage"] = usage_json(u);
+        usage: r.usage.as_ref().map(WireUsage::from),
     }
-    out
+}
+
+/// A chunk as OpenAI streams it (see [`chunk`] and [`usage_chunk`]).
+#[derive(Serialize)]
+pub(crate) struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    /// One choice, or none (`[]`) in the usage-only final chunk.
+    #[serde(serialize_with = "one_or_none")]
+    choices: Option<DeltaChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<WireUsage>,
+}
+
+/// An array of the one value, or an empty one.
+fn one_or_none<T: Serialize, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v)
+}
+
+#[derive(Serialize)]
+struct DeltaChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<DeltaToolCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeltaToolCall<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    /// `function`, beside the call's id on its first piece.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: DeltaFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct DeltaFunction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
 }
 
 /// One chunk as OpenAI streams it; `first` adds the assistant role to the delta.
-pub(crate) fn chunk(model: &str, id: &str, c: &ChatChunk, created: u64, first: bool) -> Value {
-    let mut delta = Map::new();
-    if first {
-        delta.insert("role".into(), "assistant".into());
+pub(crate) fn chunk<'a>(
+    model: &'a str,
+    id: &'a str,
+    c: &'a ChatChunk,
+    created: u64,
+    first: bool,
+) -> Chunk<'a> {
+    Chunk {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices: Some(DeltaChoice {
+            index: 0,
+            delta: Delta {
+                role: first.then_some("assistant"),
+                content: (!c.delta.is_empty()).then_some(c.delta.as_str()),
+                tool_calls: c
+                    .tool_calls
+                    .iter()
+                    .map(|t| DeltaToolCall {
+                        index: t.index,
+                        id: t.id.as_deref(),
+                        kind: t.id.as_ref().map(|_| "function"),
+                        function: DeltaFunction {
+                            name: t.name.as_deref(),
+                            arguments: t.arguments.as_deref(),
+                        },
+                    })
+                    .collect(),
+            },
+            finish_reason: c.finish_reason.as_ref().map(FinishReason::as_str),
+        }),
+        usage: None,
     }
-    if !c.delta.is_empty() {
-        delta.insert("content".into(), c.delta.clone().into());
-    }
-    if !c.tool_calls.is_empty() {
-        delta.insert(
-            "tool_calls".into(),
-            c.tool_calls
-                .iter()
-                .map(|t| {
-                    let mut call = Map::new();
-                    call.insert("index".into(), t.index.into());
-                    if let Some(id) = &t.id {
-                        call.insert("id".into(), id.clone().into());
-                        call.insert("type".into(), "function".into());
-                    }
-                    let mut function = BTreeMap::new();
-                    if let Some(name) = &t.name {
-                        function.insert("name", Value::from(name.clone()));
-                    }
-                    if let Some(args) = &t.arguments {
-                        function.insert("arguments", Value::from(args.clone()));
-                    }
-                    call.insert("function".into(), json!(function));
-                    Value::Object(call)
-                })
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    }
-    json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "delta": delta,
-            "finish_reason": c.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
-        }],
-    })
 }
 
 /// The usage-only final chunk of `stream_options.include_usage`.
-pub(crate) fn usage_chunk(model: &str, id: &str, u: &tta_llm::Usage, created: u64) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage_json(u),
-    })
+pub(crate) fn usage_chunk<'a>(
+    model: &'a str,
+    id: &'a str,
+    u: &tta_llm::Usage,
+    created: u64,
+) -> Chunk<'a> {
+    Chunk {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices: None,
+        usage: Some(u.into()),
+    }
 }
 
 #[cfg(test)]
@@ -544,6 +644,64 @@ mod tests {
     }
 
     #[test]
+    fn answers_and_chunks_are_written_field_for_field_as_openai_writes_them() {
+        let r = ChatResponse {
+            id: "r".into(),
+            model: "provider-model".into(),
+            content: "Hi.".into(),
+            tool_calls: vec![ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+            }],
+            finish_reason: Some(FinishReason::ToolCalls),
+            usage: Some(tta_llm::Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+                cached_input_tokens: None,
+                reasoning_tokens: None,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_value(completion("chat", &r, 7)).unwrap(),
+            json!({"id": "r", "object": "chat.completion", "created": 7, "model": "chat",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": "Hi.",
+                    "tool_calls": [{"id": "c1", "type": "function",
+                        "function": {"name": "f", "arguments": "{}"}}]}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+        );
+        let plain = ChatResponse {
+            tool_calls: Vec::new(),
+            finish_reason: None,
+            usage: None,
+            ..r
+        };
+        assert_eq!(
+            serde_json::to_value(completion("chat", &plain, 7)).unwrap(),
+            json!({"id": "r", "object": "chat.completion", "created": 7, "model": "chat",
+                "choices": [{"index": 0, "finish_reason": null,
+                    "message": {"role": "assistant", "content": "Hi."}}]})
+        );
+        let c = ChatChunk {
+            id: "r".into(),
+            delta: "lo".into(),
+            finish_reason: Some(FinishReason::Stop),
+            ..ChatChunk::default()
+        };
+        assert_eq!(
+            serde_json::to_value(chunk("chat", "r", &c, 7, false)).unwrap(),
+            json!({"id": "r", "object": "chat.completion.chunk", "created": 7, "model": "chat",
+                "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]})
+        );
+        let empty = ChatChunk::default();
+        assert_eq!(
+            serde_json::to_value(chunk("chat", "r", &empty, 7, true)).unwrap()["choices"][0],
+            json!({"index": 0, "delta": {"role": "assistant"}, "finish_reason": null})
+        );
+    }
+
+    #[test]
     fn streamed_tool_calls_and_usage_are_written_as_openai_streams_them() {
         let c = ChatChunk {
             id: "r".into(),
@@ -555,7 +713,7 @@ mod tests {
             }],
             ..ChatChunk::default()
         };
-        let v = chunk("chat", "r", &c, 7, true);
+        let v = serde_json::to_value(chunk("chat", "r", &c, 7, true)).unwrap();
         let call = &v["choices"][0]["delta"]["tool_calls"][0];
         assert_eq!(
             (call["id"].as_str(), call["type"].as_str()),
@@ -569,7 +727,7 @@ mod tests {
             cached_input_tokens: None,
             reasoning_tokens: None,
         };
-        let v = usage_chunk("chat", "r", &u, 7);
+        let v = serde_json::to_value(usage_chunk("chat", "r", &u, 7)).unwrap();
         assert_eq!(v["usage"]["total_tokens"], 7);
         assert_eq!(v["choices"].as_array().map(Vec::len), Some(0));
     }
