@@ -358,7 +358,7 @@ impl From<&tta_llm::Usage> for WireUsage {
         Self {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
-            total_tokens: u.input_tokens + u.output_tokens,
+            total_tokens: u.input_tokens.saturating_add(u.output_tokens),
         }
     }
 }
