@@ -694,6 +694,17 @@ mod tests {
             json!({"id": "r", "object": "chat.completion.chunk", "created": 7, "model": "chat",
                 "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]})
         );
+        // A provider's counts too large to add: the total saturates, nothing panics.
+        let huge = tta_llm::Usage {
+            input_tokens: u64::MAX,
+            output_tokens: 2,
+            cached_input_tokens: None,
+            reasoning_tokens: None,
+        };
+        assert_eq!(
+            serde_json::to_value(usage_chunk("chat", "r", &huge, 7)).unwrap()["usage"]["total_tokens"],
+            u64::MAX
+        );
         let empty = ChatChunk::default();
         assert_eq!(
             serde_json::to_value(chunk("chat", "r", &empty, 7, true)).unwrap()["choices"][0],
