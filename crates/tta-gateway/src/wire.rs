@@ -363,21 +363,25 @@ impl From<&tta_llm::Usage> for WireUsage {
     }
 }
 
-/// An answer as OpenAI writes it (see [`completion`]). The answers, chunks and usage
-/// chunks borrow what they write and serialize straight to JSON, with no `Value` tree.
+/// What an answer and a chunk both are: their id, kind, time and model around their
+/// choices. The answers, chunks and usage chunks borrow what they write and serialize
+/// straight to JSON, with no `Value` tree.
 #[derive(Serialize)]
-pub(crate) struct Completion<'a> {
+pub(crate) struct Envelope<'a, C> {
     id: &'a str,
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: [AnswerChoice<'a>; 1],
+    choices: C,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<WireUsage>,
 }
 
+/// An answer as OpenAI writes it (see [`completion`]).
+pub(crate) type Completion<'a> = Envelope<'a, [AnswerChoice<'a>; 1]>;
+
 #[derive(Serialize)]
-struct AnswerChoice<'a> {
+pub(crate) struct AnswerChoice<'a> {
     index: u32,
     message: AnswerMessage<'a>,
     finish_reason: Option<&'a str>,
@@ -436,27 +440,21 @@ pub(crate) fn completion<'a>(model: &'a str, r: &'a ChatResponse, created: u64) 
     }
 }
 
-/// A chunk as OpenAI streams it (see [`chunk`] and [`usage_chunk`]).
-#[derive(Serialize)]
-pub(crate) struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    /// One choice, or none (`[]`) in the usage-only final chunk.
-    #[serde(serialize_with = "one_or_none")]
-    choices: Option<DeltaChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<WireUsage>,
-}
+/// A chunk as OpenAI streams it (see [`chunk`] and [`usage_chunk`]): one choice, or
+/// none (`[]`) in the usage-only final chunk.
+pub(crate) type Chunk<'a> = Envelope<'a, OneOrNone<DeltaChoice<'a>>>;
 
 /// An array of the one value, or an empty one.
-fn one_or_none<T: Serialize, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v)
+pub(crate) struct OneOrNone<T>(Option<T>);
+
+impl<T: Serialize> Serialize for OneOrNone<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(&self.0)
+    }
 }
 
 #[derive(Serialize)]
-struct DeltaChoice<'a> {
+pub(crate) struct DeltaChoice<'a> {
     index: u32,
     delta: Delta<'a>,
     finish_reason: Option<&'a str>,
@@ -504,7 +502,7 @@ pub(crate) fn chunk<'a>(
         object: "chat.completion.chunk",
         created,
         model,
-        choices: Some(DeltaChoice {
+        choices: OneOrNone(Some(DeltaChoice {
             index: 0,
             delta: Delta {
                 role: first.then_some("assistant"),
@@ -524,7 +522,7 @@ pub(crate) fn chunk<'a>(
                     .collect(),
             },
             finish_reason: c.finish_reason.as_ref().map(FinishReason::as_str),
-        }),
+        })),
         usage: None,
     }
 }
@@ -541,7 +539,7 @@ pub(crate) fn usage_chunk<'a>(
         object: "chat.completion.chunk",
         created,
         model,
-        choices: None,
+        choices: OneOrNone(None),
         usage: Some(u.into()),
     }
 }
