@@ -416,6 +416,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         input: I,
         cx: &'a WorkflowContext,
         write: bool,
+        mut pending: PendingLookup<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<P::Output, Error>> + Send + 'a>>
     where
         P: WorkflowPrimitive<I>,
@@ -426,13 +427,13 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         Box::pin(async move {
             let span = cx.primitive_span();
             let mut takeovers = 0;
-            let mut pending = PendingLookup::new(&self.metrics);
             loop {
                 let mut rx = match self.flights.join::<P::Output>(key.hash()) {
                     Role::Leader(leader) => {
-                        // The leader counts its miss.
-                        pending.counted();
-                        return self.lead(leader, &key, input, cx, write).await;
+                        // The leader counts its lookup: a hit when another process
+                        // stored the value meanwhile, else a miss; cut before either,
+                        // `pending` counts the miss.
+                        return self.lead(leader, &key, input, cx, write, pending).await;
                     }
                     Role::Follower(rx) => rx,
                 };
@@ -472,6 +473,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         input: I,
         cx: &WorkflowContext,
         write: bool,
+        mut pending: PendingLookup<'_>,
     ) -> Result<P::Output, Error>
     where
         P: WorkflowPrimitive<I>,
@@ -482,6 +484,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
             match self.remote::<Whole<P::Output>>(key, cx).await {
                 Remote::Hit(Whole(value), cost) => {
                     leader.publish(value.clone(), cost);
+                    pending.counted();
                     self.metrics.coalesced();
                     self.record_hit(cx, cost, "coalesced");
                     return Ok(value);
@@ -491,6 +494,7 @@ impl<P, S: CacheStore, K> CachePrimitive<P, S, K> {
         } else {
             None
         };
+        pending.counted();
         self.metrics.lookup(false);
         if let Some(span) = cx.primitive_span() {
             span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));
@@ -565,8 +569,12 @@ where
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
 
+                // Counted when the lookup is answered; a request cut before (while it
+                // reads the store, waits on a flight or on a lease) counts a miss.
+                let mut pending = PendingLookup::new(&self.metrics);
                 let write = match self.lookup::<Whole<P::Output>>(&key, started).await {
                     Lookup::Hit(Whole(value), cost) => {
+                        pending.counted();
                         self.record_hit(&child, cost, "hit");
                         return Ok(value);
                     }
@@ -575,7 +583,7 @@ where
                     // command timeout.
                     Lookup::Failed => false,
                 };
-                self.claim(key, input, &child, write).await
+                self.claim(key, input, &child, write, pending).await
             })
             .await
     }

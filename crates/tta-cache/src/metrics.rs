@@ -261,9 +261,9 @@ impl CacheMetrics {
     }
 }
 
-/// A lookup that missed the store and joined (or may join) another caller's fill, not
-/// yet counted: dropped uncounted (its request was cut while it waited), it counts as a
-/// miss, so hits plus misses is every lookup.
+/// A lookup not yet counted (reading the store, waiting on another caller's fill or on
+/// another process's lease): dropped uncounted (its request was cut while it waited), it
+/// counts as a miss, so hits plus misses is every lookup.
 pub(crate) struct PendingLookup<'a> {
     metrics: &'a CacheMetrics,
     counted: bool,

@@ -71,8 +71,12 @@ where
                 if let Some(span) = &span {
                     span.set_attribute(KeyValue::new(semconv::ATTR_KEY, key.short()));
                 }
+                // Counted when the lookup is answered; cut before, a miss (see `execute`
+                // of the call).
+                let mut pending = PendingLookup::new(&self.metrics);
                 let write = match self.lookup::<Chunks<P::Chunk>>(&key, started).await {
                     Lookup::Hit(chunks, cost) => {
+                        pending.counted();
                         self.record_hit(&child, cost, "hit");
                         return Ok(self.replay(chunks, key));
                     }
@@ -81,13 +85,13 @@ where
                     Lookup::Failed => false,
                 };
                 let mut takeovers = 0;
-                let mut pending = PendingLookup::new(&self.metrics);
                 loop {
                     let mut rx = match self.flights.join::<TeeHandle<P::Chunk>>(key.hash()) {
                         Role::Leader(leader) => {
-                            // The leader counts its miss.
-                            pending.counted();
-                            return self.lead_stream(leader, key, input, &child, write).await;
+                            // The leader counts its lookup (see `lead`).
+                            return self
+                                .lead_stream(leader, key, input, &child, write, pending)
+                                .await;
                         }
                         Role::Follower(rx) => rx,
                     };
@@ -151,6 +155,7 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
         input: I,
         cx: &WorkflowContext,
         write: bool,
+        mut pending: PendingLookup<'_>,
     ) -> Result<Streamed<P::Chunk>, Error>
     where
         P: StreamPrimitive<I>,
@@ -162,6 +167,7 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
                 Remote::Hit(chunks, cost) => {
                     // Local followers claim again and find it stored.
                     drop(leader);
+                    pending.counted();
                     self.metrics.coalesced();
                     self.record_hit(cx, cost, "coalesced");
                     return Ok(self.replay(chunks, key));
@@ -171,6 +177,7 @@ impl<P, S: CacheStore, K: Send + Sync + 'static> CachePrimitive<P, S, K> {
         } else {
             None
         };
+        pending.counted();
         self.metrics.lookup(false);
         if let Some(span) = cx.primitive_span() {
             span.set_attribute(KeyValue::new(semconv::ATTR_RESULT, "miss"));

@@ -193,3 +193,45 @@ async fn a_leader_that_fails_or_vanishes_is_taken_over_by_the_waiting_replica() 
     );
     assert_eq!(count(&a_calls), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_while_it_waits_on_another_replicas_lease_counts_its_miss() {
+    let redis = RedisServer::start();
+    let (_tt, t) = pipeline();
+    let cache = |calls: &Arc<AtomicUsize>, delay_ms: u64| {
+        let calls = Arc::clone(calls);
+        let url = redis.url();
+        let t = t.clone();
+        async move {
+            CachePrimitive::builder(llm(&calls, Duration::from_millis(delay_ms)))
+                .name("cut_waiter")
+                .store(RedisStore::builder(&url).connect().await.unwrap())
+                .telemetry(&t)
+                .build()
+                .unwrap()
+        }
+    };
+    // Replica A leads the fill and holds the key's lease for seconds.
+    let (a_calls, b_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = Arc::new(cache(&a_calls, 5_000).await);
+    let b = cache(&b_calls, 50).await;
+    let leader = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move { a.execute("q".into(), &WorkflowContext::new()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count(&a_calls), 1);
+    // Replica B misses, leads locally, and waits on A's lease until a timeout around it
+    // drops the request (as a timeout primitive does): its lookup still counts, a miss.
+    let cx = WorkflowContext::new().with_timeout(Duration::from_millis(150));
+    let cut = tokio::time::timeout(Duration::from_millis(150), b.execute("q".into(), &cx)).await;
+    assert!(cut.is_err(), "B was cut while it waited");
+    assert_eq!(count(&b_calls), 0, "B never filled");
+    let stats = b.stats();
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (0, 1),
+        "hits plus misses is every lookup"
+    );
+    leader.abort();
+}
