@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tta_cache::{CachePrimitive, RedisStore};
-use tta_core::{StreamPrimitive, WorkflowContext};
+use tta_core::{StreamPrimitive, Telemetry, WorkflowContext, WorkflowPrimitive};
 use tta_tests::redis::RedisServer;
 
 use crate::stream::{Drops, expected, words};
@@ -139,28 +139,32 @@ fn three_replicas_of_a_hundred_concurrent_streams_call_the_provider_once() {
     );
 }
 
+/// One replica: a cache named `name` over `llm(calls, delay_ms)`, on its own Redis pool.
+async fn replica(
+    url: &str,
+    t: &Telemetry,
+    name: &str,
+    calls: &Arc<AtomicUsize>,
+    delay_ms: u64,
+) -> CachePrimitive<impl WorkflowPrimitive<String, Output = String> + use<>, RedisStore> {
+    CachePrimitive::builder(llm(calls, Duration::from_millis(delay_ms)))
+        .name(name)
+        .store(RedisStore::builder(url).connect().await.unwrap())
+        .telemetry(t)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_fails_or_vanishes_is_taken_over_by_the_waiting_replica() {
     let redis = RedisServer::start();
     let (_tt, t) = pipeline();
-    let cache = |calls: &Arc<AtomicUsize>, delay_ms: u64| {
-        let calls = Arc::clone(calls);
-        let url = redis.url();
-        let t = t.clone();
-        async move {
-            CachePrimitive::builder(llm(&calls, Duration::from_millis(delay_ms)))
-                .name("takeover")
-                .store(RedisStore::builder(&url).connect().await.unwrap())
-                .telemetry(&t)
-                .build()
-                .unwrap()
-        }
-    };
+    let (url, name) = (redis.url(), "takeover");
     // Replica A leads with a 400 ms deadline, then vanishes (its task is aborted) before
     // storing anything: its lease lasts its deadline, then lapses.
     let (a_calls, b_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let a = Arc::new(cache(&a_calls, 10_000).await);
-    let b = cache(&b_calls, 50).await;
+    let a = Arc::new(replica(&url, &t, name, &a_calls, 10_000).await);
+    let b = replica(&url, &t, name, &b_calls, 50).await;
     let leader = {
         let a = Arc::clone(&a);
         tokio::spawn(async move {
@@ -198,23 +202,11 @@ async fn a_leader_that_fails_or_vanishes_is_taken_over_by_the_waiting_replica() 
 async fn a_request_cut_while_it_waits_on_another_replicas_lease_counts_its_miss() {
     let redis = RedisServer::start();
     let (_tt, t) = pipeline();
-    let cache = |calls: &Arc<AtomicUsize>, delay_ms: u64| {
-        let calls = Arc::clone(calls);
-        let url = redis.url();
-        let t = t.clone();
-        async move {
-            CachePrimitive::builder(llm(&calls, Duration::from_millis(delay_ms)))
-                .name("cut_waiter")
-                .store(RedisStore::builder(&url).connect().await.unwrap())
-                .telemetry(&t)
-                .build()
-                .unwrap()
-        }
-    };
+    let (url, name) = (redis.url(), "cut_waiter");
     // Replica A leads the fill and holds the key's lease for seconds.
     let (a_calls, b_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let a = Arc::new(cache(&a_calls, 5_000).await);
-    let b = cache(&b_calls, 50).await;
+    let a = Arc::new(replica(&url, &t, name, &a_calls, 5_000).await);
+    let b = replica(&url, &t, name, &b_calls, 50).await;
     let leader = {
         let a = Arc::clone(&a);
         tokio::spawn(async move { a.execute("q".into(), &WorkflowContext::new()).await })

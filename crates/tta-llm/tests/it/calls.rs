@@ -365,6 +365,12 @@ async fn extra_fields_never_override_the_requests_own_and_passthrough_json_is_ch
     );
     assert_eq!(sent.body["seed"], 7);
     assert_eq!(sent.body["tools"][0]["function"]["name"], "lookup");
+    assert!(
+        sent.text
+            .contains(r#""tools":[ {"type": "function", "function": {"name": "lookup"}} ]"#),
+        "the tools' text is sent as it was given: {}",
+        sent.text
+    );
     let mut keys = top_level_keys(&sent.text);
     let all = keys.len();
     keys.sort();
