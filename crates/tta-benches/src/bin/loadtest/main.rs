@@ -343,19 +343,9 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// User plus system CPU seconds so far (`/proc/PID/stat`, in USER_HZ = 100 ticks).
+    /// User plus system CPU seconds so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let tick = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (tick(11) + tick(12)) / 100.0
+        process_cpu_seconds(&self.child.id().to_string())
     }
 
     fn pid(&self) -> u32 {
@@ -391,6 +381,70 @@ impl Gateway {
             cpu_percent: 100.0 * (self.cpu_seconds() - cpu_before) / wall.as_secs_f64(),
             rss_mib: self.rss_mib(),
         }
+    }
+}
+
+/// A process's user plus system CPU seconds so far (`/proc/PID/stat`, in USER_HZ = 100
+/// ticks); `pid` may be `self`.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// The machine's busy and total CPU seconds so far, over every core (`/proc/stat`'s
+/// `cpu` line; idle and iowait are not busy).
+fn machine_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .unwrap_or("")
+        .split_whitespace()
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// Where the machine's CPU went during a phase, in percent of one core.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    /// Every process: up to 100% times the cores.
+    machine: f64,
+    /// This process: the load generator and the mock provider.
+    generator: f64,
+}
+
+impl Cpu {
+    /// The figures between `before` (from [`Cpu::now`]) and now.
+    fn since(before: (f64, f64, f64)) -> Self {
+        let (busy, total, own) = Self::now();
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let wall = (total - before.1) / cores;
+        if wall <= 0.0 {
+            return Self::default();
+        }
+        Self {
+            machine: 100.0 * (busy - before.0) / wall,
+            generator: 100.0 * (own - before.2) / wall,
+        }
+    }
+
+    /// The machine's busy and total CPU seconds and this process's, now.
+    fn now() -> (f64, f64, f64) {
+        let (busy, total) = machine_cpu_seconds();
+        (busy, total, process_cpu_seconds("self"))
     }
 }
 
@@ -580,6 +634,7 @@ struct Phase {
     errors: u64,
     first_error: Option<String>,
     wall: Duration,
+    cpu: Cpu,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -598,6 +653,7 @@ async fn phase(
 ) -> Phase {
     let total_requests = u64::from(rate) * seconds;
     let mut tasks = JoinSet::new();
+    let cpu_before = Cpu::now();
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -628,6 +684,7 @@ async fn phase(
         errors: 0,
         first_error: None,
         wall: Duration::ZERO,
+        cpu: Cpu::default(),
     };
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -649,6 +706,7 @@ async fn phase(
         }
     }
     phase.wall = start.elapsed();
+    phase.cpu = Cpu::since(cpu_before);
     phase
 }
 
@@ -835,8 +893,8 @@ impl Report {
             let _ = writeln!(
                 self.markdown,
                 "## {kind}{}\n\n\
-                 | rate | achieved | direct p50 / p99 | overhead p50 | p95 | p99 | max | {}errors | gateway CPU | RSS | 90% hits: hit p50 / p99 / max | miss overhead p99 | errors | CPU | RSS | send lag p99 |\n\
-                 |---|---|---|---|---|---|---|---|{}---|---|---|---|---|---|---|---|",
+                 | rate | achieved | direct p50 / p99 | overhead p50 | p95 | p99 | max | {}errors | gateway CPU | RSS | 90% hits: hit p50 / p99 / max | miss overhead p99 | errors | CPU | RSS | send lag p99 | machine busy: direct / cache off | generator + provider CPU: direct / cache off |\n\
+                 |---|---|---|---|---|---|---|---|{}---|---|---|---|---|---|---|---|---|---|",
                 if stream {
                     " (latency to [DONE]; first-chunk overhead beside it)"
                 } else {
@@ -861,7 +919,7 @@ impl Report {
         };
         let _ = writeln!(
             self.markdown,
-            "| {rate} | {achieved:.0} | {:.1} / {:.1} ms | {:+.2} ms | {:+.2} ms | {:+.2} ms | {:+.2} ms | {stream_col}{} | {:.0}% | {:.1} MiB | {:.2} / {:.2} / {:.2} ms | {:+.2} ms | {} | {:.0}% | {:.1} MiB | {:.2} ms |",
+            "| {rate} | {achieved:.0} | {:.1} / {:.1} ms | {:+.2} ms | {:+.2} ms | {:+.2} ms | {:+.2} ms | {stream_col}{} | {:.0}% | {:.1} MiB | {:.2} / {:.2} / {:.2} ms | {:+.2} ms | {} | {:.0}% | {:.1} MiB | {:.2} ms | {:.0}% / {:.0}% | {:.0}% / {:.0}% |",
             ms(q(&direct.total, 0.5)),
             ms(q(&direct.total, 0.99)),
             over(0.5),
@@ -882,6 +940,10 @@ impl Report {
                 .lag
                 .value_at_quantile(0.99)
                 .max(hot.lag.value_at_quantile(0.99))),
+            direct.cpu.machine,
+            off.cpu.machine,
+            direct.cpu.generator,
+            off.cpu.generator,
         );
         for (name, p) in [("direct", direct), ("cache off", off), ("90% hits", hot)] {
             if let Some(e) = &p.first_error {
@@ -896,13 +958,15 @@ impl Report {
         let pct = |h: &Histogram<u64>| json!({"p50_ms": ms(q(h, 0.5)), "p95_ms": ms(q(h, 0.95)), "p99_ms": ms(q(h, 0.99)), "max_ms": ms(h.max())});
         let entry = json!({
             "kind": kind, "rate": rate,
-            "direct": {"sent": direct.sent, "errors": direct.errors, "latency": pct(&direct.total), "first_chunk": pct(&direct.first)},
+            "direct": {"sent": direct.sent, "errors": direct.errors, "latency": pct(&direct.total), "first_chunk": pct(&direct.first),
+                       "machine_cpu_percent": direct.cpu.machine, "generator_cpu_percent": direct.cpu.generator},
             "cache_off": {"sent": off.sent, "errors": off.errors, "latency": pct(&off.total), "first_chunk": pct(&off.first),
                           "overhead_ms": {"p50": over(0.5), "p95": over(0.95), "p99": over(0.99),
                                           "max": signed_ms(off.total.max(), direct.total.max())},
                           "first_chunk_overhead_ms": {"p50": first_over(0.5), "p99": first_over(0.99)},
                           "cpu_percent": off_usage.cpu_percent, "rss_mib": off_usage.rss_mib,
-                          "send_lag_p99_ms": ms(off.lag.value_at_quantile(0.99))},
+                          "send_lag_p99_ms": ms(off.lag.value_at_quantile(0.99)),
+                          "machine_cpu_percent": off.cpu.machine, "generator_cpu_percent": off.cpu.generator},
             "hits_90": {"sent": hot.sent, "errors": hot.errors, "hit_latency": pct(&hot.hot), "miss_latency": pct(&hot.cold),
                         "cpu_percent": hot_usage.cpu_percent, "rss_mib": hot_usage.rss_mib},
         });
