@@ -387,7 +387,12 @@ impl Gateway {
 /// A process's user plus system CPU seconds so far (`/proc/PID/stat`, in USER_HZ = 100
 /// ticks); `pid` may be `self`.
 fn process_cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    process_cpu_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// User plus system CPU seconds in the text of a `/proc/PID/stat` (its command name, in
+/// parentheses, may hold spaces and parentheses; 0 when the text is not one).
+fn process_cpu_of(stat: &str) -> f64 {
     let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| {
@@ -399,10 +404,15 @@ fn process_cpu_seconds(pid: &str) -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-/// The machine's busy and total CPU seconds so far, over every core (`/proc/stat`'s
-/// `cpu` line; idle and iowait are not busy).
+/// The machine's busy and total CPU seconds so far, over every core.
 fn machine_cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    machine_cpu_of(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// Busy and total CPU seconds in the text of `/proc/stat`, from its `cpu` line: user,
+/// nice, system, idle, iowait, irq, softirq, steal (guest time is counted in user
+/// already); idle and iowait are not busy. Zeros when the text has no such line.
+fn machine_cpu_of(stat: &str) -> (f64, f64) {
     let ticks: Vec<f64> = stat
         .lines()
         .next()
@@ -973,5 +983,54 @@ impl Report {
         if let Some(rates) = self.json["rates"].as_array_mut() {
             rates.push(entry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_cpu_line_counts_idle_and_iowait_as_not_busy_and_ignores_guest_time() {
+        let stat = "cpu  300 20 80 1000 100 5 15 30 200 0\ncpu0 150 10 40 500 50 2 8 15 100 0\n";
+        let (busy, total) = machine_cpu_of(stat);
+        assert!((busy - 4.5).abs() < 1e-9, "{busy}");
+        assert!((total - 15.5).abs() < 1e-9, "{total}");
+        assert_eq!(machine_cpu_of(""), (0.0, 0.0));
+        assert_eq!(machine_cpu_of("intr 1 2 3\n"), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_process_stat_with_parentheses_in_its_name_reads_its_user_and_system_ticks() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+        let stat = "4242 (tta) (a b)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0";
+        assert!((process_cpu_of(stat) - 3.25).abs() < 1e-9);
+        assert_eq!(process_cpu_of(""), 0.0);
+        assert_eq!(process_cpu_of("garbage"), 0.0);
+    }
+
+    #[test]
+    fn a_phase_that_spins_a_core_shows_in_its_own_and_the_machines_cpu() {
+        let before = Cpu::now();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(400) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let cpu = Cpu::since(before);
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        // Ticks are 10 ms, and other tests may share the cores: a loose lower bound.
+        assert!(cpu.generator > 20.0, "own CPU {}%", cpu.generator);
+        assert!(
+            cpu.machine >= cpu.generator * 0.8,
+            "machine {}% own {}%",
+            cpu.machine,
+            cpu.generator
+        );
+        assert!(
+            cpu.machine <= 100.0 * cores + 10.0,
+            "machine {}%",
+            cpu.machine
+        );
     }
 }
