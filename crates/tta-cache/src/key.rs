@@ -187,8 +187,9 @@ impl<'a> KeyWriter<'a> {
     }
 
     /// The hash of everything written: the same BLAKE3 either way, one-shot when the
-    /// whole stream fit in the buffer.
-    fn finish(mut self) -> [u8; 32] {
+    /// whole stream fit in the buffer. Borrowed, not consumed: moving the writer would
+    /// copy its buffer.
+    fn finish(&mut self) -> [u8; 32] {
         if self.hasher.is_none() {
             return *blake3::hash(&self.buffer[..self.len]).as_bytes();
         }
