@@ -42,7 +42,9 @@ where
             let (child, scope) = exec_cx.claim_deadline(Some(own));
             let hard = scope.deadline().unwrap_or(own);
             let late_at = (started + self.timeout).min(hard);
-            let mut head = std::pin::pin!(scope.race(self.inner.stream(input, &child)));
+            // Made in its pinned place and raced through a pointer, as a call's is.
+            let opening = std::pin::pin!(self.inner.stream(input, &child));
+            let mut head = std::pin::pin!(scope.race(opening));
             let first = tokio::select! {
                 biased;
                 raced = &mut head => Some((raced, false)),
