@@ -404,15 +404,15 @@ fn process_cpu_of(stat: &str) -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-/// The machine's busy and total CPU seconds so far, over every core.
-fn machine_cpu_seconds() -> (f64, f64) {
-    machine_cpu_of(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+/// The machine's busy CPU seconds so far, summed over its cores.
+fn machine_busy_seconds() -> f64 {
+    machine_busy_of(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
 }
 
-/// Busy and total CPU seconds in the text of `/proc/stat`, from its `cpu` line: user,
-/// nice, system, idle, iowait, irq, softirq, steal (guest time is counted in user
-/// already); idle and iowait are not busy. Zeros when the text has no such line.
-fn machine_cpu_of(stat: &str) -> (f64, f64) {
+/// Busy CPU seconds in the text of `/proc/stat`, from its `cpu` line: user, nice,
+/// system, irq, softirq and steal (idle and iowait are not busy; guest time is counted
+/// in user already). 0 when the text has no such line.
+fn machine_busy_of(stat: &str) -> f64 {
     let ticks: Vec<f64> = stat
         .lines()
         .next()
@@ -424,10 +424,28 @@ fn machine_cpu_of(stat: &str) -> (f64, f64) {
         .collect();
     let total: f64 = ticks.iter().sum();
     let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
-    ((total - idle) / 100.0, total / 100.0)
+    (total - idle) / 100.0
 }
 
-/// Where the machine's CPU went during a phase, in percent of one core.
+/// Busy CPU seconds so far: the whole machine's and this process's (the load generator
+/// and the mock provider).
+#[derive(Clone, Copy)]
+struct CpuMark {
+    machine: f64,
+    own: f64,
+}
+
+impl CpuMark {
+    fn now() -> Self {
+        Self {
+            machine: machine_busy_seconds(),
+            own: process_cpu_seconds("self"),
+        }
+    }
+}
+
+/// Where the machine's CPU went during a phase, in percent of one core (over the
+/// phase's wall time, as the gateway's own figure is).
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     /// Every process: up to 100% times the cores.
@@ -437,24 +455,17 @@ struct Cpu {
 }
 
 impl Cpu {
-    /// The figures between `before` (from [`Cpu::now`]) and now.
-    fn since(before: (f64, f64, f64)) -> Self {
-        let (busy, total, own) = Self::now();
-        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
-        let wall = (total - before.1) / cores;
+    /// The figures from `before` to now, over `wall`.
+    fn since(before: CpuMark, wall: Duration) -> Self {
+        let now = CpuMark::now();
+        let wall = wall.as_secs_f64();
         if wall <= 0.0 {
             return Self::default();
         }
         Self {
-            machine: 100.0 * (busy - before.0) / wall,
-            generator: 100.0 * (own - before.2) / wall,
+            machine: 100.0 * (now.machine - before.machine) / wall,
+            generator: 100.0 * (now.own - before.own) / wall,
         }
-    }
-
-    /// The machine's busy and total CPU seconds and this process's, now.
-    fn now() -> (f64, f64, f64) {
-        let (busy, total) = machine_cpu_seconds();
-        (busy, total, process_cpu_seconds("self"))
     }
 }
 
@@ -663,7 +674,7 @@ async fn phase(
 ) -> Phase {
     let total_requests = u64::from(rate) * seconds;
     let mut tasks = JoinSet::new();
-    let cpu_before = Cpu::now();
+    let cpu_before = CpuMark::now();
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -716,7 +727,7 @@ async fn phase(
         }
     }
     phase.wall = start.elapsed();
-    phase.cpu = Cpu::since(cpu_before);
+    phase.cpu = Cpu::since(cpu_before, phase.wall);
     phase
 }
 
@@ -993,11 +1004,10 @@ mod tests {
     #[test]
     fn the_machine_cpu_line_counts_idle_and_iowait_as_not_busy_and_ignores_guest_time() {
         let stat = "cpu  300 20 80 1000 100 5 15 30 200 0\ncpu0 150 10 40 500 50 2 8 15 100 0\n";
-        let (busy, total) = machine_cpu_of(stat);
+        let busy = machine_busy_of(stat);
         assert!((busy - 4.5).abs() < 1e-9, "{busy}");
-        assert!((total - 15.5).abs() < 1e-9, "{total}");
-        assert_eq!(machine_cpu_of(""), (0.0, 0.0));
-        assert_eq!(machine_cpu_of("intr 1 2 3\n"), (0.0, 0.0));
+        assert_eq!(machine_busy_of(""), 0.0);
+        assert_eq!(machine_busy_of("intr 1 2 3\n"), 0.0);
     }
 
     #[test]
@@ -1011,13 +1021,13 @@ mod tests {
 
     #[test]
     fn a_phase_that_spins_a_core_shows_in_its_own_and_the_machines_cpu() {
-        let before = Cpu::now();
+        let before = CpuMark::now();
         let started = std::time::Instant::now();
         let mut x = 0u64;
         while started.elapsed() < Duration::from_millis(400) {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        let cpu = Cpu::since(before);
+        let cpu = Cpu::since(before, started.elapsed());
         let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
         // Ticks are 10 ms, and other tests may share the cores: a loose lower bound.
         assert!(cpu.generator > 20.0, "own CPU {}%", cpu.generator);
