@@ -30,6 +30,39 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// How long a test waits so that the Redis store's current window of `window` still has
+/// `needed` left when it starts counting: zero when it has.
+///
+/// The store cuts the server's clock into windows from the Unix epoch (`limit.lua`), and
+/// the test's server runs on this machine's clock. A window that rolls mid-test gives
+/// back what the test counted: 4 requests a minute once came out as
+/// `[200, 200, 200, 200, 429, 200, 200, 200]` in CI.
+///
+/// # Panics
+/// When `needed` is not below `window`: no wait would do.
+pub fn wait_clear_of_window_edge(window: Duration, needed: Duration) -> Duration {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    wait_at(since_epoch, window, needed)
+}
+
+fn wait_at(since_epoch: Duration, window: Duration, needed: Duration) -> Duration {
+    assert!(
+        needed < window,
+        "{needed:?} never fits in a window of {window:?}"
+    );
+    let window_ns = window.as_nanos();
+    let left_ns = window_ns - since_epoch.as_nanos() % window_ns;
+    let left = Duration::from_nanos(u64::try_from(left_ns).expect("a window under 584 years"));
+    if left >= needed {
+        Duration::ZERO
+    } else {
+        // Past the edge, with room for the server's clock to read it too.
+        left + Duration::from_millis(100)
+    }
+}
+
 impl RedisServer {
     /// Starts a server on a free port, without persistence, and waits until it answers.
     pub fn start() -> Self {
@@ -492,5 +525,34 @@ fn make_certificates(dir: &std::path::Path) {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_test_waits_past_a_window_edge_only_when_it_is_too_close() {
+        let needed = Duration::from_secs(10);
+        // 1,000 minutes and 30 s since the epoch: 30 s left, enough.
+        let mid = Duration::from_secs(60_000 + 30);
+        assert_eq!(wait_at(mid, MINUTE, needed), Duration::ZERO);
+        // 55.5 s into a minute: 4.5 s left, so it waits them out, and 100 ms more.
+        let late = Duration::from_millis(60_000 + 55_500);
+        assert_eq!(wait_at(late, MINUTE, needed), Duration::from_millis(4_600));
+        // At the edge itself a whole window is left.
+        assert_eq!(
+            wait_at(Duration::from_secs(60_000), MINUTE, needed),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "never fits")]
+    fn a_need_as_long_as_the_window_is_refused() {
+        wait_at(Duration::ZERO, MINUTE, MINUTE);
     }
 }
