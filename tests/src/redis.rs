@@ -30,6 +30,13 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A rate limit's window (`requests_per_minute`).
+pub const MINUTE: Duration = Duration::from_secs(60);
+/// A budget's hourly window.
+pub const HOUR: Duration = Duration::from_secs(3600);
+/// A budget's daily window (`usd_per_day`), ending at UTC midnight.
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a test waits so that the Redis store's current window of `window` still has
 /// `needed` left when it starts counting: zero when it has.
 ///
@@ -45,6 +52,11 @@ pub fn wait_clear_of_window_edge(window: Duration, needed: Duration) -> Duration
         .duration_since(std::time::UNIX_EPOCH)
         .expect("a clock after 1970");
     wait_at(since_epoch, window, needed)
+}
+
+/// Sleeps on tokio's timer for [`wait_clear_of_window_edge`]`(window, needed)`.
+pub async fn clear_of_window_edge(window: Duration, needed: Duration) {
+    tokio::time::sleep(wait_clear_of_window_edge(window, needed)).await;
 }
 
 fn wait_at(since_epoch: Duration, window: Duration, needed: Duration) -> Duration {
@@ -531,8 +543,6 @@ fn make_certificates(dir: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MINUTE: Duration = Duration::from_secs(60);
 
     #[test]
     fn a_test_waits_past_a_window_edge_only_when_it_is_too_close() {

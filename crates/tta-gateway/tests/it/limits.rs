@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use tta_tests::llm_server::{LlmServer, Reply};
-use tta_tests::redis::{RedisServer, wait_clear_of_window_edge};
+use tta_tests::redis::{DAY, MINUTE, RedisServer, clear_of_window_edge};
 
 use crate::{ACME_KEY, Running, TIGHT_KEY, body, completion, config_for};
 
@@ -81,8 +81,7 @@ async fn two_replicas_on_one_redis_enforce_one_limit() {
     let toml = config_for(&[server.base_url()], &extra, "requests_per_minute = 3");
     let (a, b) = (Running::start(&toml).await, Running::start(&toml).await);
     // Redis's minutes are the clock's: all six requests in one.
-    let minute = Duration::from_secs(60);
-    tokio::time::sleep(wait_clear_of_window_edge(minute, Duration::from_secs(10))).await;
+    clear_of_window_edge(MINUTE, Duration::from_secs(10)).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         let gw = if i % 2 == 0 { &a } else { &b };
@@ -110,8 +109,7 @@ async fn redis_killed_and_restarted_under_two_replicas_fails_no_call_overspends_
  {
     use std::time::Instant;
     // The budget's day is Redis's clock's: the whole test in one.
-    let day = Duration::from_secs(24 * 3600);
-    tokio::time::sleep(wait_clear_of_window_edge(day, Duration::from_secs(120))).await;
+    clear_of_window_edge(DAY, Duration::from_secs(120)).await;
     let mut redis = RedisServer::start_persistent();
     let server = LlmServer::start().await;
     server.serve(Reply::json(completion("hi")));

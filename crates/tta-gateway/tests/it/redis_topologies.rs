@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tta_tests::llm_server::{LlmServer, Reply};
-use tta_tests::redis::{RedisCluster, RedisServer, wait_clear_of_window_edge};
+use tta_tests::redis::{DAY, MINUTE, RedisCluster, RedisServer, clear_of_window_edge};
 
 use crate::{ACME_KEY, Process, TIGHT_KEY, body, completion, config_for, ms};
 
@@ -18,14 +18,6 @@ const RATED_KEY: &str = "sk-test-rated";
 
 /// `tight` may spend $0.0002 a day: at most 22 calls at $0.000009 (5 + 2 tokens).
 const MOST_BUDGETED: usize = 22;
-
-const MINUTE: Duration = Duration::from_secs(60);
-
-/// Waits, if need be, until the budget's day has time enough left for a whole test.
-async fn clear_of_midnight() {
-    let day = Duration::from_secs(24 * 3600);
-    tokio::time::sleep(wait_clear_of_window_edge(day, Duration::from_secs(180))).await;
-}
 
 /// Two gateways on `url`, over `provider` (each call 200 ms), with `env`.
 fn two_gateways(url: &str, provider: &LlmServer, env: &[(&str, String)]) -> [Process; 2] {
@@ -114,7 +106,7 @@ async fn shared_state_holds(c: &mut Client, provider: &LlmServer) -> usize {
     }
     assert_eq!(provider.requests().len(), 1, "hits in both processes");
     // Four requests a minute, whichever process takes them, all in one minute.
-    tokio::time::sleep(wait_clear_of_window_edge(MINUTE, Duration::from_secs(20))).await;
+    clear_of_window_edge(MINUTE, Duration::from_secs(20)).await;
     let mut rated = Vec::new();
     for i in 0..8 {
         rated.push(c.post(i, RATED_KEY, body(json!({}))).await.0);
@@ -154,7 +146,8 @@ async fn slow_provider() -> LlmServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_two_processes_share_the_cache_single_flight_budget_and_rates() {
-    clear_of_midnight().await;
+    // The budget's day is Redis's clock's: the whole test in one.
+    clear_of_window_edge(DAY, Duration::from_secs(180)).await;
     let (redis, ca) = RedisServer::start_tls();
     assert!(redis.url().starts_with("rediss://"));
     let provider = slow_provider().await;
@@ -171,7 +164,8 @@ async fn over_tls_two_processes_share_the_cache_single_flight_budget_and_rates()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_two_processes_share_state_and_a_killed_master_fails_over() {
-    clear_of_midnight().await;
+    // The budget's day is Redis's clock's: the whole test in one.
+    clear_of_window_edge(DAY, Duration::from_secs(180)).await;
     let mut cluster = RedisCluster::start();
     let provider = slow_provider().await;
     let gateways = two_gateways(&cluster.url(), &provider, &[]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tta_core::{Layer, Usd, WorkflowContext};
 use tta_limit::store::{Amount, Line};
 use tta_limit::{LimitLayer, RedisStore, Resource, StoreUnavailable};
-use tta_tests::redis::{RedisServer, wait_clear_of_window_edge};
+use tta_tests::redis::{HOUR, RedisServer, wait_clear_of_window_edge};
 
 use crate::budget::{CAP_USD, Tally, budget, drive, max_reservation, prompt};
 use crate::{pipeline, router};
@@ -49,8 +49,7 @@ fn replica(url: String, from: u64, to: u64) -> std::thread::JoinHandle<(Tally, u
 #[test]
 fn three_replicas_share_one_budget_exactly() {
     // The budget's hour is Redis's clock's: the whole run in one.
-    let hour = Duration::from_secs(3600);
-    std::thread::sleep(wait_clear_of_window_edge(hour, Duration::from_secs(120)));
+    std::thread::sleep(wait_clear_of_window_edge(HOUR, Duration::from_secs(120)));
     let redis = RedisServer::start();
     let started = std::time::Instant::now();
     let replicas: Vec<_> = [(0, 334), (334, 667), (667, 1_000)]
