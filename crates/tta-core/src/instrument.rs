@@ -202,6 +202,7 @@ impl Instrumentation {
     /// let exec = i.start(&cx);
     /// exec.finish(Outcome::Ok);
     /// ```
+    #[inline]
     pub fn start<'a>(&'a self, cx: &'a WorkflowContext) -> Execution<'a> {
         let (child, recording) = match &self.core.tracer {
             Some(tracer) => {
@@ -502,7 +503,9 @@ impl<C> futures_util::Stream for InstrumentedBody<C> {
 
 impl Core {
     /// The child context of an execution whose span `tracer` starts, and whether that
-    /// span records.
+    /// span records. Kept out of line: [`Instrumentation::start`] without a tracer is a
+    /// clock read and a few moves, inlined into each primitive.
+    #[inline(never)]
     fn child_with_span(
         &self,
         tracer: &BoxedTracer,
