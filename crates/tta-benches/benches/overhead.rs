@@ -131,6 +131,24 @@ fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
     group.bench_function("budget_unit", |b| {
         b.to_async(rt).iter(tokio::task::coop::consume_budget);
     });
+    // The parts of `overhead/instrumented_call` above, run in sequence as a call runs
+    // them, with nothing around them: a budget unit, the start's clock read, the
+    // cancellation check, the context a `from_fn` closure is handed (a clone, dropped by
+    // the closure), the end's clock read, the counter add and the histogram record of
+    // the elapsed time. In sequence they cost more than their sum: a clock read
+    // (`rdtsc` behind a fence) waits for what came before it, and the histogram's bucket
+    // search waits for the clock read whose time it files.
+    group.bench_function("instrumented_sequence", |b| {
+        b.to_async(rt).iter(|| async {
+            tokio::task::coop::consume_budget().await;
+            let started = tokio::time::Instant::now();
+            let cancelled = cx.is_cancelled();
+            drop(black_box(cx.clone()));
+            counter.add(1);
+            histogram.record(started.elapsed().as_secs_f64());
+            cancelled
+        });
+    });
     // A hit's savings entry, into a context's ledger reused as the hit benches reuse it.
     let source: std::sync::Arc<str> = "cache".into();
     let usage = tta_observability_integration::TokenUsage::new(12, 30);
@@ -191,6 +209,52 @@ fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, prompt: &str) {
     assert_eq!(decoded.value, answer, "`Entry` is tta-cache's entry layout");
     group.bench_function("entry_decode", |b| {
         b.iter(|| postcard::from_bytes::<Entry>(black_box(&entry)).map(|e| e.value.len()));
+    });
+
+    // The parts above that `overhead/stack_memory_hit` runs, in the order it runs them,
+    // with nothing around them (as `floor/instrumented_sequence` for one call): the
+    // input's clone (the bench's), the timeout's start and its child context, the
+    // cache's budget unit, start, cancellation check and the context its work is handed,
+    // the key, the read of the stored entry from the table, its decode, the hit's
+    // counter, savings counter and ledger entry, the cache's end (counter, histogram),
+    // then the timeout's end (outcome counter, counter, histogram).
+    let stored = quick_cache::sync::Cache::<[u8; 32], bytes::Bytes>::new(10_000);
+    let entry_key = *CacheKey::new(std::sync::Arc::clone(&namespace), 1, prompt.as_bytes()).hash();
+    stored.insert(entry_key, entry.clone());
+    group.bench_function("hit_sequence", |b| {
+        b.to_async(rt).iter(|| {
+            let input = prompt.to_owned();
+            async {
+                let timeout_started = tokio::time::Instant::now();
+                let timeout_cx = black_box(cx.clone());
+                tokio::task::coop::consume_budget().await;
+                let cache_started = tokio::time::Instant::now();
+                if timeout_cx.is_cancelled() {
+                    return None;
+                }
+                let cache_cx = black_box(timeout_cx.clone());
+                let key = CacheKey::new(std::sync::Arc::clone(&namespace), 1, input.as_bytes());
+                let bytes = stored.get(key.hash())?;
+                let decoded = postcard::from_bytes::<Entry>(&bytes).ok()?;
+                counter.add(1);
+                counter.add(1);
+                cache_cx
+                    .ledger()
+                    .record(tta_observability_integration::CostEntry::saved(
+                        std::sync::Arc::clone(&source),
+                        usage,
+                        saved,
+                    ));
+                drop((cache_cx, key, bytes, input));
+                counter.add(1);
+                histogram.record(cache_started.elapsed().as_secs_f64());
+                counter.add(1);
+                counter.add(1);
+                histogram.record(timeout_started.elapsed().as_secs_f64());
+                drop(timeout_cx);
+                Some(decoded.value)
+            }
+        });
     });
     group.finish();
 }
