@@ -370,7 +370,7 @@ impl Gateway {
             keys,
             tenants,
             models,
-            shed: Arc::new(Semaphore::new(config.max_concurrency)),
+            shed: Arc::new(Semaphore::new(config.concurrency())),
             max_body: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
         })

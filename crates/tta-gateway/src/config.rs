@@ -52,9 +52,11 @@ pub struct Config {
     /// Request bodies above this many bytes get 413 (default 1 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Requests handled at once; more get 503 with `Retry-After` (default 512).
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
+    /// Requests (and open streams) handled at once; more get 503 with `Retry-After`.
+    /// Left out, as many as the process's open-file limit can serve
+    /// ([`max_concurrency_for`]); [`Config::concurrency`] says which applies.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
     /// How long a client may take to send its body, in ms (default 10,000).
     #[serde(default = "default_body_timeout")]
     pub body_timeout_ms: u64,
@@ -102,8 +104,63 @@ fn default_max_body() -> usize {
 fn default_max_header() -> usize {
     32 * 1024
 }
-fn default_max_concurrency() -> usize {
-    512
+/// The most requests a left-out `max_concurrency` allows, whatever the open-file limit:
+/// about 360 MiB of open streams (36.6 KiB each in `cargo xtask loadtest`).
+pub const MAX_DEFAULT_CONCURRENCY: usize = 10_000;
+
+/// Descriptors kept for what is not a request: the listeners, Redis, the exporters,
+/// idle pooled provider connections, the process's own files.
+pub const RESERVED_OPEN_FILES: u64 = 256;
+
+/// How many requests an open-file limit can serve: each request or open stream holds two
+/// descriptors (the client's connection and the provider's), after
+/// [`RESERVED_OPEN_FILES`]. Past it, connections fail (a full file table) instead of
+/// getting 503.
+///
+/// # Examples
+///
+/// ```
+/// use tta_gateway::config::open_file_capacity;
+/// assert_eq!(open_file_capacity(20_000), 9_872);
+/// assert_eq!(open_file_capacity(100), 0);
+/// ```
+pub fn open_file_capacity(open_files: u64) -> u64 {
+    open_files.saturating_sub(RESERVED_OPEN_FILES) / 2
+}
+
+/// `max_concurrency` when the configuration leaves it out: what the open-file limit can
+/// serve ([`open_file_capacity`]), at least 1 and at most [`MAX_DEFAULT_CONCURRENCY`];
+/// 512 when the limit is unknown (`None`: it could not be read, or the platform has
+/// none).
+///
+/// # Examples
+///
+/// ```
+/// use tta_gateway::config::max_concurrency_for;
+/// assert_eq!(max_concurrency_for(Some(1_024)), 384);
+/// assert_eq!(max_concurrency_for(Some(1 << 20)), 10_000);
+/// assert_eq!(max_concurrency_for(None), 512);
+/// ```
+pub fn max_concurrency_for(open_files: Option<u64>) -> usize {
+    match open_files {
+        Some(limit) => usize::try_from(open_file_capacity(limit))
+            .unwrap_or(usize::MAX)
+            .clamp(1, MAX_DEFAULT_CONCURRENCY),
+        None => 512,
+    }
+}
+
+/// This process's open-file limit (the soft one, which `open` is held to), or `None` when
+/// it cannot be read or the platform has none.
+pub fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 fn default_body_timeout() -> u64 {
     10_000
@@ -355,6 +412,27 @@ pub struct TelemetryConfig {
 pub(crate) const STRATEGIES: [&str; 4] = ["ordered", "cheapest", "lowest_latency", "weighted"];
 
 impl Config {
+    /// The requests handled at once: `max_concurrency`, or when it is left out what this
+    /// process's open-file limit can serve ([`max_concurrency_for`] of
+    /// [`open_file_limit`]). `tta-gateway` raises its open-file limit to the hard limit
+    /// before it builds the gateway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tta_gateway::Config;
+    /// use tta_gateway::config::{max_concurrency_for, open_file_limit};
+    /// let example = include_str!("../gateway.example.toml");
+    /// let left_out = Config::parse(example).unwrap();
+    /// assert_eq!(left_out.concurrency(), max_concurrency_for(open_file_limit()));
+    /// let set = Config::parse(&format!("max_concurrency = 7\n{example}")).unwrap();
+    /// assert_eq!(set.concurrency(), 7);
+    /// ```
+    pub fn concurrency(&self) -> usize {
+        self.max_concurrency
+            .unwrap_or_else(|| max_concurrency_for(open_file_limit()))
+    }
+
     /// Parses and checks `text`.
     ///
     /// # Errors
@@ -426,7 +504,7 @@ impl Config {
                 err(field.into(), "must be above zero".into());
             }
         }
-        if self.max_concurrency == 0 {
+        if self.max_concurrency == Some(0) {
             err("max_concurrency".into(), "must be above zero".into());
         }
         if self.providers.is_empty() {

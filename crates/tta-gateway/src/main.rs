@@ -79,6 +79,23 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Each request or open stream holds two descriptors; a soft limit of 1,024 (systemd's
+    // default for services) would fail connections well before `max_concurrency`.
+    let raised = rlimit::increase_nofile_limit(u64::MAX);
+    let open_files = tta_gateway::config::open_file_limit();
+    if let Err(e) = &raised {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
+    if let (Some(wanted), Some(limit)) = (config.max_concurrency, open_files) {
+        let capacity = tta_gateway::config::open_file_capacity(limit);
+        if u64::try_from(wanted).unwrap_or(u64::MAX) > capacity {
+            eprintln!(
+                "warning: max_concurrency = {wanted}, but the open-file limit ({limit}) serves \
+                 about {capacity} requests at once (two descriptors each): past that, \
+                 connections fail instead of getting 503"
+            );
+        }
+    }
     let gateway = match Gateway::new(&config).await {
         Ok(g) => g,
         Err(errors) => {
@@ -100,6 +117,14 @@ async fn main() -> ExitCode {
     match guard.status().metrics_addr() {
         Some(metrics) => println!("metrics on http://{metrics}/metrics"),
         None => eprintln!("warning: /metrics is not served (see above)"),
+    }
+    let limit = open_files.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    match config.max_concurrency {
+        Some(n) => println!("serving at most {n} requests at once (max_concurrency)"),
+        None => println!(
+            "serving at most {} requests at once (max_concurrency left out; the open-file limit is {limit})",
+            config.concurrency()
+        ),
     }
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

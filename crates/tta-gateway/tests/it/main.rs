@@ -209,6 +209,17 @@ pub(crate) struct Process {
 
 impl Process {
     pub(crate) fn start(name: &str, toml: &str, env: &[(&str, String)]) -> Self {
+        Self::start_under(name, toml, env, None)
+    }
+
+    /// [`Self::start`], with the soft open-file limit set to `soft_open_files` first (by
+    /// the shell that then execs the gateway, as a service manager would set it).
+    pub(crate) fn start_under(
+        name: &str,
+        toml: &str,
+        env: &[(&str, String)],
+        soft_open_files: Option<u64>,
+    ) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         // One directory per process started: tests run in parallel.
@@ -220,7 +231,18 @@ impl Process {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
         let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tta-gateway"))
+        let binary = env!("CARGO_BIN_EXE_tta-gateway");
+        let mut command = match soft_open_files {
+            Some(soft) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                sh
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .envs(env.iter().map(|(k, v)| (k, v)))

@@ -21,6 +21,70 @@ async fn open_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
     response
 }
 
+/// Waits for a line of the process's output that starts with `prefix`, and returns it.
+async fn line_starting(process: &Process, prefix: &str) -> String {
+    for _ in 0..200 {
+        if let Some(line) = process.logs().lines().find(|l| l.starts_with(prefix)) {
+            return line.to_owned();
+        }
+        tokio::time::sleep(ms(25)).await;
+    }
+    panic!("no line starting {prefix:?} in:\n{}", process.logs());
+}
+
+/// Started under a soft open-file limit of 1,024 (systemd's default for a service), the
+/// gateway raises it to the hard limit and, with `max_concurrency` left out, serves as
+/// many requests at once as that limit allows; a `max_concurrency` that the limit cannot
+/// serve is served as set, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_and_sizes_a_left_out_max_concurrency() {
+    use tta_gateway::config::{max_concurrency_for, open_file_capacity};
+    let server = LlmServer::start().await;
+    server.respond_with(|_| Reply::json(completion("ok")));
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let soft = hard.min(1_024);
+
+    let toml = config_for(&[server.base_url()], "", "");
+    let gateway = Process::start_under("nofile", &toml, &[], Some(soft));
+    let expected = max_concurrency_for(Some(hard));
+    assert_eq!(
+        line_starting(&gateway, "serving at most").await,
+        format!(
+            "serving at most {expected} requests at once (max_concurrency left out; the open-file limit is {hard})"
+        )
+    );
+    let client = crate::http();
+    let response = client
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(ACME_KEY)
+        .body(body(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!gateway.logs().contains("warning"), "{}", gateway.logs());
+
+    let too_many = open_file_capacity(hard) + 1;
+    let toml = config_for(
+        &[server.base_url()],
+        &format!("max_concurrency = {too_many}\n"),
+        "",
+    );
+    let gateway = Process::start_under("nofile-set", &toml, &[], Some(soft));
+    assert_eq!(
+        line_starting(&gateway, "serving at most").await,
+        format!("serving at most {too_many} requests at once (max_concurrency)")
+    );
+    assert!(
+        gateway.logs().contains(&format!(
+            "warning: max_concurrency = {too_many}, but the open-file limit ({hard}) serves about {} requests at once",
+            too_many - 1
+        )),
+        "{}",
+        gateway.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_fifty_open_streams_then_exits_zero() {
     let server = LlmServer::start().await;

@@ -146,8 +146,9 @@ async fn run(args: Args) -> Result<(), AnyError> {
     hold.always(held_stream(Duration::from_secs(15)));
     let steady_url = provider.base_url(0);
     std::fs::create_dir_all("target/loadtest")?;
-    // The rates run with the gateway's default `max_concurrency` (512): past what the
-    // machine sustains it sheds load (503 with Retry-After) instead of queueing.
+    // The rates run with the gateway's default `max_concurrency` (what its open-file
+    // limit serves, at most 10,000): past that it sheds load (503 with Retry-After)
+    // instead of running out of descriptors.
     let config = |cache: &str, max_concurrency: Option<u32>| {
         gateway_config(&steady_url, &hold.base_url(), cache, max_concurrency)
     };
