@@ -105,6 +105,8 @@ pub struct Gateway {
     tenants: Vec<Tenant>,
     models: Arc<Dispatch>,
     shed: Arc<Semaphore>,
+    /// The permits `shed` was made with.
+    concurrency: usize,
     max_body: usize,
     body_timeout: Duration,
     telemetry: tta_core::Telemetry,
@@ -364,16 +366,24 @@ impl Gateway {
                 .collect(),
         );
         let telemetry = tta_core::Telemetry::global();
+        let concurrency = config.concurrency();
         Ok(Self {
             duration: duration_histogram(&telemetry),
             telemetry,
             keys,
             tenants,
             models,
-            shed: Arc::new(Semaphore::new(config.concurrency())),
+            shed: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             max_body: config.max_body_bytes,
             body_timeout: Duration::from_millis(config.body_timeout_ms),
         })
+    }
+
+    /// The requests (and open streams) this gateway handles at once before it answers
+    /// 503: [`Config::concurrency`] when it was built.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// The axum app: `/v1/chat/completions`, `/v1/models`, `/healthz`, `/readyz`.

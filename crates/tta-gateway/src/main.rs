@@ -118,14 +118,15 @@ async fn main() -> ExitCode {
         Some(metrics) => println!("metrics on http://{metrics}/metrics"),
         None => eprintln!("warning: /metrics is not served (see above)"),
     }
-    let limit = open_files.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
-    match config.max_concurrency {
-        Some(n) => println!("serving at most {n} requests at once (max_concurrency)"),
-        None => println!(
-            "serving at most {} requests at once (max_concurrency left out; the open-file limit is {limit})",
-            config.concurrency()
-        ),
-    }
+    let why = match (config.max_concurrency, open_files) {
+        (Some(_), _) => "max_concurrency".to_owned(),
+        (None, Some(limit)) => format!("max_concurrency left out; the open-file limit is {limit}"),
+        (None, None) => "max_concurrency left out; the open-file limit is unknown".to_owned(),
+    };
+    println!(
+        "serving at most {} requests at once ({why})",
+        gateway.concurrency()
+    );
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = std::pin::pin!(tta_gateway::serve(
